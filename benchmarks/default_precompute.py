@@ -1,0 +1,69 @@
+"""Time and peak memory of the default precompute from an empty cache.
+
+    python benchmarks/default_precompute.py [--sizes 10000 70000]
+
+For each size, a fresh process runs `python -m neurocarto precompute --max-images N` into an
+empty temporary cache; prints wall time, pass-1 time and peak resident memory. The baseline in
+the same run is a bare forward pass over the same images in a fresh process, so the table shows
+the precompute's cost as a ratio, and that peak memory does not grow with the number of images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+BARE = """
+import resource, sys, time, torch
+from torch.utils.data import DataLoader
+from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.pipeline import RunImages, collate_readable, prepare
+run = prepare(RunConfig(max_images=int(sys.argv[1])), ExecutionConfig(cache=sys.argv[2]))
+loader = DataLoader(RunImages(run.dataset, run.indices, run.model.transform), batch_size=256,
+                    collate_fn=collate_readable)
+started = time.perf_counter()
+with torch.inference_mode():
+    for images, *_ in loader:
+        run.model.module(images)
+print(time.perf_counter() - started)
+"""
+
+
+def child_run(command: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) of the child, its stdout."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 70000])
+    args = parser.parse_args()
+    print("| images | precompute wall (s) | pass 1 (s) | bare forward + decode (s) | pass 1 / bare | peak RSS (MB) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as cache:
+            bare_seconds = float(child_run([sys.executable, "-c", BARE, str(size), cache])[2].strip())
+            # RUSAGE_CHILDREN's max is over all children so far: measure the precompute in its own helper
+            probe = [sys.executable, "-c",
+                     "import resource, subprocess, sys, time; t = time.perf_counter(); "
+                     "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                     "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)",
+                     sys.executable, "-m", "neurocarto", "precompute", "--max-images", str(size), "--quiet",
+                     "--cache", cache]
+            wall, peak = map(float, child_run(probe)[2].split())
+            runs = subprocess.run([sys.executable, "-m", "neurocarto", "runs", "--json", "--cache", cache],
+                                  capture_output=True, text=True, check=True)
+            pass1 = json.loads(runs.stdout)[0]["stages"]["pass1"]["seconds"]
+        print(f"| {size} | {wall:.1f} | {pass1:.1f} | {bare_seconds:.1f} | {pass1 / bare_seconds:.2f} | {peak:.0f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""`python -m neurocarto precompute|runs …`: the command line over the pipeline and the store."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_CACHE, ExecutionConfig, RunConfig
+from .errors import NeuroCartoError
+from .pipeline import precompute, summary
+from .store import Store
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR",
+                        help="the store's folder (default: cache/)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that define and execute a run: shared by `precompute` and `app.py`."""
+    add_cache_argument(parser)
+    parser.add_argument("--model", default=None,
+                        help="fashion-inception (default), a torchvision model name (googlenet, resnet50, …), "
+                             "or path/to/file.py:factory")
+    parser.add_argument("--weights", default=None, help="DEFAULT (torchvision's pretrained) or a state-dict PATH")
+    parser.add_argument("--data", default=None,
+                        help="image-folder tree (root/<class>/<image>) or folder of Fashion-MNIST IDX files "
+                             "(default: Fashion-MNIST)")
+    parser.add_argument("--layers", default=None, help="comma-separated module names (default: the model's map)")
+    parser.add_argument("--top-k", type=int, default=100, help="top images kept per neuron (default 100)")
+    parser.add_argument("--threshold", type=float, default=0.03,
+                        help="cumulative share of a layer's channel maxima counted in A (default 0.03)")
+    parser.add_argument("--max-images", type=int, default=None, help="a seeded sample of N images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amp", action="store_true", help="mixed precision (float16 on GPU, bfloat16 on CPU)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="input side in pixels for torchvision and file.py models (default 224)")
+    parser.add_argument("--name", default=None, help="a readable run name")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
+                        help="save pass 1's state every N batches (default 20)")
+    parser.add_argument("--rebuild", action="store_true", help="discard this run's stored results and recompute")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
+    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip()) if args.layers else None
+    run = RunConfig(model=args.model, weights=args.weights, data=args.data, layers=layers, top_k=args.top_k,
+                    threshold=args.threshold, max_images=args.max_images, seed=args.seed, amp=args.amp,
+                    image_size=args.image_size,
+                    name=args.name)
+    execution = ExecutionConfig(cache=args.cache, device=args.device, batch_size=args.batch_size,
+                                workers=args.workers, checkpoint_every=args.checkpoint_every,
+                                progress=not args.quiet)
+    return run, execution
+
+
+def run_rows(store: Store) -> list[dict]:
+    """One row per run for `runs`: name, key, model, data, size, status, per-stage timings."""
+    rows = []
+    for key, manifest, problem in store.list_runs():
+        if manifest is None:
+            rows.append({"key": key, "status": "unreadable", "problem": problem})
+            continue
+        stages = manifest.get("stages", {})
+        rows.append({
+            "name": manifest["name"], "key": key, "model": manifest["model"]["spec"],
+            "data": manifest["data"]["description"], "images": manifest["counts"]["images"],
+            "neurons": manifest["counts"]["neurons"], "skipped": manifest["counts"]["skipped"],
+            "bytes": store.run_size(key),
+            "status": "complete" if manifest.get("complete") else "incomplete",
+            "stages": {stage: {"status": d.get("status"), "seconds": d.get("seconds")} for stage, d in stages.items()},
+            "created": manifest.get("created"),
+        })
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    if not rows:
+        return "no runs yet: `python -m neurocarto precompute` makes one"
+    lines = []
+    for row in rows:
+        if row["status"] == "unreadable":
+            lines.append(f"{row['key']}  UNREADABLE: {row['problem']}")
+            continue
+        timings = ", ".join(f"{stage} {d['seconds']:.1f} s" if d["seconds"] is not None else f"{stage} {d['status']}"
+                            for stage, d in row["stages"].items())
+        lines.append(f"{row['name']}  [{row['key']}]  {row['status']}\n"
+                     f"    {row['model']} on {row['data']}; {row['images']} images, {row['neurons']} neurons, "
+                     f"{row['bytes'] / 1e6:.1f} MB; {timings}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m neurocarto", description="NeuroCarto: concepts of a CNN's neurons")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(commands.add_parser("precompute", help="compute (or resume) a run into the store"))
+    runs = commands.add_parser("runs", help="list the runs in the store")
+    add_cache_argument(runs)
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "precompute":
+            run, execution = configs_from(args)
+            manifest = precompute(run, execution, rebuild=args.rebuild)
+            print(summary(manifest))
+        elif args.command == "runs":
+            with Store(args.cache) as store:
+                rows = run_rows(store)
+            print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    except NeuroCartoError as error:
+        print(f"neurocarto: error: {error}", file=sys.stderr)
+        return 2
+    return 0

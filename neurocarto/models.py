@@ -1,0 +1,298 @@
+"""Models and layers: what `--model`, `--weights` and `--layers` name, and `layer:channel` ids.
+
+A model spec is one of
+- `fashion-inception` (the default, weights committed in the package),
+- a torchvision classification model name (`googlenet`, `resnet50`, …) with `--weights`
+  DEFAULT (torchvision's pretrained weights, from its local cache), a state-dict PATH, or
+  none (random initialisation, seeded),
+- `path/to/file.py:factory`, where `factory()` returns an `nn.Module`, or a tuple/dict adding
+  its preprocessing transform and class names.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import NeuroCartoError, suggest
+from .zoo import fashion_inception
+
+DEFAULT_MODEL = "fashion-inception"
+GOOGLENET_MIXED = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+                   "inception4d", "inception4e", "inception5a", "inception5b"]
+# The original's 25 blocks: 9 mixed layers + the 1×1 bottlenecks feeding the 3×3 and 5×5
+# branches of every mixed layer but the first (torchvision: branch2.0 and branch3.0).
+GOOGLENET_LAYERS = [GOOGLENET_MIXED[0]] + [
+    name for mixed in GOOGLENET_MIXED[1:] for name in (f"{mixed}.branch2.0", f"{mixed}.branch3.0", mixed)]
+# Layers that only reshape or rescale the block before them: a block's output is taken after them.
+_FOLLOWERS = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SiLU, nn.GELU,
+              nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.GroupNorm, nn.LayerNorm,
+              nn.InstanceNorm2d, nn.LocalResponseNorm, nn.Identity)
+_SKIPPED = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout,
+            nn.Dropout2d, nn.Flatten, nn.Linear)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for pass 1, with what the run records about it."""
+
+    spec: str
+    module: nn.Module
+    transform: Callable          # PIL image → CHW float tensor
+    class_names: list[str] | None
+    default_layers: list[str]
+    weights: str                 # what the weights were: a path, DEFAULT, the zoo file or "random"
+    weights_checksum: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A selected layer: its module name and the shape of one image's output map."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+
+
+def _file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _load_state_dict(module: nn.Module, path: str) -> str:
+    """Apply a state-dict file to module; returns its checksum. Clear message when it won't fit."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise NeuroCartoError(f"--weights {path}: no such file (give a state-dict file saved with "
+                              "torch.save, DEFAULT for torchvision's pretrained weights, or nothing)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise NeuroCartoError(f"--weights {path} is not a readable PyTorch state dict: {error}") from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise NeuroCartoError(f"--weights {path} holds a {type(state).__name__}, not a state dict")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        first_lines = "; ".join(str(error).splitlines()[:3])
+        raise NeuroCartoError(f"--weights {path} does not fit this model: {first_lines}") from error
+    return _file_checksum(file)
+
+
+def _grey_transform(image):
+    from torchvision.transforms import functional as TF
+    return TF.normalize(TF.to_tensor(image.convert("L")), [fashion_inception.MEAN], [fashion_inception.STD])
+
+
+def _to_rgb(image):
+    return image.convert("RGB")
+
+
+def _imagenet_transform(size: int | None):
+    """ImageNet preprocessing: resize to 8/7 of the side, centre crop, normalise."""
+    from torchvision import transforms as T
+    size = size or 224
+    return T.Compose([T.Lambda(_to_rgb), T.Resize(size * 8 // 7), T.CenterCrop(size),
+                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _load_zoo(weights: str | None) -> LoadedModel:
+    module = fashion_inception.FashionInception()
+    path = weights or str(Path(fashion_inception.__file__).parent / "weights" / "fashion_inception.pt")
+    if not weights and not Path(path).is_file():
+        raise NeuroCartoError(f"the default model's weights are missing ({path}): train them with "
+                              "`python -m neurocarto.zoo.train_fashion`")
+    checksum = _load_state_dict(module, path)
+    return LoadedModel(DEFAULT_MODEL, module, _grey_transform, list(fashion_inception.CLASS_NAMES),
+                       list(fashion_inception.DEFAULT_LAYERS), weights or "zoo", checksum)
+
+
+def torchvision_classifiers() -> list[str]:
+    import torchvision
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _load_torchvision(name: str, weights: str | None, seed: int, image_size: int | None) -> LoadedModel:
+    import torchvision
+    valid = torchvision_classifiers()
+    if name not in valid:
+        raise NeuroCartoError(
+            f"unknown model {name!r}: {suggest(name, [DEFAULT_MODEL] + valid)}; or path/to/file.py:factory")
+    kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+    enum = torchvision.models.get_model_weights(name)
+    class_names, transform = None, _imagenet_transform(image_size)
+    if weights and weights.upper() == "DEFAULT":
+        chosen = enum.DEFAULT
+        try:
+            module = torchvision.models.get_model(name, weights=chosen, **{k: v for k, v in kwargs.items() if k != "init_weights"})
+        except Exception as error:
+            raise NeuroCartoError(
+                f"--weights DEFAULT for {name}: torchvision could not load {chosen} ({error}); it needs "
+                "the file in torch's hub cache (~/.cache/torch/hub/checkpoints) or network access, "
+                "or give --weights PATH") from error
+        return LoadedModel(name, module, chosen.transforms() if image_size is None else transform, list(chosen.meta.get("categories") or []) or None,
+                           GOOGLENET_LAYERS if name == "googlenet" else [], "DEFAULT", chosen.url.rsplit("/", 1)[-1])
+    torch.manual_seed(seed)
+    module = torchvision.models.get_model(name, weights=None, **kwargs)
+    if weights:
+        checksum = _load_state_dict(module, weights)
+        class_names = list(enum.DEFAULT.meta.get("categories") or []) or None
+    else:
+        checksum = f"random-init-seed{seed}"
+    return LoadedModel(name, module, transform, class_names,
+                       GOOGLENET_LAYERS if name == "googlenet" else [], weights or "random", checksum)
+
+
+def _load_factory(spec: str, weights: str | None, image_size: int | None) -> LoadedModel:
+    file_name, _, factory_name = spec.rpartition(":")
+    path = Path(file_name).expanduser()
+    if not path.is_file():
+        raise NeuroCartoError(f"--model {spec}: {file_name} is not a file (expected path/to/file.py:factory)")
+    module_spec = importlib.util.spec_from_file_location(f"neurocarto_user_{path.stem}", path)
+    user_module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(user_module)
+    except Exception as error:
+        raise NeuroCartoError(f"--model {spec}: importing {path} failed: {type(error).__name__}: {error}") from error
+    factory = getattr(user_module, factory_name, None)
+    if not callable(factory):
+        functions = [n for n, v in vars(user_module).items() if inspect.isfunction(v) and v.__module__ == user_module.__name__]
+        raise NeuroCartoError(f"--model {spec}: {path} has no function {factory_name!r}; {suggest(factory_name, functions)}")
+    made = factory()
+    transform, class_names = None, None
+    if isinstance(made, dict):
+        made, transform, class_names = made.get("model"), made.get("transform"), made.get("class_names")
+    elif isinstance(made, tuple):
+        made, transform, class_names = (tuple(made) + (None, None))[:3]
+    if not isinstance(made, nn.Module):
+        raise NeuroCartoError(f"--model {spec}: {factory_name}() returned {type(made).__name__}, expected an "
+                              "nn.Module, (module, transform, class_names) or {'model': …, 'transform': …}")
+    checksum = _load_state_dict(made, weights) if weights else _file_checksum(path)
+    return LoadedModel(spec, made, transform or _imagenet_transform(image_size), list(class_names) if class_names else None,
+                       [], weights or "factory", checksum)
+
+
+def load_model(spec: str | None, weights: str | None = None, seed: int = 0,
+               image_size: int | None = None) -> LoadedModel:
+    """Build the model a spec names, in eval mode; NeuroCartoError with valid names otherwise."""
+    spec = spec or DEFAULT_MODEL
+    if spec == DEFAULT_MODEL:
+        loaded = _load_zoo(weights)
+    elif ":" in spec and spec.rpartition(":")[0].endswith(".py"):
+        loaded = _load_factory(spec, weights, image_size)
+    else:
+        loaded = _load_torchvision(spec, weights, seed, image_size)
+    loaded.module.eval()
+    return loaded
+
+
+def candidate_blocks(model: nn.Module) -> list[str]:
+    """The default layers of a model without a layer map: its top-level blocks.
+
+    Top-level children, with plain nn.Sequential containers opened; a run of conv → norm →
+    activation counts as one block whose output is taken after its last follower; pooling,
+    dropout and linear layers are not blocks. Which of them output 4-D maps is checked later.
+    """
+    blocks: list[str] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for name, child in module.named_children():
+            full = f"{prefix}{name}"
+            if type(child) is nn.Sequential or isinstance(child, nn.ModuleList):
+                visit(f"{full}.", child)
+            elif isinstance(child, _SKIPPED):
+                continue
+            elif isinstance(child, _FOLLOWERS) and blocks and blocks[-1].rpartition(".")[0] == prefix.rstrip("."):
+                blocks[-1] = full
+            elif not isinstance(child, _FOLLOWERS):
+                blocks.append(full)
+
+    visit("", model)
+    return blocks
+
+
+def probe_shapes(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, tuple]:
+    """Output shape of each named module for one example batch (shape None: not a tensor)."""
+    modules = dict(model.named_modules())
+    shapes: dict[str, tuple] = {}
+    handles = []
+    for name in names:
+        def hook(_module, _inputs, output, name=name):
+            shapes[name] = tuple(output.shape) if torch.is_tensor(output) else None
+        handles.append(modules[name].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def resolve_layers(loaded: LoadedModel, requested: list[str] | None, example: torch.Tensor) -> list[Layer]:
+    """The layers of a run, with their shapes; clear messages for unknown or non-4-D layers."""
+    modules = dict(loaded.module.named_modules())
+    valid = [name for name in modules if name]
+    explicit = bool(requested)
+    names = list(requested) if explicit else (loaded.default_layers or candidate_blocks(loaded.module))
+    for name in names:
+        if name not in modules or not name:
+            raise NeuroCartoError(f"unknown layer {name!r} in {loaded.spec}: {suggest(name, valid)}")
+    if len(set(names)) != len(names):
+        raise NeuroCartoError(f"--layers names a layer twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    shapes = probe_shapes(loaded.module, names, example)
+    layers = []
+    for name in names:
+        shape = shapes.get(name)
+        if shape is None or len(shape) != 4:
+            if explicit:
+                what = "is never called in the forward pass" if name not in shapes else (
+                    "does not output a tensor" if shape is None else f"outputs shape {list(shape)}")
+                raise NeuroCartoError(f"layer {name!r} {what}, not a 4-D feature map (batch, channels, "
+                                      "height, width): choose a convolutional block")
+            continue
+        layers.append(Layer(name, shape[1], shape[2], shape[3]))
+    if not layers:
+        raise NeuroCartoError(f"{loaded.spec} has no block with a 4-D output map; name layers with --layers")
+    return layers
+
+
+def neuron_offsets(layers: list[Layer]) -> list[int]:
+    """Index of each layer's first neuron in the run's flat neuron order (layer order, then channel)."""
+    offsets, total = [], 0
+    for layer in layers:
+        offsets.append(total)
+        total += layer.channels
+    return offsets
+
+
+def neuron_ids(layers: list[Layer]) -> list[str]:
+    """`layer:channel` for every neuron of the run, in flat order."""
+    return [f"{layer.name}:{channel}" for layer in layers for channel in range(layer.channels)]
+
+
+def parse_neuron_id(neuron: str, layers: list[Layer]) -> int:
+    """Flat index of a `layer:channel` id; NeuroCartoError naming valid layers or channels."""
+    layer_name, sep, channel_text = neuron.rpartition(":")
+    by_name = {layer.name: (i, layer) for i, layer in enumerate(layers)}
+    if not sep or layer_name not in by_name:
+        raise NeuroCartoError(f"unknown neuron {neuron!r}: expected layer:channel with layer one of "
+                              f"{suggest(layer_name or neuron, list(by_name))}")
+    index, layer = by_name[layer_name]
+    if not channel_text.isdigit() or int(channel_text) >= layer.channels:
+        raise NeuroCartoError(f"unknown neuron {neuron!r}: {layer_name} has channels 0…{layer.channels - 1}")
+    return neuron_offsets(layers)[index] + int(channel_text)

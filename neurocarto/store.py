@@ -1,0 +1,180 @@
+"""The run store: one diskcache under `cache/`, the only code that knows its keys.
+
+A run is keyed by the hash of what defines its pass 1 (model, weights checksum, dataset
+fingerprint, layers, parameters). Per run it holds a JSON manifest (schema version, config,
+per-stage status and timings, counts), named numpy arrays (stored as .npy bytes, never
+pickles), named JSON values and bytes, and stage checkpoints.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import diskcache
+import numpy as np
+
+from .errors import NeuroCartoError
+
+SCHEMA_VERSION = 1
+
+
+class Store:
+    """Named results of runs, in one diskcache directory."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._cache = diskcache.Cache(str(self.directory / "store"), size_limit=2 ** 40,
+                                          eviction_policy="none")
+        except Exception as error:
+            raise NeuroCartoError(f"cannot open the store in {self.directory}: {error}; move it "
+                                  "aside or choose another --cache DIR") from error
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # raw access: every value is bytes, so nothing depends on pickle
+    def _set(self, key: str, value: bytes) -> None:
+        self._cache.set(key, value)
+
+    def _get(self, run: str, key: str) -> bytes | None:
+        try:
+            value = self._cache.get(key, default=None)
+        except Exception as error:  # a damaged file or row behind the key
+            raise self._corrupt(run, key, error) from error
+        if value is not None and not isinstance(value, bytes):
+            raise self._corrupt(run, key, TypeError(f"expected bytes, found {type(value).__name__}"))
+        return value
+
+    @staticmethod
+    def _corrupt(run: str, key: str, error: Exception) -> NeuroCartoError:
+        return NeuroCartoError(f"run {run}: cache entry {key!r} is corrupt ({error}); rebuild this run "
+                               "with `python -m neurocarto precompute … --rebuild` (other runs are unaffected)")
+
+    # manifests
+    def manifest(self, run: str) -> dict | None:
+        """The run's manifest, or None; NeuroCartoError if corrupt or of another schema."""
+        raw = self._get(run, f"{run}/manifest")
+        if raw is None:
+            return None
+        try:
+            manifest = json.loads(raw)
+        except ValueError as error:
+            raise self._corrupt(run, f"{run}/manifest", error) from error
+        if manifest.get("schema") != SCHEMA_VERSION:
+            raise NeuroCartoError(
+                f"run {manifest.get('name') or run} was written by schema {manifest.get('schema')} of "
+                f"neurocarto; this version reads schema {SCHEMA_VERSION}: rebuild it with "
+                "`python -m neurocarto precompute … --rebuild` (other runs are unaffected)")
+        return manifest
+
+    def write_manifest(self, manifest: dict) -> None:
+        manifest["schema"] = SCHEMA_VERSION
+        self._set(f"{manifest['key']}/manifest", json.dumps(manifest, sort_keys=True).encode())
+
+    def run_keys(self) -> list[str]:
+        return sorted(key.split("/")[0] for key in self._cache.iterkeys() if key.endswith("/manifest"))
+
+    def list_runs(self) -> list[tuple[str, dict | None, str | None]]:
+        """(key, manifest or None, problem or None) for every run, unreadable ones included."""
+        listed = []
+        for key in self.run_keys():
+            try:
+                listed.append((key, self.manifest(key), None))
+            except NeuroCartoError as problem:
+                listed.append((key, None, str(problem)))
+        return listed
+
+    def resolve(self, reference: str) -> str:
+        """A run key from a run's name, its key, or a unique key prefix."""
+        keys = self.run_keys()
+        if reference in keys:
+            return reference
+        names = {}
+        for key, manifest, _ in self.list_runs():
+            if manifest and manifest.get("name"):
+                names.setdefault(manifest["name"], []).append(key)
+        if reference in names and len(names[reference]) == 1:
+            return names[reference][0]
+        prefixed = [key for key in keys if key.startswith(reference)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        valid = ", ".join(sorted(names) + keys) or "none (the store is empty: run `python -m neurocarto precompute`)"
+        raise NeuroCartoError(f"unknown run {reference!r}: valid names and keys: {valid}")
+
+    def run_size(self, run: str) -> int:
+        """Bytes the run's entries take."""
+        total = 0
+        for key in self._cache.iterkeys():
+            if key.startswith(f"{run}/"):
+                value = self._cache.get(key, default=b"")
+                total += len(value) if isinstance(value, bytes) else 0
+        return total
+
+    def delete_run(self, run: str) -> None:
+        for key in list(self._cache.iterkeys()):
+            if key.startswith(f"{run}/"):
+                self._cache.delete(key)
+
+    # named results
+    def put_array(self, run: str, name: str, array: np.ndarray) -> None:
+        self._set(f"{run}/array/{name}", _to_npy(array))
+
+    def get_array(self, run: str, name: str) -> np.ndarray:
+        raw = self._require(run, f"{run}/array/{name}")
+        try:
+            return np.load(io.BytesIO(raw), allow_pickle=False)
+        except Exception as error:
+            raise self._corrupt(run, f"{run}/array/{name}", error) from error
+
+    def put_json(self, run: str, name: str, value) -> None:
+        self._set(f"{run}/json/{name}", json.dumps(value).encode())
+
+    def get_json(self, run: str, name: str):
+        raw = self._require(run, f"{run}/json/{name}")
+        try:
+            return json.loads(raw)
+        except ValueError as error:
+            raise self._corrupt(run, f"{run}/json/{name}", error) from error
+
+    def _require(self, run: str, key: str) -> bytes:
+        raw = self._get(run, key)
+        if raw is None:
+            raise NeuroCartoError(f"run {run} has no {key.split('/', 1)[1]!r}: its stage has not run; "
+                                  "run `python -m neurocarto precompute` for it")
+        return raw
+
+    # checkpoints: a dict of arrays, written in one transaction
+    def save_checkpoint(self, run: str, stage: str, arrays: dict[str, np.ndarray]) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        self._set(f"{run}/checkpoint/{stage}", buffer.getvalue())
+
+    def load_checkpoint(self, run: str, stage: str) -> dict[str, np.ndarray] | None:
+        raw = self._get(run, f"{run}/checkpoint/{stage}")
+        if raw is None:
+            return None
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except Exception as error:
+            raise self._corrupt(run, f"{run}/checkpoint/{stage}", error) from error
+
+    def clear_checkpoint(self, run: str, stage: str) -> None:
+        self._cache.delete(f"{run}/checkpoint/{stage}")
+
+
+def _to_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+

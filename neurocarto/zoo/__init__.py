@@ -1,0 +1,1 @@
+"""Models of our own, with committed weights, so the default run needs no download."""

@@ -1,0 +1,57 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """Three classes of small random images, one of them a synset folder, plus one corrupt file."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "n01440764"):
+        (root / name).mkdir()
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / name / f"{i:02d}.png")
+    (root / "cat" / "zz_broken.jpg").write_bytes(b"this is not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def factory_file(tmp_path_factory) -> Path:
+    """A user's model file: a small CNN whose factory returns (module, transform, class names)."""
+    path = tmp_path_factory.mktemp("user") / "tiny_model.py"
+    path.write_text('''
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).mean((2, 3)))
+
+
+def make():
+    torch.manual_seed(1)
+    return Tiny(), T.Compose([T.Resize((24, 24)), T.ToTensor()]), ["cat", "dog", "fish"]
+''')
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_available() -> Path:
+    if not (FASHION / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    return FASHION

@@ -1,0 +1,184 @@
+"""End to end: precompute runs on small real data, skip, resume, and bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurocarto.cli import main as cli_main
+from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.models import GOOGLENET_LAYERS, load_model
+from neurocarto.pipeline import precompute
+from neurocarto.store import Store
+from neurocarto.zoo.fashion_inception import DEFAULT_LAYERS
+
+ROOT = Path(__file__).resolve().parents[1]
+PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "class_mean_maxima", "class_images",
+                "image_index", "image_labels", "skipped")
+
+
+def quiet(cache: Path, **kwargs) -> ExecutionConfig:
+    return ExecutionConfig(cache=cache, progress=False, **kwargs)
+
+
+def test_default_model_on_fashion_subsample(tmp_path, fashion_available):
+    logs = []
+    manifest = precompute(RunConfig(max_images=300, top_k=20), quiet(tmp_path, batch_size=64), log=logs.append)
+    assert manifest["complete"] and manifest["counts"]["images"] == 300
+    assert [layer["name"] for layer in manifest["layers"]] == DEFAULT_LAYERS
+    n_neurons = manifest["counts"]["neurons"]
+    with Store(tmp_path) as store:
+        top_values = store.get_array(manifest["key"], "top_values")
+        top_images = store.get_array(manifest["key"], "top_images")
+        top_positions = store.get_array(manifest["key"], "top_positions")
+        class_matrix = store.get_array(manifest["key"], "class_matrix")
+        image_index = store.get_array(manifest["key"], "image_index")
+        assert store.get_json(manifest["key"], "class_names")[9] == "Ankle boot"
+    assert top_values.shape == top_images.shape == (n_neurons, 20)
+    assert np.all(np.diff(top_values, axis=1) <= 0)
+    assert class_matrix.shape == (10, n_neurons)
+    # every image counts at least one channel of every layer in A
+    first_layer = manifest["layers"][0]["channels"]
+    assert class_matrix[:, :first_layer].sum() >= 300
+
+    # the stored maxima and positions are the model's, for one neuron checked directly
+    loaded = load_model(None)
+    from neurocarto.data import open_dataset
+    dataset = open_dataset(None, tmp_path)
+    neuron, layer = 5, manifest["layers"][0]
+    image = loaded.transform(dataset.load(int(image_index[top_images[neuron, 0]]))).unsqueeze(0)
+    feature = {}
+    handle = dict(loaded.module.named_modules())[layer["name"]].register_forward_hook(
+        lambda m, i, o: feature.setdefault("map", o.detach().clone()))
+    with torch.no_grad():
+        loaded.module(image)
+    handle.remove()
+    channel_map = feature["map"][0, neuron].flatten()
+    assert float(channel_map.max()) == pytest.approx(float(top_values[neuron, 0]), rel=1e-5)
+    assert float(channel_map[top_positions[neuron, 0]]) == pytest.approx(float(top_values[neuron, 0]), rel=1e-5)
+
+    again = precompute(RunConfig(max_images=300, top_k=20), quiet(tmp_path), log=logs.append)
+    assert again["key"] == manifest["key"] and any("unchanged, skipped" in line for line in logs)
+
+
+def test_googlenet_with_small_inputs_covers_the_25_block_map(tmp_path, image_folder):
+    manifest = precompute(RunConfig(model="googlenet", data=str(image_folder), image_size=64, top_k=5),
+                          quiet(tmp_path, batch_size=16))
+    assert [layer["name"] for layer in manifest["layers"]] == GOOGLENET_LAYERS
+    assert manifest["counts"]["skipped"] == 1 and manifest["skipped_files"] == ["cat/zz_broken.jpg"]
+    with Store(tmp_path) as store:
+        top_images = store.get_array(manifest["key"], "top_images")
+        skipped = store.get_array(manifest["key"], "skipped")
+    assert top_images.shape == (manifest["counts"]["neurons"], 5)
+    assert not np.isin(top_images, skipped).any()
+
+
+def test_model_from_a_factory_file(tmp_path, image_folder, factory_file):
+    manifest = precompute(RunConfig(model=f"{factory_file}:make", data=str(image_folder), top_k=3),
+                          quiet(tmp_path, batch_size=8))
+    assert [layer["name"] for layer in manifest["layers"]] == ["stem.2", "block.1"]
+    assert manifest["counts"]["neurons"] == 24 and manifest["counts"]["classes"] == 3
+
+
+def _precompute_command(cache: Path) -> list[str]:
+    return [sys.executable, "-m", "neurocarto", "precompute", "--max-images", "2400", "--top-k", "10",
+            "--batch-size", "16", "--checkpoint-every", "2", "--cache", str(cache), "--quiet"]
+
+
+def _wait_for_checkpoint(cache: Path, process: subprocess.Popen, beyond: int = 0) -> int:
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        with Store(cache) as store:
+            keys = store.run_keys()
+            checkpoint = store.load_checkpoint(keys[0], "pass1") if keys else None
+        if checkpoint is not None and int(checkpoint["next_image"]) > beyond:
+            return int(checkpoint["next_image"])
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint appeared (exit code {process.poll()})")
+
+
+def test_killed_precompute_resumes_to_the_same_result(tmp_path, fashion_available):
+    interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Ctrl-C: saves its state and says how to resume
+    process = subprocess.Popen(_precompute_command(interrupted), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    first = _wait_for_checkpoint(interrupted, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and "interrupted at image" in stderr and "resumes" in stderr
+    # kill -9: loses at most one checkpoint interval
+    process = subprocess.Popen(_precompute_command(interrupted), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    second = _wait_for_checkpoint(interrupted, process, beyond=first)
+    process.kill()
+    process.wait(timeout=60)
+    finished = subprocess.run(_precompute_command(interrupted), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert f"resuming at image" in finished.stdout
+    assert 0 < first < second < 2400
+    reference = subprocess.run(_precompute_command(uninterrupted), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+    with Store(interrupted) as resumed_store, Store(uninterrupted) as reference_store:
+        (key,) = resumed_store.run_keys()
+        assert reference_store.run_keys() == [key]
+        for name in PASS1_ARRAYS:
+            np.testing.assert_array_equal(resumed_store.get_array(key, name), reference_store.get_array(key, name),
+                                          err_msg=name)
+        assert resumed_store.load_checkpoint(key, "pass1") is None
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    code = cli_main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet5O"], "unknown model 'resnet5O': did you mean resnet50"),
+    (["--layers", "mixed4b,mixed9"], "unknown layer 'mixed9'"),
+    (["--layers", "fc"], "not a 4-D feature map"),
+    (["--top-k", "500"], "--top-k 500 is larger than the 37 images of this run"),
+    (["--top-k", "0"], "--top-k must be at least 1"),
+    (["--device", "tpu"], "--device tpu"),
+])
+def test_bad_input_gives_a_clear_message(tmp_path, capsys, image_folder, args, message):
+    data = ["--data", str(image_folder)]
+    model = [] if "--model" in args else ["--model", "fashion-inception"]
+    code, output = run_cli(capsys, "precompute", "--cache", str(tmp_path), "--quiet", *model, *data, *args)
+    assert code == 2 and message in output and "Traceback" not in output
+
+
+def test_empty_dataset_and_bad_weights_fail_before_work(tmp_path, capsys):
+    (tmp_path / "data" / "empty").mkdir(parents=True)
+    code, output = run_cli(capsys, "precompute", "--cache", str(tmp_path / "c"), "--data", str(tmp_path / "data"))
+    assert code == 2 and "no image files" in output
+    (tmp_path / "w.pt").write_bytes(b"junk")
+    code, output = run_cli(capsys, "precompute", "--cache", str(tmp_path / "c"), "--weights", str(tmp_path / "w.pt"))
+    assert code == 2 and "not a readable PyTorch state dict" in output
+    assert not (tmp_path / "c" / "store").exists() or Store(tmp_path / "c").run_keys() == []
+
+
+def test_corrupt_run_is_reported_rebuilt_and_others_survive(tmp_path, capsys, image_folder, factory_file):
+    common = ["precompute", "--cache", str(tmp_path), "--quiet", "--data", str(image_folder), "--top-k", "3"]
+    assert run_cli(capsys, *common, "--model", f"{factory_file}:make", "--name", "tiny")[0] == 0
+    assert run_cli(capsys, *common, "--model", "googlenet", "--image-size", "32", "--name", "goog")[0] == 0
+    with Store(tmp_path) as store:
+        key = store.resolve("tiny")
+        store._set(f"{key}/manifest", b"\x00broken")
+    code, output = run_cli(capsys, *common, "--model", f"{factory_file}:make", "--name", "tiny")
+    assert code == 2 and "corrupt" in output and "--rebuild" in output
+    code, output = run_cli(capsys, "runs", "--cache", str(tmp_path), "--json")
+    rows = {row["key"]: row for row in json.loads(output)}
+    assert rows[key]["status"] == "unreadable"
+    assert any(row.get("name") == "goog" and row["status"] == "complete" for row in rows.values())
+    code, output = run_cli(capsys, *common, "--model", f"{factory_file}:make", "--name", "tiny", "--rebuild")
+    assert code == 0 and "run tiny" in output
+    code, output = run_cli(capsys, "runs", "--cache", str(tmp_path))
+    assert code == 0 and "tiny" in output and "goog" in output and "UNREADABLE" not in output
+    code, output = run_cli(capsys, *common, "--model", "googlenet", "--image-size", "48", "--name", "goog")
+    assert code == 2 and "name 'goog' is taken" in output

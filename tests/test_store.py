@@ -1,0 +1,76 @@
+"""The store: round trips, corrupt entries, old schemas, run lookup."""
+import json
+
+import numpy as np
+import pytest
+
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store import SCHEMA_VERSION, Store
+
+
+def make_run(store: Store, key: str, name: str) -> None:
+    store.write_manifest({"key": key, "name": name, "stages": {}})
+    store.put_array(key, "top_images", np.arange(12).reshape(3, 4))
+
+
+def test_round_trips(tmp_path):
+    with Store(tmp_path) as store:
+        make_run(store, "abc123", "first")
+        store.put_json("abc123", "class_names", ["a", "b"])
+        store.save_checkpoint("abc123", "pass1", {"x": np.ones(3), "n": np.array(5)})
+        np.testing.assert_array_equal(store.get_array("abc123", "top_images"), np.arange(12).reshape(3, 4))
+        assert store.get_json("abc123", "class_names") == ["a", "b"]
+        assert int(store.load_checkpoint("abc123", "pass1")["n"]) == 5
+        store.clear_checkpoint("abc123", "pass1")
+        assert store.load_checkpoint("abc123", "pass1") is None
+        assert store.manifest("abc123")["schema"] == SCHEMA_VERSION
+    with Store(tmp_path) as reopened:
+        assert reopened.run_keys() == ["abc123"]
+
+
+def test_resolve_by_name_key_and_prefix(tmp_path):
+    with Store(tmp_path) as store:
+        make_run(store, "abc123", "first")
+        make_run(store, "abd999", "second")
+        assert store.resolve("first") == "abc123"
+        assert store.resolve("abd999") == "abd999"
+        assert store.resolve("abc") == "abc123"
+        with pytest.raises(NeuroCartoError, match="unknown run 'ab'.*first.*second"):
+            store.resolve("ab")
+
+
+def test_corrupt_entry_names_the_fix_and_leaves_other_runs_usable(tmp_path):
+    with Store(tmp_path) as store:
+        make_run(store, "good", "good")
+        make_run(store, "bad", "bad")
+        store._set("bad/array/top_images", b"garbage bytes")
+        store._set("bad/manifest", b"{not json")
+        with pytest.raises(NeuroCartoError, match=r"corrupt.*--rebuild"):
+            store.get_array("bad", "top_images")
+        with pytest.raises(NeuroCartoError, match=r"corrupt.*--rebuild"):
+            store.manifest("bad")
+        assert store.get_array("good", "top_images").shape == (3, 4)
+        listed = {key: (manifest, problem) for key, manifest, problem in store.list_runs()}
+        assert listed["good"][0]["name"] == "good" and "corrupt" in listed["bad"][1]
+
+
+def test_older_schema_says_how_to_rebuild(tmp_path):
+    with Store(tmp_path) as store:
+        store._set("old/manifest", json.dumps({"key": "old", "name": "legacy", "schema": 0}).encode())
+        with pytest.raises(NeuroCartoError, match=r"legacy was written by schema 0.*--rebuild"):
+            store.manifest("old")
+
+
+def test_missing_result_names_the_stage_to_run(tmp_path):
+    with Store(tmp_path) as store:
+        make_run(store, "abc", "x")
+        with pytest.raises(NeuroCartoError, match="has no 'array/clusters'"):
+            store.get_array("abc", "clusters")
+
+
+def test_delete_run_keeps_the_others(tmp_path):
+    with Store(tmp_path) as store:
+        make_run(store, "one", "one")
+        make_run(store, "two", "two")
+        store.delete_run("one")
+        assert store.run_keys() == ["two"]
