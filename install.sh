@@ -26,5 +26,6 @@ python=python3
 command -v python3.11 >/dev/null 2>&1 && python=python3.11
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 [ "$with_tests" = 1 ] && .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
 echo "install.sh: ready (.venv)"

@@ -12,7 +12,8 @@ def suggest(name: str, valid: list[str], limit: int = 12) -> str:
     """'close matches first' listing of valid names, for error messages."""
     close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
     rest = [v for v in valid if v not in close]
-    shown = close + rest[: max(0, limit - len(close))]
-    more = len(valid) - len(shown)
-    text = ", ".join(shown) + (f", … ({more} more)" if more > 0 else "")
-    return (f"did you mean {', '.join(close)}? " if close else "") + f"valid: {text}"
+    shown = rest[:limit]
+    text = ", ".join(shown) + (f", … ({len(rest) - len(shown)} more)" if len(rest) > len(shown) else "")
+    if not close:
+        return f"valid: {text}"
+    return f"did you mean {', '.join(close)}? other valid names: {text}"

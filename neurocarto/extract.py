@@ -36,14 +36,33 @@ class StreamingTopK:
 
     def update(self, values: torch.Tensor, positions: torch.Tensor, image_ids: torch.Tensor) -> None:
         """values, positions: (batch, neurons); image_ids: (batch,), increasing."""
-        n_neurons, batch = self.values.shape[0], values.shape[0]
-        merged_values = torch.cat([self.values, values.t().float()], dim=1)
-        merged_images = torch.cat([self.images, image_ids.to(self.images).expand(n_neurons, batch)], dim=1)
-        merged_positions = torch.cat([self.positions, positions.t().to(torch.int32)], dim=1)
+        values = values.t().float()
+        rows = None
+        if self.values.shape[1] == self.k:
+            # only neurons with a value above their k-th can change (an equal value has a later id and loses)
+            rows = (values > self.values[:, -1:]).any(dim=1).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                return
+            values, positions = values[rows], positions.t()[rows]
+        else:
+            positions = positions.t()
+        kept = slice(None) if rows is None else rows
+        merged_values = torch.cat([self.values[kept], values], dim=1)
+        merged_images = torch.cat([self.images[kept], image_ids.to(self.images).expand(len(values), -1)], dim=1)
+        merged_positions = torch.cat([self.positions[kept], positions.to(torch.int32)], dim=1)
         order = torch.sort(merged_values, dim=1, descending=True, stable=True).indices[:, : self.k]
-        self.values = merged_values.gather(1, order)
-        self.images = merged_images.gather(1, order)
-        self.positions = merged_positions.gather(1, order)
+        if rows is None:
+            self.values = merged_values.gather(1, order)
+            self.images = merged_images.gather(1, order)
+            self.positions = merged_positions.gather(1, order)
+        else:
+            self.values[rows] = merged_values.gather(1, order)
+            self.images[rows] = merged_images.gather(1, order)
+            self.positions[rows] = merged_positions.gather(1, order)
+
+    def kth(self) -> torch.Tensor | None:
+        """Each neuron's k-th value (what a new value must exceed), or None before k images."""
+        return self.values[:, -1] if self.values.shape[1] == self.k else None
 
     def state(self) -> dict[str, np.ndarray]:
         return {"top_values": self.values.cpu().numpy(), "top_images": self.images.cpu().numpy(),
@@ -56,19 +75,56 @@ class StreamingTopK:
         self.positions = torch.from_numpy(state["top_positions"]).to(device)
 
 
-def summit_taken(maxima: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(batch, channels) maxima of one layer → bool mask of the channels A counts.
+class SummitThreshold:
+    """Which channels the class matrix A counts, for all layers of a batch at once.
 
-    Shares are the (non-negative) maxima over their sum; channels are taken in descending order
-    while the share before them is below threshold, so the one that crosses it is taken too.
+    Per image and layer, shares are the (non-negative) channel maxima over their layer's sum;
+    channels are taken in descending share while the share before them is below threshold, so
+    the one that crosses it is taken too; equal shares go to the lower channel. Layers are laid
+    out side by side, padded to the widest, and only the `candidates` largest shares of each are
+    ordered; the rare (image, layer) that takes all of them is ordered in full.
     """
-    positive = maxima.float().clamp_min(0)
-    total = positive.sum(dim=1, keepdim=True)
-    shares = positive / total.clamp_min(torch.finfo(torch.float32).tiny)
-    sorted_shares, order = torch.sort(shares, dim=1, descending=True, stable=True)
-    before = torch.cumsum(sorted_shares, dim=1) - sorted_shares
-    taken_sorted = (before < threshold) & (total > 0)
-    return torch.zeros_like(taken_sorted).scatter(1, order, taken_sorted)
+
+    def __init__(self, layers: list[Layer], threshold: float, device: torch.device | str = "cpu",
+                 candidates: int = 48):
+        widest = max(layer.channels for layer in layers)
+        n_neurons = sum(layer.channels for layer in layers)
+        self.padded_index = torch.full((len(layers), widest), n_neurons, dtype=torch.int64)
+        start = 0
+        for row, layer in enumerate(layers):
+            self.padded_index[row, : layer.channels] = torch.arange(start, start + layer.channels)
+            start += layer.channels
+        self.is_padding = (self.padded_index == n_neurons).to(device)
+        self.flat_position = (~self.is_padding.cpu()).flatten().nonzero().squeeze(1).to(device)
+        self.padded_index = self.padded_index.to(device)
+        self.channels = torch.tensor([layer.channels for layer in layers], device=device)
+        # a vanishing per-channel decrement makes exact ties order by channel under topk
+        self.tie_break = torch.arange(widest, dtype=torch.float64, device=device) * 1e-15
+        self.candidates = min(candidates, widest)
+        self.threshold = threshold
+
+    def __call__(self, maxima: torch.Tensor) -> torch.Tensor:
+        """(batch, neurons) maxima → (batch, neurons) bool mask of the channels A counts."""
+        batch = len(maxima)
+        positive = maxima.to(torch.float64).clamp_min(0)
+        padded = torch.cat([positive, positive.new_zeros(batch, 1)], dim=1)[:, self.padded_index]
+        sums = padded.sum(dim=2, keepdim=True)
+        shares = (padded / sums.clamp_min(torch.finfo(torch.float64).tiny)).masked_fill(self.is_padding, -1.0)
+        keys = shares - self.tie_break
+        order = torch.topk(keys, self.candidates, dim=2).indices
+        taken_ordered = self._take(shares.gather(2, order)) & (sums > 0)
+        taken = torch.zeros(shares.shape, dtype=torch.bool, device=maxima.device).scatter_(2, order, taken_ordered)
+        unresolved = taken_ordered[..., -1] & (self.channels > self.candidates)
+        if unresolved.any():
+            images, layers = unresolved.nonzero(as_tuple=True)
+            full_order = torch.sort(keys[images, layers], dim=1, descending=True).indices
+            taken_rows = self._take(shares[images, layers].gather(1, full_order))
+            taken[images, layers] = torch.zeros_like(taken_rows).scatter_(1, full_order, taken_rows)
+        return taken.reshape(batch, -1)[:, self.flat_position]
+
+    def _take(self, ordered_shares: torch.Tensor) -> torch.Tensor:
+        before = torch.cumsum(ordered_shares, dim=-1) - ordered_shares
+        return (before < self.threshold) & (ordered_shares >= 0)
 
 
 class ClassStatistics:
@@ -99,19 +155,33 @@ class LayerMaxima:
     """Forward hooks that reduce each selected layer's output to per-channel max and argmax.
 
     The reduction happens inside the hook, so later in-place operations cannot alter it and no
-    full feature map outlives its layer.
+    full feature map outlives its layer. Positions are only needed where a maximum can enter
+    its neuron's top-k (above `kth`); elsewhere they are left 0 once most of them are not.
     """
 
     def __init__(self, model: nn.Module, layers: list[Layer]):
         modules = dict(model.named_modules())
         self.layers = layers
+        self.kth: torch.Tensor | None = None       # (neurons,) current k-th value of each neuron
         self.maxima: dict[str, torch.Tensor] = {}
         self.positions: dict[str, torch.Tensor] = {}
-        self._handles = [modules[layer.name].register_forward_hook(self._hook(layer.name)) for layer in layers]
+        offsets = torch.cumsum(torch.tensor([0] + [layer.channels for layer in layers]), 0).tolist()
+        self._handles = [modules[layer.name].register_forward_hook(self._hook(layer.name, offsets[i], offsets[i + 1]))
+                         for i, layer in enumerate(layers)]
 
-    def _hook(self, name: str):
+    def _hook(self, name: str, start: int, stop: int):
         def hook(_module, _inputs, output):
-            self.maxima[name], self.positions[name] = output.detach().flatten(2).max(dim=2)
+            maps = output.detach().flatten(2)
+            maxima = maps.amax(dim=2)
+            needed = None if self.kth is None else maxima.float() > self.kth[start:stop]
+            if needed is None or needed.float().mean() > 0.25:
+                positions = maps.argmax(dim=2)
+            else:
+                positions = torch.zeros(maxima.shape, dtype=torch.int64, device=maxima.device)
+                images, channels = needed.nonzero(as_tuple=True)
+                if len(images):
+                    positions[images, channels] = maps[images, channels].argmax(dim=1)
+            self.maxima[name], self.positions[name] = maxima, positions
         return hook
 
     def remove(self) -> None:
@@ -146,6 +216,7 @@ def run_pass1(model: nn.Module, layers: list[Layer], batches, state: Pass1State,
     `on_batch(state, n_images)` is called after each merged batch (progress, checkpoints).
     """
     recorder = LayerMaxima(model, layers)
+    summit = SummitThreshold(layers, threshold, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16) \
         if amp else nullcontext()
     try:
@@ -155,10 +226,11 @@ def run_pass1(model: nn.Module, layers: list[Layer], batches, state: Pass1State,
                 if len(image_ids):
                     images = images.to(device, non_blocking=True)
                     labels = labels.to(device, non_blocking=True)
+                    recorder.kth = state.top_k.kth()
                     model(images)
                     maxima = torch.cat([recorder.maxima[layer.name].float() for layer in layers], dim=1)
                     positions = torch.cat([recorder.positions[layer.name] for layer in layers], dim=1)
-                    taken = torch.cat([summit_taken(recorder.maxima[layer.name], threshold) for layer in layers], dim=1)
+                    taken = summit(maxima)
                     state.top_k.update(maxima, positions, image_ids.to(device))
                     state.classes.update(maxima, taken, labels)
                 state.next_image += len(image_ids) + len(skipped_ids)

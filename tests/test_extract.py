@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1, summit_taken
+from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, SummitThreshold, run_pass1
 from neurocarto.models import Layer
 
 
@@ -61,21 +61,31 @@ def summit_reference(maxima: np.ndarray, threshold: float) -> np.ndarray:
     return taken
 
 
+@pytest.mark.parametrize("candidates", [48, 4])   # 4: most (image, layer) need the full ordering
 @pytest.mark.parametrize("threshold", [0.03, 0.2, 0.5, 1.0])
-def test_summit_taken_matches_direct_loop(threshold):
+def test_summit_threshold_matches_direct_loop_per_layer(threshold, candidates):
     rng = np.random.default_rng(0)
-    maxima = rng.exponential(size=(20, 40)).astype(np.float32)
-    maxima[3] = 0          # a dead image takes nothing
-    maxima[4, :5] = -1.0   # negative maxima never count
-    got = summit_taken(torch.from_numpy(maxima), threshold).numpy()
-    np.testing.assert_array_equal(got, summit_reference(maxima, threshold))
+    layers = [Layer("a", 40, 1, 1), Layer("b", 7, 1, 1), Layer("c", 25, 1, 1)]
+    maxima = rng.exponential(size=(20, 72)).astype(np.float32)
+    maxima[3] = 0            # a dead image takes nothing
+    maxima[4, :5] = -1.0     # negative maxima never count
+    maxima[5, 40:47] = 0     # a dead layer of one image
+    maxima[6, 47:70] = 2.0   # ties: lower channel first
+    maxima[6, 70:] = 3.3
+    got = SummitThreshold(layers, threshold, candidates=candidates)(torch.from_numpy(maxima)).numpy()
+    expected = np.concatenate([summit_reference(maxima[:, :40], threshold), summit_reference(maxima[:, 40:47], threshold),
+                               summit_reference(maxima[:, 47:], threshold)], axis=1)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_summit_small_example_by_hand():
+    summit = SummitThreshold([Layer("a", 4, 1, 1)], 0.5)
     maxima = torch.tensor([[5.0, 3.0, 2.0, 0.0]])   # shares 0.5, 0.3, 0.2, 0
-    assert summit_taken(maxima, 0.5).tolist() == [[True, False, False, False]]
-    assert summit_taken(maxima, 0.6).tolist() == [[True, True, False, False]]
-    assert summit_taken(maxima, 0.03).tolist() == [[True, False, False, False]]
+    assert summit(maxima).tolist() == [[True, False, False, False]]
+    summit.threshold = 0.6
+    assert summit(maxima).tolist() == [[True, True, False, False]]
+    summit.threshold = 0.03
+    assert summit(maxima).tolist() == [[True, False, False, False]]
 
 
 class TwoLayers(nn.Module):
@@ -88,15 +98,17 @@ class TwoLayers(nn.Module):
         return self.b(self.a(x)).mean((2, 3))
 
 
-def test_run_pass1_matches_brute_force_over_all_maps():
+@pytest.mark.parametrize("n_images, k, batch_size", [(23, 5, 6), (300, 2, 10)])  # the 2nd: sparse argmax
+def test_run_pass1_matches_brute_force_over_all_maps(n_images, k, batch_size):
     torch.manual_seed(0)
     model = TwoLayers().eval()
     layers = [Layer("a", 4, 8, 8), Layer("b", 3, 3, 3)]
-    images = torch.randn(23, 1, 8, 8)
-    labels = torch.randint(0, 3, (23,))
-    k, threshold = 5, 0.3
+    images = torch.randn(n_images, 1, 8, 8)
+    labels = torch.randint(0, 3, (n_images,))
+    threshold = 0.3
     state = Pass1State(StreamingTopK(7, k), ClassStatistics(3, 7))
-    batches = [(images[s:s + 6], labels[s:s + 6], torch.arange(s, min(s + 6, 23)), []) for s in range(0, 23, 6)]
+    batches = [(images[s:s + batch_size], labels[s:s + batch_size], torch.arange(s, min(s + batch_size, n_images)), [])
+               for s in range(0, n_images, batch_size)]
     run_pass1(model, layers, batches, state, threshold, torch.device("cpu"))
 
     with torch.no_grad():
@@ -114,4 +126,4 @@ def test_run_pass1_matches_brute_force_over_all_maps():
     np.testing.assert_array_equal(result["class_matrix"], expected_counts)
     expected_sums = np.stack([maxima[labels.numpy() == c].sum(0) for c in range(3)])
     np.testing.assert_allclose(result["class_maxima_sums"], expected_sums, rtol=1e-5)
-    assert result["next_image"] == 23
+    assert result["next_image"] == n_images

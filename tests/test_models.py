@@ -42,7 +42,7 @@ def test_unknown_model_lists_close_matches_first():
 
 def test_unknown_layer_lists_close_matches():
     loaded = load_model(None)
-    with pytest.raises(NeuroCartoError, match=r"unknown layer 'mixed3c'.*did you mean mixed3a"):
+    with pytest.raises(NeuroCartoError, match=r"unknown layer 'mixed3c' in fashion-inception: did you mean [^?]*mixed3a"):
         resolve_layers(loaded, ["mixed3c"], torch.randn(1, 1, 28, 28))
 
 

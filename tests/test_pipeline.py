@@ -149,7 +149,8 @@ def run_cli(capsys, *args) -> tuple[int, str]:
 def test_bad_input_gives_a_clear_message(tmp_path, capsys, image_folder, args, message):
     data = ["--data", str(image_folder)]
     model = [] if "--model" in args else ["--model", "fashion-inception"]
-    code, output = run_cli(capsys, "precompute", "--cache", str(tmp_path), "--quiet", *model, *data, *args)
+    code, output = run_cli(capsys, "precompute", "--cache", str(tmp_path), "--quiet", "--top-k", "5", *model, *data,
+                           *args)
     assert code == 2 and message in output and "Traceback" not in output
 
 
