@@ -1,0 +1,273 @@
+"""Neuron clustering: neurons whose top-k image sets overlap detect the same concept.
+
+Reads each neuron's top-k image ids (pass 1); gives verified similar pairs and clusters.
+1. MinHash signatures of every top-k set, datasketch's `affine32` scheme (MurmurHash3's
+   finalizer on the image id, then a·h + b mod 2³²) in a numba kernel, bit-identical to
+   `datasketch.MinHash(seed=…).update_batch(ids)` and much faster.
+2. LSH banding: b bands of r rows, with r the largest that keeps b·r within the hash budget
+   and b the fewest bands that make a pair at the target Jaccard t a candidate with
+   probability ≥ `recall`: P(candidate | J) = 1 − (1 − J^r)^b (the S-curve). Candidates are
+   neurons sharing a band's bucket (the layer is part of the bucket key when clustering per
+   layer). Work is linear in the number of neurons; no all-pairs step.
+3. Every candidate is verified with its exact Jaccard.
+4. (Refinement by spatial co-activation: `coactivation.py`, which needs the model.)
+5. Average-linkage agglomeration over the verified pairs (an absent pair counts 0): two groups
+   merge only while the mean similarity over all their cross pairs stays ≥ t, so a chain
+   a–b–c–d of neighbour-only overlaps never joins its ends.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import prange
+
+HASH_MASK = np.uint64(0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class Banding:
+    """LSH banding: `bands` × `rows` MinHash values; candidates collide in ≥ 1 band."""
+
+    bands: int
+    rows: int
+
+    @property
+    def hashes(self) -> int:
+        return self.bands * self.rows
+
+    def candidate_probability(self, jaccard: np.ndarray | float) -> np.ndarray | float:
+        return 1 - (1 - np.asarray(jaccard, dtype=np.float64) ** self.rows) ** self.bands
+
+    @classmethod
+    def for_threshold(cls, threshold: float, recall: float = 0.97, max_hashes: int = 128) -> "Banding":
+        """Most selective banding (largest r) that keeps P(candidate | threshold) ≥ recall."""
+        best = None
+        for rows in range(1, max_hashes + 1):
+            per_band = threshold ** rows
+            if per_band <= 0 or per_band >= 1:
+                bands = 1
+            else:
+                bands = math.ceil(math.log(1 - recall) / math.log(1 - per_band))
+            if bands * rows > max_hashes:
+                break
+            best = cls(bands, rows)
+        if best is None:
+            raise ValueError(f"no banding reaches recall {recall} at Jaccard {threshold} within {max_hashes} hashes")
+        return best
+
+
+@numba.njit(cache=True, inline="always")
+def _fmix32(value):
+    value = value ^ (value >> np.uint64(16))
+    value = (value * np.uint64(0x85EBCA6B)) & HASH_MASK
+    value = value ^ (value >> np.uint64(13))
+    value = (value * np.uint64(0xC2B2AE35)) & HASH_MASK
+    return value ^ (value >> np.uint64(16))
+
+
+@numba.njit(parallel=True, cache=True)
+def _signatures(sets, a, b):
+    n_sets, set_size = sets.shape
+    n_hashes = a.shape[0]
+    out = np.empty((n_sets, n_hashes), dtype=np.uint32)
+    for n in prange(n_sets):
+        mixed = np.empty(set_size, dtype=np.uint64)
+        for j in range(set_size):
+            mixed[j] = _fmix32(np.uint64(sets[n, j]) & HASH_MASK)
+        for p in range(n_hashes):
+            smallest = HASH_MASK
+            for j in range(set_size):
+                value = (a[p] * mixed[j] + b[p]) & HASH_MASK
+                if value < smallest:
+                    smallest = value
+            out[n, p] = smallest
+    return out
+
+
+def minhash_permutations(n_hashes: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 parameters (a odd, b) for a seed, as uint64."""
+    generator = np.random.RandomState(seed)
+    a = generator.randint(0, 1 << 31, n_hashes, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = generator.randint(0, 1 << 32, n_hashes, dtype=np.uint64).astype(np.uint32)
+    return a.astype(np.uint64), b.astype(np.uint64)
+
+
+def minhash_signatures(top_images: np.ndarray, n_hashes: int, seed: int = 1) -> np.ndarray:
+    """(neurons, k) image ids → (neurons, n_hashes) uint32 MinHash signatures."""
+    a, b = minhash_permutations(n_hashes, seed)
+    return _signatures(np.ascontiguousarray(top_images, dtype=np.int64), a, b)
+
+
+@numba.njit(cache=True)
+def _band_keys(signatures, start, rows, groups):
+    n = signatures.shape[0]
+    keys = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        key = np.uint64(groups[i]) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(start)
+        for r in range(rows):
+            key = (key ^ np.uint64(signatures[i, start + r])) * np.uint64(0x100000001B3)
+            key = key ^ (key >> np.uint64(29))
+        keys[i] = key
+    return keys
+
+
+@numba.njit(cache=True)
+def _bucket_pairs(sorted_keys, order, band_signatures, rows):
+    """Pairs (i < j) within runs of equal keys whose band values are truly equal."""
+    n = sorted_keys.shape[0]
+    count = 0
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and sorted_keys[stop] == sorted_keys[start]:
+            stop += 1
+        m = stop - start
+        count += m * (m - 1) // 2
+        start = stop
+    first = np.empty(count, dtype=np.int64)
+    second = np.empty(count, dtype=np.int64)
+    filled = 0
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and sorted_keys[stop] == sorted_keys[start]:
+            stop += 1
+        for x in range(start, stop):
+            for y in range(x + 1, stop):
+                i, j = order[x], order[y]
+                same = True
+                for r in range(rows):
+                    if band_signatures[i, r] != band_signatures[j, r]:
+                        same = False
+                        break
+                if same:
+                    first[filled] = min(i, j)
+                    second[filled] = max(i, j)
+                    filled += 1
+        start = stop
+    return first[:filled], second[:filled]
+
+
+def lsh_candidates(signatures: np.ndarray, banding: Banding, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unique candidate pairs (i < j): neurons of the same group equal on all rows of a band."""
+    n = len(signatures)
+    groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    codes = []
+    for band in range(banding.bands):
+        start = band * banding.rows
+        keys = _band_keys(signatures, start, banding.rows, groups)
+        order = np.argsort(keys, kind="stable")
+        band_signatures = np.ascontiguousarray(signatures[:, start:start + banding.rows])
+        first, second = _bucket_pairs(keys[order], order, band_signatures, banding.rows)
+        same_group = groups[first] == groups[second]
+        codes.append(first[same_group] * n + second[same_group])
+    unique = np.unique(np.concatenate(codes)) if codes else np.empty(0, dtype=np.int64)
+    return unique // n, unique % n
+
+
+@numba.njit(parallel=True, cache=True)
+def _pair_jaccard(sorted_sets, first, second):
+    out = np.empty(first.shape[0], dtype=np.float32)
+    k = sorted_sets.shape[1]
+    for p in prange(first.shape[0]):
+        a, b = sorted_sets[first[p]], sorted_sets[second[p]]
+        x = y = shared = 0
+        while x < k and y < k:
+            if a[x] == b[y]:
+                shared += 1
+                x += 1
+                y += 1
+            elif a[x] < b[y]:
+                x += 1
+            else:
+                y += 1
+        out[p] = shared / (2 * k - shared)
+    return out
+
+
+def pair_jaccard(top_images: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Exact Jaccard similarity of the top-k sets of each pair (first[p], second[p])."""
+    sorted_sets = np.sort(np.asarray(top_images, dtype=np.int64), axis=1)
+    return _pair_jaccard(sorted_sets, np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64))
+
+
+def exact_similar_pairs(top_images: np.ndarray, threshold: float,
+                        groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs with Jaccard ≥ threshold, from the sparse co-occurrence product A·Aᵀ.
+
+    Quadratic in the worst case: the reference for the LSH path, and the faster choice for small runs.
+    """
+    from scipy import sparse
+
+    n, k = top_images.shape
+    incidence = sparse.csr_matrix((np.ones(n * k, dtype=np.float32), top_images.reshape(-1),
+                                   np.arange(0, n * k + 1, k)), shape=(n, int(top_images.max()) + 1))
+    shared = sparse.triu(incidence @ incidence.T, k=1).tocoo()
+    jaccard = shared.data / (2 * k - shared.data)
+    keep = jaccard >= threshold
+    if groups is not None:
+        keep &= groups[shared.row] == groups[shared.col]
+    order = np.lexsort((shared.col[keep], shared.row[keep]))
+    return (shared.row[keep][order].astype(np.int64), shared.col[keep][order].astype(np.int64),
+            jaccard[keep][order].astype(np.float32))
+
+
+def similar_pairs(top_images: np.ndarray, threshold: float, groups: np.ndarray | None = None,
+                  banding: Banding | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Verified pairs with Jaccard ≥ threshold via MinHash + LSH: (first, second, jaccard, candidates)."""
+    banding = banding or Banding.for_threshold(threshold)
+    signatures = minhash_signatures(top_images, banding.hashes, seed)
+    first, second = lsh_candidates(signatures, banding, groups)
+    jaccard = pair_jaccard(top_images, first, second)
+    keep = jaccard >= threshold
+    return first[keep], second[keep], jaccard[keep], len(first)
+
+
+def average_linkage(n: int, first: np.ndarray, second: np.ndarray, similarity: np.ndarray,
+                    threshold: float) -> np.ndarray:
+    """Cluster label per item (−1: alone) by average linkage on a sparse similarity graph.
+
+    Groups A, B merge, most similar first, while Σ sim(a, b) / (|A|·|B|) ≥ threshold over all
+    a ∈ A, b ∈ B, absent pairs counting 0.
+    """
+    sums: dict[int, dict[int, float]] = {}
+    for i, j, s in zip(first.tolist(), second.tolist(), similarity.tolist()):
+        if i != j:
+            sums.setdefault(i, {})[j] = sums.setdefault(i, {}).get(j, 0.0) + s
+            sums.setdefault(j, {})[i] = sums.setdefault(j, {}).get(i, 0.0) + s
+    size = {node: 1 for node in sums}
+    members = {node: [node] for node in sums}
+    version = {node: 0 for node in sums}
+    heap = [(-s, i, j, 0, 0) for i in sums for j, s in sums[i].items() if i < j and s >= threshold]
+    heapq.heapify(heap)
+    while heap:
+        negative, a, b, version_a, version_b = heapq.heappop(heap)
+        if a not in size or b not in size or version[a] != version_a or version[b] != version_b:
+            continue
+        if -negative < threshold:
+            break
+        if size[a] < size[b]:
+            a, b = b, a
+        size[a] += size.pop(b)
+        members[a] += members.pop(b)
+        version[a] += 1
+        neighbours_b = sums.pop(b)
+        neighbours_b.pop(a, None)
+        sums[a].pop(b, None)
+        for c, s in neighbours_b.items():
+            sums[a][c] = sums[a].get(c, 0.0) + s
+            sums[c][a] = sums[c].get(a, 0.0) + s
+            sums[c].pop(b, None)
+        for c, s in sums[a].items():
+            average = s / (size[a] * size[c])
+            if average >= threshold:
+                heapq.heappush(heap, (-average, min(a, c), max(a, c), version[min(a, c)], version[max(a, c)]))
+    labels = np.full(n, -1, dtype=np.int64)
+    groups = sorted((sorted(group) for group in members.values() if len(group) > 1), key=lambda g: g[0])
+    for label, group in enumerate(groups):
+        labels[group] = label
+    return labels
