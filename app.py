@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from neurocarto.cli import add_run_arguments, configs_from
+from neurocarto.cli import add_run_arguments, configs_from, stage_list
 from neurocarto.errors import NeuroCartoError
 from neurocarto.pipeline import precompute, summary
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run, execution = configs_from(args)
-        manifest = precompute(run, execution, rebuild=args.rebuild)
+        manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
     except NeuroCartoError as error:
         print(f"neurocarto: error: {error}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_CACHE, ExecutionConfig, RunConfig
+from .config import DEFAULT_CACHE, ClusterParams, EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
 from .errors import NeuroCartoError
 from .pipeline import precompute, summary
 from .store import Store
@@ -42,6 +42,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
                         help="save pass 1's state every N batches (default 20)")
+    parser.add_argument("--stages", default=None, metavar="S1,S2",
+                        help="compute only these stages and what they need (pass1, cluster, embed, graph, patches)")
+    parser.add_argument("--cluster-threshold", type=float, default=0.3,
+                        help="Jaccard of top-k sets for similar neurons and the clustering cut (default 0.3)")
+    parser.add_argument("--cluster-method", default="lsh", choices=["lsh", "exact"],
+                        help="candidate pairs by MinHash + LSH (default) or exact sparse all-pairs")
+    parser.add_argument("--cluster-across-layers", action="store_true", help="cluster neurons of different layers together")
+    parser.add_argument("--embed-dimensions", type=int, default=30)
+    parser.add_argument("--embed-epochs", type=int, default=5)
+    parser.add_argument("--embed-threads", type=int, default=1, help="skip-gram threads (1: deterministic)")
+    parser.add_argument("--graph-images", type=int, default=None,
+                        help="images per class for graph edges (default: all up to 10,000 images, else 10,000/classes, ≥ 50)")
+    parser.add_argument("--patches", type=int, default=20, help="example patches per neuron (default 20)")
     parser.add_argument("--rebuild", action="store_true", help="discard this run's stored results and recompute")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -51,11 +64,21 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
     run = RunConfig(model=args.model, weights=args.weights, data=args.data, layers=layers, top_k=args.top_k,
                     threshold=args.threshold, max_images=args.max_images, seed=args.seed, amp=args.amp,
                     image_size=args.image_size,
+                    cluster=ClusterParams(threshold=args.cluster_threshold, method=args.cluster_method,
+                                          per_layer=not args.cluster_across_layers),
+                    embed=EmbedParams(dimensions=args.embed_dimensions, epochs=args.embed_epochs,
+                                      threads=args.embed_threads),
+                    graph=GraphParams(images_per_class=args.graph_images),
+                    patches=PatchParams(per_neuron=args.patches),
                     name=args.name)
     execution = ExecutionConfig(cache=args.cache, device=args.device, batch_size=args.batch_size,
                                 workers=args.workers, checkpoint_every=args.checkpoint_every,
                                 progress=not args.quiet)
     return run, execution
+
+
+def stage_list(args: argparse.Namespace) -> list[str] | None:
+    return [name.strip() for name in args.stages.split(",") if name.strip()] if args.stages else None
 
 
 def run_rows(store: Store) -> list[dict]:
@@ -105,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "precompute":
             run, execution = configs_from(args)
-            manifest = precompute(run, execution, rebuild=args.rebuild)
+            manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
             print(summary(manifest))
         elif args.command == "runs":
             with Store(args.cache) as store:

@@ -12,6 +12,83 @@ DEFAULT_CACHE = Path("cache")
 
 
 @dataclass(frozen=True)
+class ClusterParams:
+    """Neuron clustering (cluster.py, coactivation.py)."""
+
+    threshold: float = 0.3        # Jaccard of top-k sets: LSH target and average-linkage cut
+    recall: float = 0.97          # P(candidate) at the threshold, which sets the LSH banding
+    max_hashes: int = 128
+    per_layer: bool = True
+    method: str = "lsh"           # lsh | exact (sparse all pairs)
+    sample: int = 8               # shared top images checked per pair for co-activation
+    active: float = 0.5           # active where a map reaches this share of its maximum
+    overlap: float = 0.5          # co-active when the active places' Jaccard reaches this
+    min_coactive: float = 0.5     # keep pairs co-active on at least this share of the sample
+    seed: int = 1
+
+    def check(self) -> None:
+        if self.method not in ("lsh", "exact"):
+            raise NeuroCartoError(f"--cluster-method {self.method!r}: valid: lsh, exact")
+        for name in ("threshold", "recall", "active", "overlap", "min_coactive"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise NeuroCartoError(f"cluster {name} must be in (0, 1] (got {value})")
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    """Co-occurrence embedding and projection (embed.py)."""
+
+    dimensions: int = 30
+    epochs: int = 5
+    window: int = 5
+    negatives: int = 5
+    learning_rate: float = 0.025
+    threads: int = 1              # 1: deterministic for the seed
+    neighbors: int = 20
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("dimensions", "epochs", "window", "neighbors", "threads"):
+            if getattr(self, name) < 1:
+                raise NeuroCartoError(f"embedding {name} must be at least 1 (got {getattr(self, name)})")
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """Per-class graphs (graph.py)."""
+
+    top_fraction: float = 0.1
+    images_per_class: int | None = None   # None: all when the run has ≤ 10,000 images, else 10,000 / classes (≥ 50)
+    max_in_edges: int = 10
+    seed: int = 0
+
+    def per_class(self, n_images: int, n_classes: int) -> int | None:
+        if self.images_per_class is not None:
+            return self.images_per_class
+        return None if n_images <= 10_000 else max(50, 10_000 // max(n_classes, 1))
+
+    def check(self) -> None:
+        if not 0 < self.top_fraction <= 1:
+            raise NeuroCartoError(f"--graph-top-fraction must be in (0, 1] (got {self.top_fraction})")
+        if self.images_per_class is not None and self.images_per_class < 1:
+            raise NeuroCartoError(f"--graph-images must be at least 1 (got {self.images_per_class})")
+
+
+@dataclass(frozen=True)
+class PatchParams:
+    """Example patches (patches.py)."""
+
+    per_neuron: int = 20
+    size: int = 64
+    min_size: int = 16
+
+    def check(self) -> None:
+        if self.per_neuron < 1 or self.size < 8 or self.min_size < 1:
+            raise NeuroCartoError("--patches must be ≥ 1, patch size ≥ 8 and minimum crop ≥ 1 pixel")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """What a run computes. Everything here but `name` changes its results."""
 
@@ -26,6 +103,10 @@ class RunConfig:
     amp: bool = False
     image_size: int | None = None      # input side for torchvision/factory models (default 224)
     name: str | None = None
+    cluster: ClusterParams = ClusterParams()
+    embed: EmbedParams = EmbedParams()
+    graph: GraphParams = GraphParams()
+    patches: PatchParams = PatchParams()
 
     def check(self) -> None:
         if self.top_k < 1:
@@ -36,6 +117,8 @@ class RunConfig:
             raise NeuroCartoError(f"--image-size must be at least 16 pixels (got {self.image_size})")
         if self.max_images is not None and self.max_images < 1:
             raise NeuroCartoError(f"--max-images must be at least 1 (got {self.max_images})")
+        for params in (self.cluster, self.embed, self.graph, self.patches):
+            params.check()
 
     def as_dict(self) -> dict:
         values = asdict(self)
@@ -63,6 +146,6 @@ class ExecutionConfig:
             raise NeuroCartoError(f"--checkpoint-every must be at least 1 (got {self.checkpoint_every})")
 
 
-def run_key(identity: dict) -> str:
-    """Stable short hash of a run's identity (model, weights checksum, data fingerprint, layers, parameters)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+def stable_hash(value) -> str:
+    """Short hash of a JSON-able value: a run's identity, a stage's inputs."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]

@@ -145,6 +145,12 @@ class Store:
         except ValueError as error:
             raise self._corrupt(run, f"{run}/json/{name}", error) from error
 
+    def put_bytes(self, run: str, name: str, value: bytes) -> None:
+        self._set(f"{run}/bytes/{name}", value)
+
+    def get_bytes(self, run: str, name: str) -> bytes:
+        return self._require(run, f"{run}/bytes/{name}")
+
     def _require(self, run: str, key: str) -> bytes:
         raw = self._get(run, key)
         if raw is None:

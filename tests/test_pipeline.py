@@ -87,7 +87,7 @@ def test_model_from_a_factory_file(tmp_path, image_folder, factory_file):
 
 
 def _precompute_command(cache: Path) -> list[str]:
-    return [sys.executable, "-m", "neurocarto", "precompute", "--max-images", "2400", "--top-k", "10",
+    return [sys.executable, "-m", "neurocarto", "precompute", "--stages", "pass1", "--max-images", "2400", "--top-k", "10",
             "--batch-size", "16", "--checkpoint-every", "2", "--cache", str(cache), "--quiet"]
 
 

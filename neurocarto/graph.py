@@ -1,0 +1,158 @@
+"""Per-class cluster graphs: how the concepts of one layer drive those of the next.
+
+Reads the class matrix A, the clusters, the layers and their feeding map (`feeding.py`); gives,
+per class, nodes and weighted edges.
+- Nodes: in every layer, the neurons in the top `top_fraction` of that layer by A[class] (A > 0)
+  become nodes: as their cluster when they are in one (score = mean A of the members present,
+  members listed in descending A), as themselves otherwise.
+- Edges: from each node of a layer that feeds another to the nodes it feeds. The weight is
+  gradient × activation: for a downstream neuron d (its spatial maximum) and an upstream
+  channel u, Σ_xy a_u · ∂max(a_d)/∂a_u, averaged over the class's images; a node-to-node weight
+  sums it over the upstream node's members and the downstream node's members that the upstream
+  layer feeds. Each downstream node keeps its `max_in_edges` strongest positive edges.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .feeding import Feed
+from .models import Layer, neuron_offsets
+
+
+def class_nodes(class_row: np.ndarray, layers: list[Layer], cluster_labels: np.ndarray,
+                top_fraction: float = 0.1, max_listed: int = 10) -> list[dict]:
+    """Nodes of one class from its row of A (neurons,), per layer in order, by descending score."""
+    nodes = []
+    for layer_index, (layer, offset) in enumerate(zip(layers, neuron_offsets(layers))):
+        counts = class_row[offset:offset + layer.channels]
+        take = max(1, math.ceil(top_fraction * layer.channels))
+        order = np.argsort(-counts, kind="stable")[:take]
+        chosen = [offset + int(c) for c in order if counts[c] > 0]
+        groups: dict[str, list[int]] = {}
+        for neuron in chosen:
+            label = int(cluster_labels[neuron])
+            groups.setdefault(f"{layer.name}:c{label}" if label >= 0 else f"{layer.name}:{neuron - offset}", []).append(neuron)
+        layer_nodes = []
+        for node_id, members in groups.items():
+            members = sorted(members, key=lambda n: (-class_row[n], n))
+            label = int(cluster_labels[members[0]])
+            layer_nodes.append({"id": node_id, "layer": layer.name, "layer_index": layer_index,
+                                "cluster": label, "members": members, "listed": members[:max_listed],
+                                "score": float(np.mean(class_row[members]))})
+        nodes += sorted(layer_nodes, key=lambda node: (-node["score"], node["id"]))
+    return nodes
+
+
+def needed_channels(nodes: list[dict], layers: list[Layer], feeds: list[Feed]) -> dict[int, np.ndarray]:
+    """Per downstream layer index, the channels of its nodes that some layer feeds."""
+    offsets = neuron_offsets(layers)
+    fed = {}
+    for feed in feeds:
+        channels = [n - offsets[feed.downstream] for node in nodes if node["layer_index"] == feed.downstream
+                    for n in node["members"]]
+        fed.setdefault(feed.downstream, set()).update(c for c in channels if feed.start <= c < feed.stop)
+    return {layer: np.array(sorted(channels), dtype=np.int64) for layer, channels in fed.items() if channels}
+
+
+def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
+                         batches: Iterable[torch.Tensor], device: torch.device | str = "cpu",
+                         max_batched_elements: int = 2 ** 26) -> tuple[dict[int, np.ndarray], int]:
+    """Σ over images of gradient × activation, per feed: (downstream channels, upstream channels), and the image count.
+
+    Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0.
+    """
+    modules = dict(model.named_modules())
+    involved = sorted({f.upstream for f in feeds if f.downstream in channels} | set(channels))
+    captured: dict[int, torch.Tensor] = {}
+    handles = [modules[layers[i].name].register_forward_hook(
+        lambda _m, _i, output, i=i: captured.__setitem__(i, output)) for i in involved]
+    sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels))
+            for k, f in enumerate(feeds) if f.downstream in channels}
+    n_images = 0
+    parameters = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for images in batches:
+            images = images.to(device).requires_grad_(True)
+            with torch.enable_grad():
+                model(images)
+                for downstream, chosen in channels.items():
+                    maxima = captured[downstream].flatten(2).amax(dim=2)[:, torch.from_numpy(chosen).to(device)]
+                    feeds_here = [(k, f) for k, f in enumerate(feeds) if f.downstream == downstream]
+                    upstream = [captured[f.upstream] for _, f in feeds_here]
+                    for rows, grads in _gradients(maxima, upstream, max_batched_elements):
+                        for (k, feed), grad, activation in zip(feeds_here, grads, upstream):
+                            inside = (chosen[rows] >= feed.start) & (chosen[rows] < feed.stop)
+                            if not inside.any() or grad is None:
+                                continue
+                            contribution = (grad * activation.detach()).sum(dim=(1, 3, 4)).double().cpu().numpy()
+                            sums[k][rows[inside]] += contribution[inside]
+            n_images += len(images)
+            captured.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in zip(model.parameters(), parameters):
+            p.requires_grad_(flag)
+    return sums, n_images
+
+
+def _gradients(maxima: torch.Tensor, upstream: list[torch.Tensor], max_elements: int):
+    """Yield (row indices, per-upstream grads (rows, *activation shape)) of each column of maxima summed over images."""
+    n_columns = maxima.shape[1]
+    per_row = sum(a.numel() for a in upstream)
+    chunk = max(1, min(n_columns, max_elements // max(per_row, 1)))
+    for start in range(0, n_columns, chunk):
+        rows = np.arange(start, min(start + chunk, n_columns))
+        selector = torch.zeros((len(rows),) + tuple(maxima.shape), device=maxima.device, dtype=maxima.dtype)
+        selector[torch.arange(len(rows)), :, torch.from_numpy(rows)] = 1.0
+        grads = torch.autograd.grad(maxima, upstream, grad_outputs=selector, retain_graph=True,
+                                    is_grads_batched=True, allow_unused=True)
+        yield rows, grads
+
+
+def node_edges(nodes: list[dict], layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
+               sums: dict[int, np.ndarray], n_images: int, max_in_edges: int = 10) -> list[dict]:
+    """Node-to-node edges with mean gradient × activation weights, strongest `max_in_edges` per target."""
+    offsets = neuron_offsets(layers)
+    by_layer: dict[int, list[dict]] = {}
+    for node in nodes:
+        by_layer.setdefault(node["layer_index"], []).append(node)
+    incoming: dict[str, dict[str, float]] = {}
+    for k, feed in enumerate(feeds):
+        if k not in sums:
+            continue
+        row_of = {int(c): r for r, c in enumerate(channels[feed.downstream])}
+        for target in by_layer.get(feed.downstream, []):
+            rows = [row_of[n - offsets[feed.downstream]] for n in target["members"]
+                    if feed.start <= n - offsets[feed.downstream] < feed.stop]
+            if not rows:
+                continue
+            per_upstream = sums[k][rows].sum(axis=0) / max(n_images, 1)
+            for source in by_layer.get(feed.upstream, []):
+                weight = float(per_upstream[[n - offsets[feed.upstream] for n in source["members"]]].sum())
+                if weight > 0:
+                    bucket = incoming.setdefault(target["id"], {})
+                    bucket[source["id"]] = bucket.get(source["id"], 0.0) + weight
+    edges = []
+    for target, sources in incoming.items():
+        strongest = sorted(sources.items(), key=lambda item: (-item[1], item[0]))[:max_in_edges]
+        edges += [{"source": source, "target": target, "weight": weight} for source, weight in strongest]
+    return edges
+
+
+def class_graph(model: nn.Module, layers: list[Layer], feeds: list[Feed], class_row: np.ndarray,
+                cluster_labels: np.ndarray, batches: Callable[[], Iterable[torch.Tensor]], device: torch.device | str,
+                top_fraction: float = 0.1, max_in_edges: int = 10) -> dict:
+    """One class's graph: {"nodes": [...], "edges": [...], "images": n}."""
+    nodes = class_nodes(class_row, layers, cluster_labels, top_fraction)
+    channels = needed_channels(nodes, layers, feeds)
+    sums, n_images = channel_attributions(model, layers, feeds, channels, batches(), device) if channels else ({}, 0)
+    return {"nodes": nodes, "edges": node_edges(nodes, layers, feeds, channels, sums, n_images, max_in_edges),
+            "images": n_images}

@@ -1,0 +1,230 @@
+"""The stages of a run, in data-flow order; each reads its inputs from the store and writes its results.
+
+pass1 → cluster → graph;  pass1 → embed;  pass1 → patches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import cluster, coactivation, embed, graph, patches
+from .config import ExecutionConfig, RunConfig
+from .errors import NeuroCartoError
+from .extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
+from .feeding import feeding_map
+from .models import neuron_ids
+from .run import PreparedRun, RunImages, collate_readable, resolve_device
+from .store import Store
+
+PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "class_images", "skipped")
+
+
+def pass1(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+    """Top-k images per neuron and the class matrix, in one streaming pass, checkpointed."""
+    device = resolve_device(execution.device)
+    model = run.model.module.to(device)
+    n_images, n_classes = len(run.indices), len(run.dataset.class_names)
+    state = Pass1State(StreamingTopK(run.n_neurons, run.config.top_k, device),
+                       ClassStatistics(n_classes, run.n_neurons, device))
+    checkpoint = store.load_checkpoint(run.key, "pass1")
+    if checkpoint is not None:
+        state.load(checkpoint)
+        log(f"pass 1: resuming at image {state.next_image} of {n_images} from its checkpoint")
+    images = RunImages(run.dataset, run.indices, run.model.transform)
+    loader = DataLoader(images, batch_size=execution.batch_size, sampler=range(state.next_image, n_images),
+                        collate_fn=collate_readable, num_workers=execution.workers, pin_memory=device.type == "cuda")
+    progress = tqdm(total=n_images, initial=state.next_image, desc="pass 1", unit="img",
+                    disable=not execution.progress, dynamic_ncols=True)
+    batches = 0
+
+    def on_batch(current: Pass1State, _n: int) -> None:
+        nonlocal batches
+        progress.update(current.next_image - progress.n)
+        batches += 1
+        if batches % execution.checkpoint_every == 0 and current.next_image < n_images:
+            store.save_checkpoint(run.key, "pass1", current.state())
+
+    try:
+        run_pass1(model, run.layers, loader, state, run.config.threshold, device, run.config.amp, on_batch)
+    except KeyboardInterrupt:
+        store.save_checkpoint(run.key, "pass1", state.state())
+        raise NeuroCartoError(f"pass 1 interrupted at image {state.next_image} of {n_images}; its state is "
+                              "saved: the same command resumes from there") from None
+    finally:
+        progress.close()
+    results = state.state()
+    if len(results["skipped"]) >= n_images:
+        raise NeuroCartoError(f"none of the {n_images} images of this run could be read")
+    for name in PASS1_ARRAYS:
+        store.put_array(run.key, name, results[name])
+    class_images = np.maximum(results["class_images"], 1)[:, None]
+    store.put_array(run.key, "class_mean_maxima", (results["class_maxima_sums"] / class_images).astype(np.float32))
+    store.put_array(run.key, "image_index", run.indices)
+    store.put_array(run.key, "image_labels", np.array([run.dataset.label(int(i)) for i in run.indices], dtype=np.int64))
+    store.put_json(run.key, "class_names", list(run.dataset.class_names))
+    store.put_json(run.key, "neuron_ids", neuron_ids(run.layers))
+    store.clear_checkpoint(run.key, "pass1")
+    skipped = results["skipped"]
+    manifest["counts"]["skipped"] = int(len(skipped))
+    manifest["skipped_files"] = [_image_reference(run, int(i)) for i in skipped[:20]]
+    return {"device": str(device), "batch_size": execution.batch_size}
+
+
+def _image_reference(run: PreparedRun, image_id: int) -> str:
+    index = int(run.indices[image_id])
+    files = getattr(run.dataset, "files", None)
+    return files[index] if files is not None else f"#{index}"
+
+
+def _layer_of_neuron(run: PreparedRun) -> np.ndarray:
+    return np.repeat(np.arange(len(run.layers)), [layer.channels for layer in run.layers])
+
+
+def clustering_sets(top_images: np.ndarray, top_values: np.ndarray, n_images: int) -> np.ndarray:
+    """Top-k sets for Jaccard: entries where the neuron did not fire (value ≤ 0) become ids unique to
+    that neuron, so silent neurons' arbitrary zero-valued top images never make them similar."""
+    n_neurons, k = top_images.shape
+    unique_ids = n_images + np.arange(n_neurons * k, dtype=np.int64).reshape(n_neurons, k)
+    return np.where(top_values > 0, top_images, unique_ids)
+
+
+def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+    """Similar pairs (MinHash + LSH, exact Jaccard), co-activation refinement, average-linkage clusters."""
+    params = run.config.cluster
+    top_images = store.get_array(run.key, "top_images")
+    sets = clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
+    groups = _layer_of_neuron(run) if params.per_layer else np.zeros(run.n_neurons, dtype=np.int64)
+    if params.method == "exact":
+        first, second, jaccard = cluster.exact_similar_pairs(sets, params.threshold, groups)
+        candidates = len(first)
+    else:
+        banding = cluster.Banding.for_threshold(params.threshold, params.recall, params.max_hashes)
+        first, second, jaccard, candidates = cluster.similar_pairs(sets, params.threshold, groups, banding, params.seed)
+    device = resolve_device(execution.device)
+    rates = coactivation.coactivation_rates(
+        run.model.module.to(device), run.layers, run.load_images, top_images, first, second, params.sample,
+        params.active, params.overlap, execution.batch_size, device, params.seed)
+    kept = rates >= params.min_coactive
+    labels = cluster.average_linkage(run.n_neurons, first[kept], second[kept], jaccard[kept], params.threshold)
+    members = [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
+    flat_members = np.concatenate(members) if members else np.empty(0, dtype=np.int64)
+    similarity = np.array([_mean_jaccard(sets, m) for m in members], dtype=np.float32)
+    unions = [np.unique(top_images[m]) for m in members]
+    for name, value in (("cluster_labels", labels), ("cluster_offsets", offsets), ("cluster_members", flat_members),
+                        ("cluster_similarity", similarity),
+                        ("cluster_image_offsets", np.concatenate([[0], np.cumsum([len(u) for u in unions])]).astype(np.int64)),
+                        ("cluster_images", np.concatenate(unions) if unions else np.empty(0, dtype=np.int64)),
+                        ("pairs", np.stack([first, second]).T if len(first) else np.empty((0, 2), dtype=np.int64)),
+                        ("pair_jaccard", jaccard), ("pair_coactivation", rates)):
+        store.put_array(run.key, name, value)
+    layer_of = _layer_of_neuron(run)
+    per_layer = []
+    for index, layer in enumerate(run.layers):
+        in_layer = [m for m in members if layer_of[m[0]] == index]
+        per_layer.append({"layer": layer.name, "clusters": len(in_layer), "clustered": int(sum(len(m) for m in in_layer)),
+                          "largest": int(max((len(m) for m in in_layer), default=0))})
+    return {"candidates": int(candidates), "verified_pairs": int(len(first)), "coactive_pairs": int(kept.sum()),
+            "clusters": len(members), "per_layer": per_layer}
+
+
+def _mean_jaccard(sets: np.ndarray, members: np.ndarray) -> float:
+    first, second = np.triu_indices(len(members), k=1)
+    return float(cluster.pair_jaccard(sets, members[first], members[second]).mean())
+
+
+def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+    """Co-occurrence sentences → skip-gram embedding → UMAP 2D and full-dimensional neighbours."""
+    params = run.config.embed
+    top_images = store.get_array(run.key, "top_images")
+    sets = clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
+    offsets, words = embed.image_sentences(sets)
+    if len(offsets) < 2:
+        raise NeuroCartoError("no image is among the top images of two neurons: nothing co-occurs; "
+                              "use more images or a larger --top-k")
+    config = embed.SkipGramConfig(params.dimensions, params.epochs, params.window, params.negatives,
+                                  params.learning_rate, params.threads, params.seed)
+    vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, config)
+    neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
+    projection = embed.project_2d(vectors, params.seed if params.threads == 1 else None)
+    for name, value in (("embedding", vectors), ("projection", projection), ("neighbors", neighbors),
+                        ("neighbor_similarity", similarities)):
+        store.put_array(run.key, name, value)
+    return {"sentences": len(offsets) - 1, "words": int(len(words)), "loss": [round(x, 4) for x in losses]}
+
+
+def _class_image_ids(run: PreparedRun, store: Store, label: int, limit: int | None, seed: int) -> np.ndarray:
+    labels = store.get_array(run.key, "image_labels")
+    candidates = np.setdiff1d(np.flatnonzero(labels == label), store.get_array(run.key, "skipped"))
+    if limit is not None and len(candidates) > limit:
+        candidates = np.sort(np.random.default_rng(seed + label).choice(candidates, limit, replace=False))
+    return candidates
+
+
+def graph_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+    """Per class: nodes from A and the clusters, edges from gradient × activation on the class's images."""
+    params = run.config.graph
+    device = resolve_device(execution.device)
+    model = run.model.module.to(device)
+    class_matrix = store.get_array(run.key, "class_matrix")
+    labels = store.get_array(run.key, "cluster_labels")
+    feeds = feeding_map(model, run.layers)
+    per_class = params.per_class(len(run.indices), len(class_matrix))
+    batch_size = max(1, min(execution.batch_size, 64))
+    totals = {"nodes": 0, "edges": 0}
+    for label in tqdm(range(len(class_matrix)), desc="graphs", unit="class", disable=not execution.progress):
+        ids = _class_image_ids(run, store, label, per_class, params.seed)
+
+        def batches(ids=ids):
+            for start in range(0, len(ids), batch_size):
+                yield run.load_images(ids[start:start + batch_size])
+
+        class_graph = graph.class_graph(model, run.layers, feeds, class_matrix[label], labels, batches, device,
+                                        params.top_fraction, params.max_in_edges)
+        store.put_json(run.key, f"graph/{label}", class_graph)
+        totals["nodes"] += len(class_graph["nodes"])
+        totals["edges"] += len(class_graph["edges"])
+    return {"classes": len(class_matrix), "images_per_class": per_class, "feeds": len(feeds), **totals}
+
+
+def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+    """PNG patches of each neuron's top images around its argmax, stored per neuron and rank."""
+    params = run.config.patches
+    model = run.model.module.cpu()
+    example = run.load_images(store.get_array(run.key, "top_images")[:1, 0])
+    fields = patches.receptive_fields(model, run.layers, example)
+    written = 0
+
+    def save(neuron: int, neuron_patches: list[bytes]) -> None:
+        nonlocal written
+        for rank, png in enumerate(neuron_patches):
+            store.put_bytes(run.key, f"patch/{neuron}/{rank}", png)
+        written += len(neuron_patches)
+
+    patches.neuron_patches(run.layers, store.get_array(run.key, "top_images"), store.get_array(run.key, "top_positions"),
+                           run.load_images, run.model.transform, fields, params.per_neuron, params.size,
+                           params.min_size, on_neuron=save)
+    store.put_json(run.key, "receptive_fields", [list(f) for f in fields])
+    return {"patches": written, "receptive_fields": {layer.name: list(f) for layer, f in zip(run.layers, fields)}}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    compute: Callable
+    params: Callable[[RunConfig], object]   # the config section whose change reruns this stage
+    inputs: tuple[str, ...]                 # upstream stages
+
+
+STAGES = [
+    Stage("pass1", pass1, lambda config: None, ()),
+    Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",)),
+    Stage("embed", embed_stage, lambda config: config.embed, ("pass1",)),
+    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",)),
+    Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
+]
