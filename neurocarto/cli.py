@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import DEFAULT_CACHE, ClusterParams, EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
 from .errors import NeuroCartoError
+from .export import export_run
 from .pipeline import precompute, summary
 from .store import Store
 
@@ -52,6 +53,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-dimensions", type=int, default=30)
     parser.add_argument("--embed-epochs", type=int, default=5)
     parser.add_argument("--embed-threads", type=int, default=1, help="skip-gram threads (1: deterministic)")
+    parser.add_argument("--projection-seed", type=int, default=None,
+                        help="make the 2D projection reproducible (UMAP then runs on one thread)")
     parser.add_argument("--graph-images", type=int, default=None,
                         help="images per class for graph edges (default: all up to 10,000 images, else 10,000/classes, ≥ 50)")
     parser.add_argument("--patches", type=int, default=20, help="example patches per neuron (default 20)")
@@ -67,7 +70,7 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
                     cluster=ClusterParams(threshold=args.cluster_threshold, method=args.cluster_method,
                                           per_layer=not args.cluster_across_layers),
                     embed=EmbedParams(dimensions=args.embed_dimensions, epochs=args.embed_epochs,
-                                      threads=args.embed_threads),
+                                      threads=args.embed_threads, projection_seed=args.projection_seed),
                     graph=GraphParams(images_per_class=args.graph_images),
                     patches=PatchParams(per_neuron=args.patches),
                     name=args.name)
@@ -82,21 +85,19 @@ def stage_list(args: argparse.Namespace) -> list[str] | None:
 
 
 def run_rows(store: Store) -> list[dict]:
-    """One row per run for `runs`: name, key, model, data, size, status, per-stage timings."""
+    """One row per run for `runs`: name, key, model, data, size, status, layers, per-stage details."""
     rows = []
     for key, manifest, problem in store.list_runs():
         if manifest is None:
             rows.append({"key": key, "status": "unreadable", "problem": problem})
             continue
-        stages = manifest.get("stages", {})
         rows.append({
             "name": manifest["name"], "key": key, "model": manifest["model"]["spec"],
             "data": manifest["data"]["description"], "images": manifest["counts"]["images"],
             "neurons": manifest["counts"]["neurons"], "skipped": manifest["counts"]["skipped"],
-            "bytes": store.run_size(key),
-            "status": "complete" if manifest.get("complete") else "incomplete",
-            "stages": {stage: {"status": d.get("status"), "seconds": d.get("seconds")} for stage, d in stages.items()},
-            "created": manifest.get("created"),
+            "bytes": store.run_size(key), "status": "complete" if manifest.get("complete") else "incomplete",
+            "layers": manifest["layers"], "stages": manifest.get("stages", {}), "created": manifest.get("created"),
+            "manifest": manifest,
         })
     return rows
 
@@ -104,17 +105,14 @@ def run_rows(store: Store) -> list[dict]:
 def format_rows(rows: list[dict]) -> str:
     if not rows:
         return "no runs yet: `python -m neurocarto precompute` makes one"
-    lines = []
+    blocks = []
     for row in rows:
         if row["status"] == "unreadable":
-            lines.append(f"{row['key']}  UNREADABLE: {row['problem']}")
-            continue
-        timings = ", ".join(f"{stage} {d['seconds']:.1f} s" if d["seconds"] is not None else f"{stage} {d['status']}"
-                            for stage, d in row["stages"].items())
-        lines.append(f"{row['name']}  [{row['key']}]  {row['status']}\n"
-                     f"    {row['model']} on {row['data']}; {row['images']} images, {row['neurons']} neurons, "
-                     f"{row['bytes'] / 1e6:.1f} MB; {timings}")
-    return "\n".join(lines)
+            blocks.append(f"{row['key']}  UNREADABLE: {row['problem']}")
+        else:
+            blocks.append(f"{summary(row['manifest'])}\n  status: {row['status']}, {row['bytes'] / 1e6:.1f} MB, "
+                          f"created {row['created']}")
+    return "\n\n".join(blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = commands.add_parser("runs", help="list the runs in the store")
     add_cache_argument(runs)
     runs.add_argument("--json", action="store_true", help="machine-readable output")
+    export = commands.add_parser("export", help="write a run in open formats (JSON, CSV, NPZ)")
+    add_cache_argument(export)
+    export.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    export.add_argument("--out", required=True, type=Path, help="output folder")
     args = parser.parse_args(argv)
     try:
         if args.command == "precompute":
@@ -133,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "runs":
             with Store(args.cache) as store:
                 rows = run_rows(store)
-            print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+            if args.json:
+                print(json.dumps([{k: v for k, v in row.items() if k != "manifest"} for row in rows], indent=2))
+            else:
+                print(format_rows(rows))
+        elif args.command == "export":
+            with Store(args.cache) as store:
+                written = export_run(store, args.run, args.out)
+            print(f"wrote {len(written)} files to {args.out}")
     except NeuroCartoError as error:
         print(f"neurocarto: error: {error}", file=sys.stderr)
         return 2

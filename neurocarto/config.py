@@ -47,6 +47,7 @@ class EmbedParams:
     threads: int = 1              # 1: deterministic for the seed
     neighbors: int = 20
     seed: int = 0
+    projection_seed: int | None = None   # a seed makes UMAP reproducible (and single-threaded)
 
     def check(self) -> None:
         for name in ("dimensions", "epochs", "window", "neighbors", "threads"):

@@ -110,9 +110,10 @@ def _train_parallel(offsets, words, chunks, w_in, w_out, cumulative, window, neg
     losses = np.zeros(len(chunks))
     pairs = np.zeros(len(chunks))
     for c in prange(len(chunks)):
-        np.random.seed(seed + c)
-        losses[c], pairs[c] = _train_chunk(offsets, words, chunks[c], w_in, w_out, cumulative, window, negatives,
-                                           learning_rate, chunk_words_before[c], total_words)
+        chunk = np.int64(c)
+        np.random.seed(seed + chunk)
+        losses[chunk], pairs[chunk] = _train_chunk(offsets, words, chunks[chunk], w_in, w_out, cumulative, window,
+                                                   negatives, learning_rate, chunk_words_before[chunk], total_words)
     return losses.sum(), int(pairs.sum())
 
 

@@ -151,7 +151,7 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
                                   params.learning_rate, params.threads, params.seed)
     vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, config)
     neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
-    projection = embed.project_2d(vectors, params.seed if params.threads == 1 else None)
+    projection = embed.project_2d(vectors, params.projection_seed)
     for name, value in (("embedding", vectors), ("projection", projection), ("neighbors", neighbors),
                         ("neighbor_similarity", similarities)):
         store.put_array(run.key, name, value)

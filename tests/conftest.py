@@ -55,3 +55,17 @@ def fashion_available() -> Path:
     if not (FASHION / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
     return FASHION
+
+
+@pytest.fixture(scope="session")
+def small_fashion_run(tmp_path_factory, fashion_available):
+    """Every stage of the default model on a seeded sample of 600 Fashion-MNIST images."""
+    from neurocarto.config import ExecutionConfig, GraphParams, RunConfig
+    from neurocarto.pipeline import precompute
+
+    cache = tmp_path_factory.mktemp("small-fashion-run")
+    config = RunConfig(max_images=600, top_k=20, graph=GraphParams(max_in_edges=50))
+    execution = ExecutionConfig(cache=cache, progress=False, batch_size=100)
+    logs: list[str] = []
+    manifest = precompute(config, execution, log=logs.append)
+    return config, execution, manifest

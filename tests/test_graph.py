@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from neurocarto.config import ExecutionConfig, GraphParams, RunConfig
 from neurocarto.feeding import feeding_map
 from neurocarto.graph import class_nodes
-from neurocarto.models import Layer, load_model, resolve_layers
-from neurocarto.pipeline import precompute
+from neurocarto.models import Layer
 from neurocarto.run import prepare
 from neurocarto.store import Store
 
@@ -26,17 +24,8 @@ def test_class_nodes_match_a_direct_computation():
     assert nodes[1]["members"] == [29, 28] and nodes[1]["score"] == pytest.approx((19 + 18) / 2)
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory, fashion_available):
-    cache = tmp_path_factory.mktemp("graph-run")
-    config = RunConfig(max_images=600, top_k=20, graph=GraphParams(max_in_edges=50))
-    execution = ExecutionConfig(cache=cache, progress=False, batch_size=100)
-    manifest = precompute(config, execution, stages=["graph"], log=lambda _: None)
-    return config, execution, manifest
-
-
-def test_edges_follow_the_feeding_map(small_run):
-    config, execution, manifest = small_run
+def test_edges_follow_the_feeding_map(small_fashion_run):
+    config, execution, manifest = small_fashion_run
     run = prepare(config, execution)
     names = [layer.name for layer in run.layers]
     allowed = {(names[f.upstream], names[f.downstream]) for f in feeding_map(run.model.module, run.layers)}
@@ -60,8 +49,8 @@ def _node_activation(model, module, members_channels, images):
     return captured["map"][:, members_channels].flatten(2).amax(2).sum().item()
 
 
-def test_ablating_the_strongest_edge_hurts_more_than_the_weakest(small_run):
-    config, execution, manifest = small_run
+def test_ablating_the_strongest_edge_hurts_more_than_the_weakest(small_fashion_run):
+    config, execution, manifest = small_fashion_run
     run = prepare(config, execution)
     model = run.model.module
     modules = dict(model.named_modules())

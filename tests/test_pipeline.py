@@ -29,8 +29,10 @@ def quiet(cache: Path, **kwargs) -> ExecutionConfig:
 
 def test_default_model_on_fashion_subsample(tmp_path, fashion_available):
     logs = []
-    manifest = precompute(RunConfig(max_images=300, top_k=20), quiet(tmp_path, batch_size=64), log=logs.append)
-    assert manifest["complete"] and manifest["counts"]["images"] == 300
+    manifest = precompute(RunConfig(max_images=300, top_k=20), quiet(tmp_path, batch_size=64), log=logs.append,
+                          stages=["pass1"])
+    assert manifest["stages"]["pass1"]["status"] == "done" and not manifest["complete"]
+    assert manifest["counts"]["images"] == 300
     assert [layer["name"] for layer in manifest["layers"]] == DEFAULT_LAYERS
     n_neurons = manifest["counts"]["neurons"]
     with Store(tmp_path) as store:
@@ -63,7 +65,7 @@ def test_default_model_on_fashion_subsample(tmp_path, fashion_available):
     assert float(channel_map.max()) == pytest.approx(float(top_values[neuron, 0]), rel=1e-5)
     assert float(channel_map[top_positions[neuron, 0]]) == pytest.approx(float(top_values[neuron, 0]), rel=1e-5)
 
-    again = precompute(RunConfig(max_images=300, top_k=20), quiet(tmp_path), log=logs.append)
+    again = precompute(RunConfig(max_images=300, top_k=20), quiet(tmp_path), log=logs.append, stages=["pass1"])
     assert again["key"] == manifest["key"] and any("unchanged, skipped" in line for line in logs)
 
 

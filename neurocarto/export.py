@@ -1,0 +1,89 @@
+"""`python -m neurocarto export`: a run in open formats (JSON, CSV, NPZ) for use outside the app.
+
+Writes into OUT:
+  manifest.json          the run's manifest (config, counts, per-stage timings)
+  class_names.json       class index → name
+  neurons.csv            id (layer:channel), layer, channel, cluster (−1: none), x, y (2D projection)
+  top_images.npz         top_images, top_values, top_positions (neurons × k; image ids index
+                         image_index, the dataset's own indices), image_index, image_labels
+  class_matrix.npz       class_matrix (classes × neurons, Summit's counts A), class_mean_maxima
+  clusters.json          per cluster: id, layer(s), member ids, mean within-cluster Jaccard,
+                         number of distinct top images
+  embedding.npz          embedding (neurons × dims), projection (neurons × 2), neighbors and
+                         neighbor_similarity (neurons × n, cosine, full dimension)
+  graphs/CLASS.json      per class: nodes (id, layer, cluster, members, score) and edges
+                         (source, target, weight)
+Only stages that have run are written; the manifest says which.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NeuroCartoError
+from .store import Store
+
+
+def _done(manifest: dict, stage: str) -> bool:
+    return manifest["stages"].get(stage, {}).get("status") == "done"
+
+
+def export_run(store: Store, reference: str, out: Path) -> list[Path]:
+    """Write the run named `reference` into `out`; returns the files written."""
+    key = store.resolve(reference)
+    manifest = store.manifest(key)
+    if not _done(manifest, "pass1"):
+        raise NeuroCartoError(f"run {manifest['name']} has not finished pass 1: run its precompute first")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write_json(name: str, value) -> None:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=1))
+        written.append(path)
+
+    def write_npz(name: str, arrays: list[str]) -> None:
+        np.savez_compressed(out / name, **{array: store.get_array(key, array) for array in arrays})
+        written.append(out / name)
+
+    write_json("manifest.json", manifest)
+    write_json("class_names.json", store.get_json(key, "class_names"))
+    write_npz("top_images.npz", ["top_images", "top_values", "top_positions", "image_index", "image_labels"])
+    write_npz("class_matrix.npz", ["class_matrix", "class_mean_maxima"])
+    neuron_ids = store.get_json(key, "neuron_ids")
+    labels = store.get_array(key, "cluster_labels") if _done(manifest, "cluster") else np.full(len(neuron_ids), -1)
+    projection = store.get_array(key, "projection") if _done(manifest, "embed") else None
+    with open(out / "neurons.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "layer", "channel", "cluster", "x", "y"])
+        for index, neuron in enumerate(neuron_ids):
+            layer, _, channel = neuron.rpartition(":")
+            x, y = (f"{projection[index, 0]:.5f}", f"{projection[index, 1]:.5f}") if projection is not None else ("", "")
+            writer.writerow([neuron, layer, channel, int(labels[index]), x, y])
+    written.append(out / "neurons.csv")
+    if _done(manifest, "cluster"):
+        offsets = store.get_array(key, "cluster_offsets")
+        members = store.get_array(key, "cluster_members")
+        similarity = store.get_array(key, "cluster_similarity")
+        image_offsets = store.get_array(key, "cluster_image_offsets")
+        clusters = []
+        for label in range(len(offsets) - 1):
+            ids = [neuron_ids[n] for n in members[offsets[label]:offsets[label + 1]]]
+            clusters.append({"id": label, "layers": sorted({n.rpartition(":")[0] for n in ids}), "members": ids,
+                             "mean_jaccard": float(similarity[label]),
+                             "top_images": int(image_offsets[label + 1] - image_offsets[label])})
+        write_json("clusters.json", clusters)
+    if _done(manifest, "embed"):
+        write_npz("embedding.npz", ["embedding", "projection", "neighbors", "neighbor_similarity"])
+    if _done(manifest, "graph"):
+        for label, name in enumerate(store.get_json(key, "class_names")):
+            graph = store.get_json(key, f"graph/{label}")
+            for node in graph["nodes"]:
+                node["members"] = [neuron_ids[n] for n in node["members"]]
+                node["listed"] = [neuron_ids[n] for n in node["listed"]]
+            write_json(f"graphs/{label:04d}.json", {"class": name, **graph})
+    return written

@@ -1,0 +1,42 @@
+"""Export of a finished run in open formats, and the run summary."""
+import csv
+import json
+
+import numpy as np
+
+from neurocarto.cli import main as cli_main
+from neurocarto.pipeline import summary
+
+
+def test_export_writes_every_documented_file(small_fashion_run, tmp_path, capsys):
+    _config, execution, manifest = small_fashion_run
+    out = tmp_path / "export"
+    assert cli_main(["export", "--cache", str(execution.cache), "--run", manifest["name"], "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    n_neurons = manifest["counts"]["neurons"]
+    with open(out / "neurons.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n_neurons and rows[0]["id"] == "conv2:0" and rows[0]["x"] != ""
+    clusters = json.loads((out / "clusters.json").read_text())
+    clustered = {member for c in clusters for member in c["members"]}
+    assert clustered == {row["id"] for row in rows if row["cluster"] != "-1"}
+    assert all(len(c["layers"]) == 1 and 0 < c["mean_jaccard"] <= 1 for c in clusters)
+    embedding = np.load(out / "embedding.npz")
+    assert embedding["embedding"].shape == (n_neurons, 30) and embedding["projection"].shape == (n_neurons, 2)
+    assert embedding["neighbors"].shape == (n_neurons, 20)
+    graphs = sorted((out / "graphs").glob("*.json"))
+    assert len(graphs) == 10 and json.loads(graphs[9].read_text())["class"] == "Ankle boot"
+    top = np.load(out / "top_images.npz")
+    assert top["top_images"].shape == (n_neurons, 20) and len(top["image_index"]) == 600
+    assert json.loads((out / "manifest.json").read_text())["key"] == manifest["key"]
+
+
+def test_export_of_an_unknown_run_is_clear(small_fashion_run, tmp_path, capsys):
+    _config, execution, _manifest = small_fashion_run
+    assert cli_main(["export", "--cache", str(execution.cache), "--run", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown run 'nope'" in capsys.readouterr().err
+
+
+def test_summary_reports_clusters_embedding_and_time(small_fashion_run):
+    text = summary(small_fashion_run[2])
+    assert "clustering:" in text and "embedding:" in text and "patches" in text and "mixed4b" in text
