@@ -4,7 +4,7 @@
     python benchmarks/skipgram_speed.py [--neurons 20000] [--sentences 200000]
 
 A planted corpus shaped like neuron co-occurrence sentences: neurons in groups of 10, each
-sentence (an image) holds 4–12 neurons of one group plus 2 random ones. Same hyperparameters
+sentence (an image) holds 3–6 neurons of one group plus 6 random ones. Same hyperparameters
 for both (dimension 30, window 5, 5 negatives, 5 epochs, α 0.025 decaying linearly, no
 down-sampling); gensim gets the same sentences, each shuffled once. Reported: words per
 second, and the ranking quality on held-out sentences (AUC of cosine(a, b) for a co-occurring
@@ -26,10 +26,10 @@ def planted(n_neurons: int, n_sentences: int, seed: int = 0) -> list[np.ndarray]
     rng = np.random.default_rng(seed)
     group_size, sentences = 10, []
     groups = rng.integers(0, n_neurons // group_size, n_sentences)
-    lengths = rng.integers(4, 13, n_sentences)
+    lengths = rng.integers(3, 7, n_sentences)
     for group, length in zip(groups, lengths):
-        members = group * group_size + rng.choice(group_size, min(length, group_size), replace=False)
-        sentences.append(rng.permutation(np.concatenate([members, rng.integers(0, n_neurons, 2)])))
+        members = group * group_size + rng.choice(group_size, length, replace=False)
+        sentences.append(rng.permutation(np.concatenate([members, rng.integers(0, n_neurons, 6)])))
     return sentences
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     corpus = planted(args.neurons, args.sentences)
     split = int(0.9 * len(corpus))
     train, held_out = corpus[:split], corpus[split:]
-    # held-out pairs: both neurons of the planted group (the first two are the group's, shuffled with noise)
+    # held-out pairs: sentences whose first two (shuffled) neurons are of the same planted group
     held_out = [s for s in held_out if s[0] // 10 == s[1] // 10]
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in train])]).astype(np.int64)
     words = np.concatenate(train).astype(np.int64)

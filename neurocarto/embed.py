@@ -6,8 +6,8 @@ and its nearest neighbours.
    images with fewer than two neurons are dropped.
 2. Skip-gram with negative sampling, a numba kernel: separate input and context vectors,
    negatives drawn from the unigram distribution raised to 0.75, a linearly decaying learning
-   rate; a sentence is a set, so its words are shuffled each epoch and `window` picks contexts
-   from that order. One thread is deterministic for a seed; more threads update lock-free.
+   rate, word2vec's reduced window (1…window, uniform per centre word); a sentence is a set,
+   so its words are shuffled each epoch and the window picks contexts from that order. One thread is deterministic for a seed; more threads update lock-free.
    Cost is linear in the total sentence length.
 3. UMAP to 2D (cosine metric, PCA initialisation), and the `n_neighbors` nearest neighbours of
    every neuron by cosine similarity in the full embedding.
@@ -49,53 +49,67 @@ class SkipGramConfig:
     seed: int = 0
 
 
-@numba.njit(cache=True, inline="always")
-def _update_pair(center, target, label, learning_rate, w_in, w_out, gradient):
-    dot = 0.0
+LOSS_SAMPLE = 16     # the loss is tracked on every 16th centre word: a log per pair would cost ~15%
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _update_pair(center, target, label, learning_rate, w_in, w_out, gradient, track):
+    dot = np.float32(0.0)
     for d in range(w_in.shape[1]):
         dot += w_in[center, d] * w_out[target, d]
     if dot > 6.0:
-        probability = 1.0 / (1.0 + math.exp(-6.0))
+        probability = 0.9975273768433653      # σ(6): word2vec's clipping
     elif dot < -6.0:
-        probability = 1.0 / (1.0 + math.exp(6.0))
+        probability = 0.0024726231566347743
     else:
         probability = 1.0 / (1.0 + math.exp(-dot))
-    step = (label - probability) * learning_rate
+    step = np.float32((label - probability) * learning_rate)
     for d in range(w_in.shape[1]):
         gradient[d] += step * w_out[target, d]
         w_out[target, d] += step * w_in[center, d]
+    if not track:
+        return 0.0
     return -math.log(max(probability if label > 0 else 1.0 - probability, 1e-12))
 
 
-@numba.njit(cache=True)
-def _train_chunk(offsets, words, sentence_order, w_in, w_out, cumulative, window, negatives,
+@numba.njit(cache=True, fastmath=True)
+def _train_chunk(offsets, words, sentence_order, w_in, w_out, table, window, negatives,
                  learning_rate, words_before, total_words):
-    """Train on sentences sentence_order[...] in order; returns (loss sum, pairs)."""
+    """Train on sentences sentence_order[...] in order; returns (loss sum, tracked pairs)."""
     dimensions = w_in.shape[1]
-    gradient = np.zeros(dimensions)
+    gradient = np.zeros(dimensions, dtype=np.float32)
+    longest = 0
+    for s in sentence_order:
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    buffer = np.empty(longest, dtype=words.dtype)     # one allocation: threads would contend on many
     loss, pairs, seen = 0.0, 0, words_before
     for s in sentence_order:
         start, stop = offsets[s], offsets[s + 1]
-        sentence = words[start:stop].copy()
-        np.random.shuffle(sentence)
         length = stop - start
+        sentence = buffer[:length]
+        sentence[:] = words[start:stop]
+        np.random.shuffle(sentence)
         for position in range(length):
             rate = learning_rate * max(1.0 - seen / total_words, 1e-4)
+            track = int(seen) % LOSS_SAMPLE == 0
             seen += 1
             center = sentence[position]
-            for other in range(max(0, position - window), min(length, position + window + 1)):
+            reach = window - np.random.randint(0, window)     # word2vec's reduced window, 1…window
+            for other in range(max(0, position - reach), min(length, position + reach + 1)):
                 if other == position:
                     continue
+                context = sentence[other]
                 gradient[:] = 0.0
-                loss += _update_pair(center, sentence[other], 1.0, rate, w_in, w_out, gradient)
+                loss += _update_pair(center, context, 1.0, rate, w_in, w_out, gradient, track)
                 for _ in range(negatives):
-                    negative = np.searchsorted(cumulative, np.random.random() * cumulative[-1], side="right")
-                    if negative == sentence[other]:
+                    negative = table[np.random.randint(0, table.shape[0])]
+                    if negative == context:
                         continue
-                    loss += _update_pair(center, negative, 0.0, rate, w_in, w_out, gradient)
+                    loss += _update_pair(center, negative, 0.0, rate, w_in, w_out, gradient, track)
                 for d in range(dimensions):
                     w_in[center, d] += gradient[d]
-                pairs += 1
+                if track:
+                    pairs += 1
     return loss, pairs
 
 
@@ -105,26 +119,33 @@ def _seed_numba(seed):
 
 
 @numba.njit(parallel=True, cache=True)
-def _train_parallel(offsets, words, chunks, w_in, w_out, cumulative, window, negatives, learning_rate,
+def _train_parallel(offsets, words, chunks, w_in, w_out, table, window, negatives, learning_rate,
                     chunk_words_before, total_words, seed):
     losses = np.zeros(len(chunks))
     pairs = np.zeros(len(chunks))
     for c in prange(len(chunks)):
         chunk = np.int64(c)
         np.random.seed(seed + chunk)
-        losses[chunk], pairs[chunk] = _train_chunk(offsets, words, chunks[chunk], w_in, w_out, cumulative, window,
+        losses[chunk], pairs[chunk] = _train_chunk(offsets, words, chunks[chunk], w_in, w_out, table, window,
                                                    negatives, learning_rate, chunk_words_before[chunk], total_words)
     return losses.sum(), int(pairs.sum())
+
+
+def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """Word ids laid out in proportion to count**power: one uniform index draws a negative."""
+    weights = counts.astype(np.float64) ** power
+    size = int(min(max(1_000_000, 100 * len(counts)), 50_000_000))
+    edges = np.round(np.cumsum(weights) / weights.sum() * size).astype(np.int64)
+    return np.repeat(np.arange(len(counts), dtype=np.int64), np.diff(np.concatenate([[0], edges])))
 
 
 def train_skipgram(offsets: np.ndarray, words: np.ndarray, vocabulary: int,
                    config: SkipGramConfig = SkipGramConfig()) -> tuple[np.ndarray, list[float]]:
     """Input vectors (vocabulary, dimensions) float32 and the mean loss per pair of each epoch."""
     rng = np.random.default_rng(config.seed)
-    w_in = ((rng.random((vocabulary, config.dimensions)) - 0.5) / config.dimensions).astype(np.float64)
-    w_out = np.zeros((vocabulary, config.dimensions))
-    counts = np.bincount(words, minlength=vocabulary).astype(np.float64)
-    cumulative = np.cumsum(counts ** 0.75)
+    w_in = ((rng.random((vocabulary, config.dimensions)) - 0.5) / config.dimensions).astype(np.float32)
+    w_out = np.zeros((vocabulary, config.dimensions), dtype=np.float32)
+    table = unigram_table(np.bincount(words, minlength=vocabulary))
     n_sentences = len(offsets) - 1
     lengths = np.diff(offsets)
     total_words = float(lengths.sum()) * config.epochs
@@ -134,23 +155,48 @@ def train_skipgram(offsets: np.ndarray, words: np.ndarray, vocabulary: int,
         order = rng.permutation(n_sentences)
         words_before = float(lengths.sum()) * epoch
         if config.threads <= 1:
-            loss, pairs = _train_chunk(offsets, words, order, w_in, w_out, cumulative, config.window,
+            loss, pairs = _train_chunk(offsets, words, order, w_in, w_out, table, config.window,
                                        config.negatives, config.learning_rate, words_before, total_words)
         else:
             previous = numba.get_num_threads()
             numba.set_num_threads(min(config.threads, numba.config.NUMBA_NUM_THREADS))
             chunks = np.array_split(order, config.threads * 8)
             chunk_before = words_before + np.concatenate([[0], np.cumsum([lengths[c].sum() for c in chunks])[:-1]])
-            loss, pairs = _train_parallel(offsets, words, numba.typed.List(chunks), w_in, w_out, cumulative,
+            loss, pairs = _train_parallel(offsets, words, numba.typed.List(chunks), w_in, w_out, table,
                                           config.window, config.negatives, config.learning_rate,
                                           chunk_before.astype(np.float64), total_words, config.seed + 1000 * epoch)
             numba.set_num_threads(previous)
         losses.append(loss / max(pairs, 1))
-    return w_in.astype(np.float32), losses
+    return w_in, losses
 
 
-def cosine_neighbors(embedding: np.ndarray, n_neighbors: int = 20, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-n cosine neighbours of every row (itself excluded): (indices, similarities)."""
+@numba.njit(parallel=True, cache=True)
+def _row_top(scores, count, first_row):
+    """Per row, the `count` largest scores (ties: lower column), excluding column first_row + row."""
+    rows, columns = scores.shape
+    indices = np.empty((rows, count), dtype=np.int64)
+    values = np.empty((rows, count), dtype=np.float32)
+    for r in prange(rows):
+        best_values = np.full(count, -np.inf, dtype=np.float32)
+        best_indices = np.full(count, -1, dtype=np.int64)
+        for c in range(columns):
+            value = scores[r, c]
+            if value <= best_values[count - 1] or c == first_row + r:
+                continue
+            slot = count - 1
+            while slot > 0 and best_values[slot - 1] < value:
+                best_values[slot] = best_values[slot - 1]
+                best_indices[slot] = best_indices[slot - 1]
+                slot -= 1
+            best_values[slot] = value
+            best_indices[slot] = c
+        indices[r] = best_indices
+        values[r] = best_values
+    return indices, values
+
+
+def cosine_neighbors(embedding: np.ndarray, n_neighbors: int = 20, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-n cosine neighbours of every row (itself excluded): (indices, similarities), most similar first."""
     norms = np.linalg.norm(embedding, axis=1, keepdims=True)
     unit = (embedding / np.maximum(norms, 1e-12)).astype(np.float32)
     n = len(unit)
@@ -158,14 +204,8 @@ def cosine_neighbors(embedding: np.ndarray, n_neighbors: int = 20, block: int = 
     indices = np.empty((n, count), dtype=np.int64)
     similarities = np.empty((n, count), dtype=np.float32)
     for start in range(0, n, block):
-        scores = unit[start:start + block] @ unit.T
-        rows = np.arange(len(scores))
-        scores[rows, start + rows] = -np.inf
-        top = np.argpartition(-scores, count - 1, axis=1)[:, :count] if count < n - 1 else np.argsort(-scores, 1)[:, :count]
-        top_scores = np.take_along_axis(scores, top, 1)
-        order = np.lexsort((top, -top_scores), axis=1)
-        indices[start:start + block] = np.take_along_axis(top, order, 1)
-        similarities[start:start + block] = np.take_along_axis(top_scores, order, 1)
+        indices[start:start + block], similarities[start:start + block] = _row_top(unit[start:start + block] @ unit.T,
+                                                                                 count, start)
     return indices, similarities
 
 

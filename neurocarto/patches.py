@@ -92,6 +92,19 @@ def display_image(tensor: torch.Tensor, normalisation: tuple[np.ndarray, np.ndar
     return (array[:3].transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
+def pack(blobs: list[bytes]) -> bytes:
+    """Several byte strings as one: a count, their lengths (uint32, little-endian), then the bytes."""
+    header = np.array([len(blobs)] + [len(b) for b in blobs], dtype="<u4").tobytes()
+    return header + b"".join(blobs)
+
+
+def unpack(packed: bytes) -> list[bytes]:
+    count = int(np.frombuffer(packed[:4], dtype="<u4")[0])
+    lengths = np.frombuffer(packed[4:4 + 4 * count], dtype="<u4").astype(np.int64)
+    starts = 4 + 4 * count + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return [packed[start:start + length] for start, length in zip(starts, lengths)]
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)

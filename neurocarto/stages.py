@@ -193,7 +193,7 @@ def graph_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
 
 
 def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
-    """PNG patches of each neuron's top images around its argmax, stored per neuron and rank."""
+    """PNG patches of each neuron's top images around its argmax, stored per neuron (`patches.pack`)."""
     params = run.config.patches
     model = run.model.module.cpu()
     example = run.load_images(store.get_array(run.key, "top_images")[:1, 0])
@@ -202,8 +202,7 @@ def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
 
     def save(neuron: int, neuron_patches: list[bytes]) -> None:
         nonlocal written
-        for rank, png in enumerate(neuron_patches):
-            store.put_bytes(run.key, f"patch/{neuron}/{rank}", png)
+        store.put_bytes(run.key, f"patches/{neuron}", patches.pack(neuron_patches))
         written += len(neuron_patches)
 
     patches.neuron_patches(run.layers, store.get_array(run.key, "top_images"), store.get_array(run.key, "top_positions"),

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from neurocarto.models import Layer, load_model, resolve_layers
-from neurocarto.patches import crop_box, display_image, mosaic, neuron_patches, receptive_fields
+from neurocarto.patches import crop_box, display_image, mosaic, neuron_patches, pack, receptive_fields, unpack
 
 
 def test_crop_contains_the_argmax_and_stays_inside():
@@ -57,3 +57,9 @@ def test_display_image_undoes_normalisation():
         torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     pixels = display_image(tensor, (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])))
     assert pixels.shape == (2, 2, 3) and np.all(np.abs(pixels.astype(int) - 128) <= 1)
+
+
+def test_pack_round_trip():
+    blobs = [b"", b"\x89PNG abc", bytes(range(256)) * 3]
+    assert unpack(pack(blobs)) == blobs
+    assert unpack(pack([])) == []

@@ -14,6 +14,7 @@ import torch
 from neurocarto.cli import main as cli_main
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.models import GOOGLENET_LAYERS, load_model
+from neurocarto.patches import unpack
 from neurocarto.pipeline import precompute
 from neurocarto.store import Store
 from neurocarto.zoo.fashion_inception import DEFAULT_LAYERS
@@ -79,6 +80,14 @@ def test_googlenet_with_small_inputs_covers_the_25_block_map(tmp_path, image_fol
         skipped = store.get_array(manifest["key"], "skipped")
     assert top_images.shape == (manifest["counts"]["neurons"], 5)
     assert not np.isin(top_images, skipped).any()
+    # every later stage ran over the 25 blocks
+    assert manifest["complete"] and len(manifest["stages"]["cluster"]["per_layer"]) == 25
+    assert manifest["stages"]["graph"]["feeds"] == 48
+    with Store(tmp_path) as store:
+        assert store.get_array(manifest["key"], "projection").shape == (manifest["counts"]["neurons"], 2)
+        assert len(store.get_json(manifest["key"], "graph/2")["nodes"]) >= 25
+        pngs = unpack(store.get_bytes(manifest["key"], "patches/6847"))
+        assert len(pngs) == 5 and all(png.startswith(b"\x89PNG") for png in pngs)
 
 
 def test_model_from_a_factory_file(tmp_path, image_folder, factory_file):
