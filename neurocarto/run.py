@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .config import ExecutionConfig, RunConfig, stable_hash
 from .data import open_dataset, subsample

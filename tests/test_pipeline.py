@@ -130,7 +130,7 @@ def test_killed_precompute_resumes_to_the_same_result(tmp_path, fashion_availabl
     process.wait(timeout=60)
     finished = subprocess.run(_precompute_command(interrupted), cwd=ROOT, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
-    assert f"resuming at image" in finished.stdout
+    assert "resuming at image" in finished.stdout
     assert 0 < first < second < 2400
     reference = subprocess.run(_precompute_command(uninterrupted), cwd=ROOT, env=env, capture_output=True, text=True)
     assert reference.returncode == 0, reference.stderr
