@@ -123,7 +123,8 @@ def summary(manifest: dict) -> str:
     if "embed" in stages and stages["embed"].get("status") == "done":
         e = stages["embed"]
         lines.append(f"  embedding: {e['sentences']} sentences, loss per epoch {e['loss']}")
-    timings = ", ".join(f"{name} {d['seconds']:.1f} s" for name, d in stages.items() if d.get("status") == "done")
+    timings = ", ".join(f"{stage.name} {stages[stage.name]['seconds']:.1f} s" for stage in STAGES
+                        if stages.get(stage.name, {}).get("status") == "done")
     lines.append(f"  time: {timings}")
     if manifest.get("skipped_files"):
         lines.append(f"  unreadable files (first {len(manifest['skipped_files'])}): " + ", ".join(manifest["skipped_files"]))
