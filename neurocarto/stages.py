@@ -95,6 +95,7 @@ def clustering_sets(top_images: np.ndarray, top_values: np.ndarray, n_images: in
 def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
     """Similar pairs (MinHash + LSH, exact Jaccard), co-activation refinement, average-linkage clusters."""
     params = run.config.cluster
+    progress = tqdm(total=3, desc="cluster", unit="step", disable=not execution.progress)
     top_images = store.get_array(run.key, "top_images")
     sets = clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
     groups = _layer_of_neuron(run) if params.per_layer else np.zeros(run.n_neurons, dtype=np.int64)
@@ -104,12 +105,16 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
     else:
         banding = cluster.Banding.for_threshold(params.threshold, params.recall, params.max_hashes)
         first, second, jaccard, candidates = cluster.similar_pairs(sets, params.threshold, groups, banding, params.seed)
+    progress.update()
     device = resolve_device(execution.device)
     rates = coactivation.coactivation_rates(
         run.model.module.to(device), run.layers, run.load_images, top_images, first, second, params.sample,
         params.active, params.overlap, execution.batch_size, device, params.seed)
+    progress.update()
     kept = rates >= params.min_coactive
     labels = cluster.average_linkage(run.n_neurons, first[kept], second[kept], jaccard[kept], params.threshold)
+    progress.update()
+    progress.close()
     members = [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]
     offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
     flat_members = np.concatenate(members) if members else np.empty(0, dtype=np.int64)
@@ -148,9 +153,14 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
                               "use more images or a larger --top-k")
     config = embed.SkipGramConfig(params.dimensions, params.epochs, params.window, params.negatives,
                                   params.learning_rate, params.threads, params.seed)
+    progress = tqdm(total=3, desc="embed", unit="step", disable=not execution.progress)
     vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, config)
+    progress.update()
     neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
+    progress.update()
     projection = embed.project_2d(vectors, params.projection_seed)
+    progress.update()
+    progress.close()
     for name, value in (("embedding", vectors), ("projection", projection), ("neighbors", neighbors),
                         ("neighbor_similarity", similarities)):
         store.put_array(run.key, name, value)
@@ -198,15 +208,18 @@ def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
     example = run.load_images(store.get_array(run.key, "top_images")[:1, 0])
     fields = patches.receptive_fields(model, run.layers, example)
     written = 0
+    progress = tqdm(total=run.n_neurons, desc="patches", unit="neuron", disable=not execution.progress)
 
     def save(neuron: int, neuron_patches: list[bytes]) -> None:
         nonlocal written
         store.put_bytes(run.key, f"patches/{neuron}", patches.pack(neuron_patches))
         written += len(neuron_patches)
+        progress.update()
 
     patches.neuron_patches(run.layers, store.get_array(run.key, "top_images"), store.get_array(run.key, "top_positions"),
                            run.load_images, run.model.transform, fields, params.per_neuron, params.size,
                            params.min_size, on_neuron=save)
+    progress.close()
     store.put_json(run.key, "receptive_fields", [list(f) for f in fields])
     return {"patches": written, "receptive_fields": {layer.name: list(f) for layer, f in zip(run.layers, fields)}}
 

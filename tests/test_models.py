@@ -83,3 +83,15 @@ def test_neuron_ids_round_trip():
         parse_neuron_id("mixed3b.branch2.0:2", layers)
     with pytest.raises(NeuroCartoError, match="did you mean mixed3a"):
         parse_neuron_id("mixed3:0", layers)
+
+
+def test_default_weights_that_cannot_be_fetched_say_what_to_do(monkeypatch, tmp_path):
+    import torchvision.models._api as weights_api
+
+    def offline(*_args, **_kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)   # never touch the network
+    with pytest.raises(NeuroCartoError, match=r"--weights DEFAULT for resnet18.*hub cache.*--weights PATH"):
+        load_model("resnet18", "DEFAULT")
