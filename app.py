@@ -1,33 +1,59 @@
-"""NeuroCarto entry point: `python app.py [--cache DIR] [run flags]`.
+"""NeuroCarto entry point.
 
-Precomputes the run the flags define (the embedded default: FashionInception on all of
-Fashion-MNIST) unless the store already holds it, then reports it. The Dash views over the
-run arrive with the web-app milestone; until then this prints the run's summary.
+    python app.py [--run RUN] [--host 127.0.0.1] [--port 8050] [--debug] [--cache DIR] [run flags]
+
+Without --run, computes the run the flags define (the embedded default: FashionInception on
+all of Fashion-MNIST) unless the store already holds it, then serves the app on 127.0.0.1.
+For a team server, use a WSGI server on `app:server` (the store from $NEUROCARTO_CACHE,
+default cache/), e.g. `gunicorn -w 2 -b 0.0.0.0:8050 app:server`.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from neurocarto.cli import add_run_arguments, configs_from, stage_list
 from neurocarto.errors import NeuroCartoError
 from neurocarto.pipeline import precompute, summary
+from neurocarto.store import Store
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
+    parser.add_argument("--run", default=None, help="open this run (name, key or key prefix); skips the precompute")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared server)")
     args = parser.parse_args(argv)
+    from neurocarto.ui.app import create_app
+
     try:
-        run, execution = configs_from(args)
-        manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
+        if args.run:
+            with Store(args.cache) as store:
+                first = store.resolve(args.run)
+        else:
+            run, execution = configs_from(args)
+            manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
+            print(summary(manifest))
+            first = manifest["key"]
     except NeuroCartoError as error:
         print(f"neurocarto: error: {error}", file=sys.stderr)
         return 2
-    print(summary(manifest))
-    print("The run is in the store; `python -m neurocarto runs` lists it. The interactive views "
-          "(projection, graph, examples) are not built yet.")
+    app = create_app(args.cache, first)
+    print(f"NeuroCarto at http://{args.host}:{args.port}/", flush=True)
+    app.run(host=args.host, port=args.port, debug=args.debug)
     return 0
+
+
+def __getattr__(name: str):
+    """`app:server` for WSGI servers, built on first access."""
+    if name == "server":
+        from neurocarto.ui.app import create_app
+
+        return create_app(os.environ.get("NEUROCARTO_CACHE", "cache")).server
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

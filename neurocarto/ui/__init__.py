@@ -1,0 +1,1 @@
+"""The Dash app over precomputed runs: projection view, graph view, example panel."""

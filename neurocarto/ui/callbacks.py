@@ -1,0 +1,226 @@
+"""Wiring: every callback reads the precomputed run (RunData) and builds views with figures.py."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode
+
+import numpy as np
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from .figures import cascade, class_bar_figure, graph_elements, projection_figure
+
+EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
+
+
+def register_callbacks(app: Dash, catalog) -> None:
+    """`catalog` knows the runs: .keys (newest first), .get(key) → RunData or None."""
+
+    def patch_url(run_key: str):
+        return lambda neuron, rank: f"/patch/{run_key}/{int(neuron)}/{int(rank)}.png"
+
+    @app.callback(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
+                  Output("threshold", "value"), Output("mode", "value"), Output("selection", "data"),
+                  Output("message", "children"), Input("url", "pathname"), State("url", "search"),
+                  prevent_initial_call="initial_duplicate")
+    def restore(_pathname, search):
+        """Initial view from the URL; unknown names give a message and a usable default."""
+        query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
+        problems = []
+        if not catalog.keys:
+            return (None, [], None, 0, [], EMPTY_SELECTION,
+                    "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
+        run_key = query.get("run") or catalog.keys[0]
+        if catalog.get(run_key) is None:
+            problems.append(f"Unknown run “{run_key}”; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
+            run_key = catalog.keys[0]
+        data = catalog.get(run_key)
+        class_index = 0
+        if "class" in query:
+            found = data.class_index(query["class"])
+            if found is None:
+                problems.append(f"Unknown class “{query['class']}”; showing {data.class_names[0]}.")
+            else:
+                class_index = found
+        selection = dict(EMPTY_SELECTION)
+        if "select" in query:
+            graph = data.graph(class_index)
+            node_ids = {node["id"] for node in graph["nodes"]}
+            for item in query["select"].split(","):
+                if item in node_ids:
+                    selection["nodes"] = selection["nodes"] + [item]
+                elif data.neuron_index(item) is not None:
+                    selection["neuron"] = data.neuron_index(item)
+                else:
+                    problems.append(f"Unknown neuron or node “{item}”: expected layer:channel, e.g. {data.neuron_ids[0]}.")
+        try:
+            threshold = min(max(float(query.get("threshold", 0)), 0.0), 1.0)
+        except ValueError:
+            problems.append(f"threshold must be a number between 0 and 1, not “{query['threshold']}”.")
+            threshold = 0.0
+        mode = ["cascade"] if query.get("mode") == "cascade" else []
+        return (run_key, class_options_of(data), class_index, threshold, mode, selection,
+                " ".join(problems) or None)
+
+    @app.callback(Output("url", "search"), Input("run", "value"), Input("class", "value"),
+                  Input("threshold", "value"), Input("mode", "value"), Input("selection", "data"),
+                  prevent_initial_call=True)
+    def to_url(run_key, class_index, threshold, mode, selection):
+        data = catalog.get(run_key)
+        if data is None or class_index is None:
+            return no_update
+        query = {"run": data.key, "class": data.class_names[class_index], "threshold": f"{threshold:g}"}
+        selected = list(selection["nodes"]) + ([data.neuron_ids[selection["neuron"]]]
+                                               if selection["neuron"] is not None else [])
+        if selected:
+            query["select"] = ",".join(selected)
+        if mode:
+            query["mode"] = "cascade"
+        return "?" + urlencode(query)
+
+    @app.callback(Output("class", "options"), Input("run", "value"), prevent_initial_call=True)
+    def class_options(run_key):
+        return class_options_of(catalog.get(run_key))
+
+    @app.callback(Output("graph", "elements"), Output("graph-title", "children"),
+                  Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
+                  Input("selection", "data"))
+    def draw_graph(run_key, class_index, threshold, mode, selection):
+        data = catalog.get(run_key)
+        if data is None or class_index is None:
+            return [], "Class graph"
+        graph = data.graph(int(class_index))
+        chain = None
+        if "cascade" in (mode or []) and selection["nodes"]:
+            chain = cascade(graph, selection["nodes"][-1])
+        elements = graph_elements(graph, data.layer_names, data.neuron_ids, patch_url(data.key), threshold or 0,
+                                  set(selection["nodes"]), chain)
+        return elements, f"Class graph: {data.class_names[int(class_index)]}"
+
+    @app.callback(Output("projection", "figure"),
+                  Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
+                  Input("selection", "data"), Input("hovered", "data"))
+    def draw_projection(run_key, class_index, shown_filter, selection, hovered):
+        data = catalog.get(run_key)
+        if data is None:
+            return {}
+        shown = None
+        graph = data.graph(int(class_index)) if class_index is not None else None
+        if shown_filter == "class" and graph is not None:
+            shown = np.zeros(len(data.neuron_ids), dtype=bool)
+            shown[[n for node in graph["nodes"] for n in node["members"]]] = True
+        elif shown_filter == "clusters" and graph is not None:
+            shown = np.zeros(len(data.neuron_ids), dtype=bool)
+            shown[selected_members(graph, selection)] = True
+        highlighted = list(hovered or [])
+        if selection["neuron"] is not None:
+            highlighted += data.neighbors[selection["neuron"], :10].tolist()
+        if graph is not None:
+            highlighted += selected_members(graph, selection)
+        highlighted += list(selection.get("neurons") or [])
+        return projection_figure(data.projection, data.layer_of, data.layer_names, data.neuron_ids, shown,
+                                 sorted(set(highlighted)), selection["neuron"])
+
+    @app.callback(Output("selection", "data", allow_duplicate=True), Input("graph", "tapNodeData"),
+                  State("selection", "data"), prevent_initial_call=True)
+    def tap_node(node, selection):
+        if not node or node["id"].startswith("row:"):
+            return no_update
+        nodes = list(selection["nodes"])
+        nodes = [n for n in nodes if n != node["id"]] if node["id"] in nodes else nodes + [node["id"]]
+        return {"nodes": nodes, "neuron": None, "neurons": []}
+
+    @app.callback(Output("selection", "data", allow_duplicate=True), Input("projection", "clickData"),
+                  Input("projection", "selectedData"), State("selection", "data"), prevent_initial_call=True)
+    def pick_neurons(click, lasso, selection):
+        """A click picks one neuron; a box or lasso, a set (a click in lasso mode also clears the lasso)."""
+        triggered = ctx.triggered_prop_ids
+        if "projection.clickData" in triggered and click and click.get("points"):
+            return {"nodes": selection["nodes"], "neuron": int(click["points"][0]["customdata"]), "neurons": []}
+        points = [int(p["customdata"]) for p in (lasso or {}).get("points", []) if "customdata" in p]
+        if not points:
+            return no_update
+        return {"nodes": selection["nodes"], "neuron": None, "neurons": sorted(set(points))}
+
+    @app.callback(Output("hovered", "data"), Input("graph", "mouseoverNodeData"), State("run", "value"))
+    def hover_node(node, run_key):
+        data = catalog.get(run_key)
+        if not node or data is None or "members" not in node:
+            return []
+        return [data.neuron_index(member) for member in node["members"]]
+
+    @app.callback(Output("projection-tooltip", "show"), Output("projection-tooltip", "bbox"),
+                  Output("projection-tooltip", "children"), Input("projection", "hoverData"), State("run", "value"))
+    def hover_point(hover, run_key):
+        data = catalog.get(run_key)
+        if not hover or data is None:
+            return False, no_update, no_update
+        point = hover["points"][0]
+        neuron = int(point["customdata"])
+        url = patch_url(data.key)
+        grid = html.Div(className="patch-grid", children=[
+            html.Img(src=url(neuron, rank), width=48, height=48) for rank in range(min(9, data.patch_count))])
+        return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]), grid]
+
+    @app.callback(Output("examples", "children"), Input("run", "value"), Input("class", "value"),
+                  Input("selection", "data"))
+    def examples(run_key, class_index, selection):
+        data = catalog.get(run_key)
+        if data is None:
+            return [html.H2("Examples")]
+        graph = data.graph(int(class_index)) if class_index is not None else {"nodes": []}
+        url = patch_url(data.key)
+        blocks = [html.H2("Examples")]
+        if selection["neuron"] is not None:
+            neuron = selection["neuron"]
+            blocks += neuron_block(data, neuron, url, "selected neuron")
+            blocks.append(html.H3("Most related neurons"))
+            related = html.Div(className="related", children=[
+                html.Div(className="related-neuron", children=[
+                    html.Span(data.neuron_ids[n]),
+                    html.Div(className="patches", children=[html.Img(src=url(n, r), width=40, height=40)
+                                                            for r in range(min(4, data.patch_count))])])
+                for n in data.neighbors[neuron, :10]])
+            blocks.append(related)
+        nodes = {node["id"]: node for node in graph["nodes"]}
+        for node_id in selection["nodes"]:
+            node = nodes.get(node_id)
+            if node is None:
+                continue
+            members = node["members"]
+            title = f"{node_id}: {len(members)} neuron{'s' * (len(members) > 1)}"
+            if node["cluster"] >= 0:
+                title += f", mean within-cluster similarity {data.cluster_similarity[node['cluster']]:.2f}"
+            blocks.append(html.H3(title, className="node-title"))
+            for member in members[:10]:
+                blocks += neuron_block(data, member, url, None, count=6)
+            blocks.append(dcc.Graph(figure=class_bar_figure(data.top_image_classes(members), data.class_names),
+                                    config={"displayModeBar": False}))
+        if selection.get("neurons"):
+            chosen = selection["neurons"]
+            blocks.append(html.H3(f"{len(chosen)} neurons selected in the projection"))
+            for member in chosen[:12]:
+                blocks += neuron_block(data, member, url, None, count=6)
+        if len(blocks) == 1:
+            blocks.append(html.P("Select a node or a neuron to see its examples."))
+        return blocks
+
+
+def class_options_of(data) -> list[dict]:
+    return [] if data is None else [{"label": name, "value": i, "search": name} for i, name in enumerate(data.class_names)]
+
+
+def selected_members(graph: dict, selection: dict) -> list[int]:
+    chosen = set(selection["nodes"])
+    return [n for node in graph["nodes"] if node["id"] in chosen for n in node["members"]]
+
+
+def neuron_block(data, neuron: int, url, heading: str | None, count: int = 9) -> list:
+    """A neuron's id, the classes of its top images and its first patches."""
+    counts = data.top_image_classes([neuron])
+    top_class = data.class_names[int(np.argmax(counts))]
+    children = [html.Div(className="neuron-title", children=[
+        html.Strong(data.neuron_ids[neuron]), html.Span(f" · top images mostly {top_class}")])]
+    if heading:
+        children.insert(0, html.H3(heading))
+    children.append(html.Div(className="patches", children=[html.Img(src=url(neuron, r), width=56, height=56)
+                                                            for r in range(min(count, data.patch_count))]))
+    return children

@@ -1,0 +1,67 @@
+"""The page: header (run, class search, help), projection view, graph view, example panel."""
+from __future__ import annotations
+
+import dash_cytoscape as cyto
+from dash import dcc, html
+
+from .figures import graph_stylesheet
+
+HELP = [
+    html.P("Each point of the projection is a neuron (one channel of a layer, named layer:channel); neurons that "
+           "fire on the same images sit close. Colours are layers: click a legend entry to hide or show it."),
+    html.P("The graph shows, for the chosen class, the neurons that respond most to it, grouped into concept "
+           "clusters (rounded boxes), one row per layer from the input side (bottom) to the prediction (top). "
+           "Edges show how strongly a node drives the next layer's node (gradient × activation)."),
+    html.P("Hover a node to see its members in the projection; click to select it (click again to release). "
+           "Click a point to see the neuron and its closest relatives. Cascade mode follows the strongest edges "
+           "from the selected node up and down."),
+]
+
+
+def page(run_options: list[dict]) -> html.Div:
+    return html.Div(className="app", children=[
+        dcc.Location(id="url", refresh=False),
+        dcc.Store(id="selection", data={"nodes": [], "neuron": None, "neurons": []}),
+        dcc.Store(id="hovered", data=[]),
+        html.Header(className="header", children=[
+            html.H1("NeuroCarto"),
+            dcc.Dropdown(id="run", options=run_options, clearable=False, className="run-select",
+                         placeholder="run"),
+            dcc.Dropdown(id="class", options=[], clearable=False, searchable=True, className="class-search",
+                         placeholder="search a class…"),
+            html.Details(className="help", children=[html.Summary("How to read this"), *HELP]),
+        ]),
+        html.Div(id="message", className="message", role="alert"),
+        html.Main(className="views", children=[
+            html.Section(className="view projection-view", children=[
+                html.Div(className="view-title", children=[
+                    html.H2("Neuron projection"),
+                    dcc.RadioItems(id="projection-filter", inline=True, value="all", options=[
+                        {"label": "all neurons", "value": "all"},
+                        {"label": "this class", "value": "class"},
+                        {"label": "selected clusters", "value": "clusters"}]),
+                ]),
+                dcc.Graph(id="projection", clear_on_unhover=True, config={
+                    "displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": "projection"}},
+                    style={"height": "100%"}),
+                dcc.Tooltip(id="projection-tooltip", direction="right"),
+            ]),
+            html.Section(className="view graph-view", children=[
+                html.Div(className="view-title", children=[
+                    html.H2(id="graph-title", children="Class graph"),
+                    dcc.Checklist(id="mode", options=[{"label": "concept cascade", "value": "cascade"}], value=[],
+                                  inline=True),
+                ]),
+                html.Div(className="slider", children=[
+                    html.Label("minimum score (share of the best node)", htmlFor="threshold"),
+                    dcc.Slider(id="threshold", min=0, max=1, step=0.05, value=0,
+                               marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"}),
+                ]),
+                cyto.Cytoscape(id="graph", elements=[], layout={"name": "preset", "fit": True, "padding": 30},
+                               stylesheet=graph_stylesheet(), style={"width": "100%", "height": "100%"},
+                               minZoom=0.1, maxZoom=4, boxSelectionEnabled=False, autoungrabify=True),
+            ]),
+            html.Aside(id="examples", className="view examples", children=[
+                html.H2("Examples"), html.P("Select a node or a neuron to see its examples.")]),
+        ]),
+    ])

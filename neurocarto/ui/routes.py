@@ -1,0 +1,51 @@
+"""Image routes: example patches and cluster mosaics, keyed by run key and integers only.
+
+Nothing in a request becomes a file path: the run must be one the app loaded, the neuron,
+rank and cluster are integers checked against the run; anything else is a 404.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from flask import Flask, Response, abort, request
+
+from ..patches import mosaic
+
+CACHE_SECONDS = 7 * 24 * 3600
+
+
+def _png(body: bytes) -> Response:
+    etag = hashlib.sha1(body).hexdigest()[:16]
+    if request.if_none_match and etag in request.if_none_match:
+        return Response(status=304, headers={"ETag": f'"{etag}"'})
+    response = Response(body, mimetype="image/png")
+    response.headers["Cache-Control"] = f"public, max-age={CACHE_SECONDS}, immutable"
+    response.set_etag(etag)
+    return response
+
+
+def register_routes(server: Flask, runs) -> None:
+    """`runs(key)` returns the RunData of a loaded run, or None."""
+
+    @server.route("/patch/<run>/<int:neuron>/<int:rank>.png")
+    def patch(run: str, neuron: int, rank: int):
+        data = runs(run)
+        if data is None or not 0 <= neuron < len(data.neuron_ids) or not 0 <= rank < data.patch_count:
+            abort(404)
+        pngs = data.patches(neuron)
+        if rank >= len(pngs):
+            abort(404)
+        return _png(pngs[rank])
+
+    @server.route("/mosaic/<run>/<int:cluster>.png")
+    def cluster_mosaic(run: str, cluster: int):
+        data = runs(run)
+        if data is None or not 0 <= cluster < len(data.cluster_members):
+            abort(404)
+        return _png(mosaic([list(data.patches(int(n))) for n in data.cluster_members[cluster][:12]], per_member=4))
+
+    @server.route("/patch/<path:_anything>")
+    @server.route("/mosaic/<path:_anything>")
+    def malformed_image(_anything: str):
+        """Image paths that match no rule above are 404s, not the app's page."""
+        abort(404)

@@ -1,0 +1,215 @@
+"""The app in a real browser (Playwright driving Debian's Chromium), on a small real run.
+
+Screenshots of every step go to test-artifacts/screenshots/ (printed at the start).
+"""
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(small_fashion_run, tmp_path_factory):
+    _config, execution, manifest = small_fashion_run
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "app.log"
+    log = open(log_path, "w")     # a file, not a pipe: an unread pipe would fill and stall the server
+    process = subprocess.Popen([sys.executable, "app.py", "--run", manifest["key"], "--cache", str(execution.cache),
+                                "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(base + "/", timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.3)
+    else:
+        process.kill()
+        raise AssertionError(f"the app did not start: {log_path.read_text()[-2000:]}")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots in {SHOTS}")
+    yield base, manifest
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(url)
+    page.wait_for_function("() => window._cyGraph !== undefined || document.querySelector('#graph') !== null")
+    return page
+
+
+CY = "document.getElementById('graph')._cyreg.cy"
+
+
+def wait_graph(page, at_least: int = 1):
+    page.wait_for_function(f"() => {{ const e = document.getElementById('graph'); return e && e._cyreg && "
+                           f"e._cyreg.cy.nodes('[score]').length >= {at_least}; }}", timeout=30000)
+
+
+def node_point(page, node_id: str) -> tuple[float, float]:
+    box = page.locator("#graph").bounding_box()
+    position = page.evaluate(f"(id) => {CY}.getElementById(id).renderedPosition()", node_id)
+    return box["x"] + position["x"], box["y"] + position["y"]
+
+
+def first_cluster_node(page) -> str:
+    return page.evaluate(f"() => {{ const n = {CY}.nodes('.cluster'); return (n.length ? n : {CY}.nodes('[score]'))[0].id(); }}")
+
+
+def test_a_session_in_the_browser(server, browser):
+    base, manifest = server
+    page = open_page(browser, base + "/")
+    wait_graph(page)
+    page.screenshot(path=SHOTS / "01-opened.png")
+
+    # choose a class through the search box
+    page.wait_for_function("() => (document.getElementById('class-value') || {}).textContent")
+    page.click("#class")
+    page.wait_for_selector(".dash-dropdown-search")
+    page.keyboard.type("snea")
+    page.get_by_role("option", name="Sneaker").click()
+    page.wait_for_function("() => document.getElementById('graph-title').textContent.includes('Sneaker')")
+    wait_graph(page)
+    page.wait_for_url(lambda url: "class=Sneaker" in url)
+    page.screenshot(path=SHOTS / "02-class-sneaker.png")
+
+    # hover a graph node: its members light up in the projection
+    node = first_cluster_node(page)
+    members = page.evaluate(f"(id) => {CY}.getElementById(id).data('members').length", node)
+    x, y = node_point(page, node)
+    page.mouse.move(x, y)
+    page.wait_for_function(f"() => {{ const g = document.querySelector('#projection .js-plotly-plot');"
+                           f" const t = g._fullData.find(t => t.name === 'highlighted'); return t && t.x.length === {members}; }}")
+    page.screenshot(path=SHOTS / "03-hover-node.png")
+
+    # click it: selected in both views, its members' patches in the example panel
+    page.mouse.click(x, y)
+    page.wait_for_selector(".node-title")
+    assert node in page.inner_text("#examples")
+    page.wait_for_function("() => [...document.querySelectorAll('#examples img')].some(i => i.naturalWidth > 0)")
+    assert page.evaluate(f"(id) => {CY}.getElementById(id).hasClass('selected')", node)
+    page.wait_for_url(lambda url: "select=" in url)
+    page.screenshot(path=SHOTS / "04-node-selected.png")
+
+    # concept cascade from the selected node
+    page.click("#mode input")
+    page.wait_for_function(f"() => {CY}.nodes('.chain').length >= 2")
+    page.wait_for_url(lambda url: "mode=cascade" in url)
+    page.screenshot(path=SHOTS / "05-cascade.png")
+
+    # the slider hides low-scoring nodes (and their edges)
+    before = page.evaluate(f"() => {CY}.nodes('[score]').length")
+    handle = page.locator("#threshold .rc-slider-handle, #threshold [role=slider]").first
+    handle.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_url(lambda url: "threshold=0.5" in url)
+    page.wait_for_function(f"() => {CY}.nodes('[score]').length < {before}")
+    page.screenshot(path=SHOTS / "06-threshold.png")
+
+    # click a point in the projection: the neuron and its 10 most related neurons
+    point = page.evaluate("""() => {
+        const g = document.querySelector('#projection .js-plotly-plot');
+        const l = g._fullLayout, t = g._fullData[0];
+        const box = g.getBoundingClientRect();
+        return [box.left + l._size.l + l.xaxis.d2p(t.x[0]), box.top + l._size.t + l.yaxis.d2p(t.y[0]), t.hovertext[0]];
+    }""")
+    page.mouse.move(point[0], point[1])     # WebGL points are picked on hover first
+    page.wait_for_selector("#projection-tooltip img")
+    page.screenshot(path=SHOTS / "07-hover-point.png")
+    page.mouse.click(point[0], point[1])
+    page.wait_for_selector(".related-neuron")
+    assert page.locator(".related-neuron").count() == 10
+    page.wait_for_function("() => { const g = document.querySelector('#projection .js-plotly-plot');"
+                           " const t = g._fullData.find(t => t.name === 'highlighted'); return t && t.x.length >= 10; }")
+    page.screenshot(path=SHOTS / "08-neuron-selected.png")
+
+    # the URL restores the same view in a new page
+    page.wait_for_url(lambda url: quote(point[2]) in url)
+    shared = page.url
+    other = open_page(browser, shared)
+    wait_graph(other)
+    other.wait_for_selector(".related-neuron")
+    assert "Sneaker" in other.inner_text("#graph-title")
+    assert node in other.inner_text("#examples")       # the selected node (maybe below the threshold now)
+    chain = f"() => {CY}.nodes('.chain').map(n => n.id()).sort().join()"
+    assert other.evaluate(chain) == page.evaluate(chain) != ""
+    assert other.evaluate(f"() => {CY}.nodes('[score]').length") == page.evaluate(f"() => {CY}.nodes('[score]').length")
+    other.screenshot(path=SHOTS / "09-restored-from-url.png")
+
+
+@pytest.mark.parametrize("query, message", [
+    ("?run=nope", "Unknown run “nope”"),
+    ("?class=Unicorn", "Unknown class “Unicorn”"),
+    ("?select=mixed9:1", "Unknown neuron or node “mixed9:1”"),
+])
+def test_bad_urls_explain_and_stay_usable(server, browser, query, message):
+    base, _ = server
+    page = open_page(browser, base + "/" + query)
+    page.wait_for_selector("#message:not(:empty)")
+    assert message in page.inner_text("#message")
+    wait_graph(page)
+    page.screenshot(path=SHOTS / f"10-bad-url-{query.split('=')[0].strip('?')}.png")
+
+
+def test_image_routes(server):
+    base, manifest = server
+    key = manifest["key"]
+    with urllib.request.urlopen(f"{base}/patch/{key}/0/0.png", timeout=20) as response:
+        assert response.headers["Content-Type"] == "image/png" and "max-age" in response.headers["Cache-Control"]
+        assert response.read().startswith(b"\x89PNG")
+    with urllib.request.urlopen(f"{base}/mosaic/{key}/0.png", timeout=20) as response:
+        assert response.read().startswith(b"\x89PNG")
+    for bad in (f"/patch/{key}/999999/0.png", f"/patch/{key}/0/99.png", "/patch/nope/0/0.png",
+                f"/patch/{key}/-1/0.png", f"/patch/{key}/..%2F..%2Fetc%2Fpasswd/0.png", f"/mosaic/{key}/99999.png",
+                f"/patch/{key}/0/0.png/../../../../app.py"):
+        with pytest.raises(urllib.error.HTTPError, match="404") as error:
+            urllib.request.urlopen(base + bad, timeout=20)
+        assert error.value.code == 404, bad
+
+
+def test_no_path_reaches_a_file(server):
+    """Dash answers unknown paths with its page, never with a file of the project or the system."""
+    base, _ = server
+    for path in ("/../app.py", "/app.py", "/%2e%2e/%2e%2e/etc/passwd", "/assets/../app.py", "/assets/%2e%2e/app.py"):
+        try:
+            body = urllib.request.urlopen(base + path, timeout=20).read().decode(errors="replace")
+        except urllib.error.HTTPError as error:
+            assert error.code in (400, 404), path
+            continue
+        assert "def main" not in body and "root:" not in body, path
