@@ -67,7 +67,7 @@ def browser():
 
 
 def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page = browser.new_context(accept_downloads=True, viewport={"width": 1600, "height": 900}).new_page()
     page.goto(url)
     page.wait_for_function("() => window._cyGraph !== undefined || document.querySelector('#graph') !== null")
     return page
@@ -213,3 +213,26 @@ def test_no_path_reaches_a_file(server):
             assert error.code in (400, 404), path
             continue
         assert "def main" not in body and "root:" not in body, path
+
+
+def test_exports_png_and_svg_of_both_views(server, browser, tmp_path):
+    base, _ = server
+    page = open_page(browser, base + "/?class=Bag")
+    errors = []      # uncaught page errors (cytoscape-svg logs harmless console noise, so console is not checked)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    wait_graph(page)
+    page.click("#paper input")
+    page.wait_for_timeout(500)
+    page.screenshot(path=SHOTS / "11-paper-style.png")
+    for view in ("projection", "graph"):
+        for kind in ("png", "svg"):
+            with page.expect_download(timeout=30000) as download:
+                page.click(f"#export-{view}-{kind}")
+            path = tmp_path / f"{view}.{kind}"
+            download.value.save_as(path)
+            content = path.read_bytes()
+            if kind == "png":
+                assert content.startswith(b"\x89PNG") and len(content) > 5000, view
+            else:
+                assert b"<svg" in content[:2000] and len(content) > 2000, view
+    assert errors == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dash_cytoscape as cyto
 from dash import Dash
 
 from ..store import Store
@@ -47,6 +48,7 @@ class Catalog:
 
 def create_app(cache: str | Path, first_run: str | None = None) -> Dash:
     """The app for the runs in the store under `cache`; `first_run` (a key) opens first."""
+    cyto.load_extra_layouts()      # also brings cytoscape-svg, which the graph's SVG export needs
     catalog = Catalog(Store(cache), first_run)
     app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False)
     app.layout = lambda: page(catalog.options())

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlencode
 import numpy as np
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from .figures import cascade, class_bar_figure, graph_elements, projection_figure
+from .figures import cascade, class_bar_figure, graph_elements, graph_stylesheet, projection_figure
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -97,8 +97,8 @@ def register_callbacks(app: Dash, catalog) -> None:
 
     @app.callback(Output("projection", "figure"),
                   Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
-                  Input("selection", "data"), Input("hovered", "data"))
-    def draw_projection(run_key, class_index, shown_filter, selection, hovered):
+                  Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"))
+    def draw_projection(run_key, class_index, shown_filter, selection, hovered, paper):
         data = catalog.get(run_key)
         if data is None:
             return {}
@@ -117,7 +117,29 @@ def register_callbacks(app: Dash, catalog) -> None:
             highlighted += selected_members(graph, selection)
         highlighted += list(selection.get("neurons") or [])
         return projection_figure(data.projection, data.layer_of, data.layer_names, data.neuron_ids, shown,
-                                 sorted(set(highlighted)), selection["neuron"])
+                                 sorted(set(highlighted)), selection["neuron"], paper=bool(paper))
+
+    @app.callback(Output("graph", "stylesheet"), Input("paper", "value"))
+    def graph_style(paper):
+        return graph_stylesheet(paper=bool(paper))
+
+    @app.callback(Output("graph", "generateImage"), Input("export-graph-png", "n_clicks"),
+                  Input("export-graph-svg", "n_clicks"), prevent_initial_call=True)
+    def export_graph(_png, _svg):
+        kind = "svg" if ctx.triggered_id == "export-graph-svg" else "png"
+        return {"type": kind, "action": "download", "filename": "graph", "options": {"bg": "white", "full": True,
+                                                                                      "scale": 2}}
+
+    app.clientside_callback(
+        """function(png, svg) {
+            const kind = window.dash_clientside.callback_context.triggered_id === 'export-projection-svg' ? 'svg' : 'png';
+            const figure = document.querySelector('#projection .js-plotly-plot');
+            window.Plotly.downloadImage(figure, {format: kind, filename: 'projection', scale: kind === 'png' ? 2 : 1,
+                                                 width: figure.clientWidth, height: figure.clientHeight});
+            return kind;
+        }""",
+        Output("export-projection-png", "title"), Input("export-projection-png", "n_clicks"),
+        Input("export-projection-svg", "n_clicks"), prevent_initial_call=True)
 
     @app.callback(Output("selection", "data", allow_duplicate=True), Input("graph", "tapNodeData"),
                   State("selection", "data"), prevent_initial_call=True)

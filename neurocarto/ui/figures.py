@@ -41,6 +41,7 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
     figure = go.Figure(traces)
     figure.update_layout(
         uirevision="projection", dragmode="lasso", margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        modebar={"remove": ["toImage"]} if paper else {},
         paper_bgcolor="white", plot_bgcolor="white", font={"size": 16 if paper else 12},
         legend={"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top", "font": {"size": 10},
                 "entrywidth": 0.5, "entrywidthmode": "fraction",
@@ -139,8 +140,9 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], p
 def graph_stylesheet(paper: bool = False) -> list[dict]:
     font = 14 if paper else 10
     return [
-        {"selector": "node", "style": {"width": "data(size)", "height": "data(size)", "background-image": "data(image)",
-                                       "background-fit": "cover", "border-width": 2, "border-color": "#888",
+        {"selector": "node[image]", "style": {"background-image": "data(image)", "background-fit": "cover"}},
+        {"selector": "node[size]", "style": {"width": "data(size)", "height": "data(size)"}},
+        {"selector": "node", "style": {"border-width": 2, "border-color": "#888",
                                        "label": "data(label)", "font-size": font, "text-valign": "bottom",
                                        "text-margin-y": 3, "color": "#222"}},
         {"selector": "node.cluster", "style": {"shape": "round-rectangle", "border-color": "#4e79a7", "border-width": 3}},

@@ -30,6 +30,12 @@ def page(run_options: list[dict]) -> html.Div:
             dcc.Dropdown(id="class", options=[], clearable=False, searchable=True, className="class-search",
                          placeholder="search a class…"),
             html.Details(className="help", children=[html.Summary("How to read this"), *HELP]),
+            html.Div(className="exports", children=[
+                dcc.Checklist(id="paper", options=[{"label": "paper style", "value": "paper"}], value=[], inline=True),
+                html.Span("export:"),
+                *[html.Button(f"{view} {kind.upper()}", id=f"export-{view}-{kind}", className="export-button")
+                  for view in ("projection", "graph") for kind in ("png", "svg")],
+            ]),
         ]),
         html.Div(id="message", className="message", role="alert"),
         html.Main(className="views", children=[
