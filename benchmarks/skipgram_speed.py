@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from neurocarto.embed import SkipGramConfig, train_skipgram
+from neurocarto.config import EmbedParams
+from neurocarto.embed import train_skipgram
 
 DIMENSIONS, WINDOW, NEGATIVES, EPOCHS, ALPHA = 30, 5, 5, 5, 0.025
 
@@ -59,11 +60,12 @@ def main() -> None:
     words = np.concatenate(train).astype(np.int64)
     total_words = len(words) * EPOCHS
     tiny = [s[:5] for s in train[:100]]
-    train_skipgram(np.array([0, 5]), np.arange(5), 5, SkipGramConfig(epochs=1))            # JIT outside the timings
-    train_skipgram(np.array([0, 5]), np.arange(5), 5, SkipGramConfig(epochs=1, threads=2))
+    train_skipgram(np.array([0, 5]), np.arange(5), 5, EmbedParams(epochs=1))            # JIT outside the timings
+    train_skipgram(np.array([0, 5]), np.arange(5), 5, EmbedParams(epochs=1, threads=2))
     rows = []
     for threads in (1, 2):
-        config = SkipGramConfig(DIMENSIONS, EPOCHS, WINDOW, NEGATIVES, ALPHA, threads, seed=0)
+        config = EmbedParams(dimensions=DIMENSIONS, epochs=EPOCHS, window=WINDOW, negatives=NEGATIVES,
+                             learning_rate=ALPHA, threads=threads, seed=0)
         started = time.perf_counter()
         vectors, _ = train_skipgram(offsets, words, args.neurons, config)
         elapsed = time.perf_counter() - started

@@ -15,11 +15,12 @@ and its nearest neighbours.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba import prange
+
+from .config import EmbedParams
 
 
 def image_sentences(top_images: np.ndarray, min_length: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -36,17 +37,6 @@ def image_sentences(top_images: np.ndarray, min_length: int = 2) -> tuple[np.nda
     kept_words = np.repeat(keep, lengths)
     offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
     return offsets, neurons[kept_words]
-
-
-@dataclass(frozen=True)
-class SkipGramConfig:
-    dimensions: int = 30
-    epochs: int = 5
-    window: int = 5
-    negatives: int = 5
-    learning_rate: float = 0.025
-    threads: int = 1          # 1: deterministic for a seed
-    seed: int = 0
 
 
 LOSS_SAMPLE = 16     # the loss is tracked on every 16th centre word: a log per pair would cost ~15%
@@ -140,7 +130,7 @@ def unigram_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
 
 
 def train_skipgram(offsets: np.ndarray, words: np.ndarray, vocabulary: int,
-                   config: SkipGramConfig = SkipGramConfig()) -> tuple[np.ndarray, list[float]]:
+                   config: EmbedParams = EmbedParams()) -> tuple[np.ndarray, list[float]]:
     """Input vectors (vocabulary, dimensions) float32 and the mean loss per pair of each epoch."""
     rng = np.random.default_rng(config.seed)
     w_in = ((rng.random((vocabulary, config.dimensions)) - 0.5) / config.dimensions).astype(np.float32)

@@ -151,10 +151,8 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
     if len(offsets) < 2:
         raise NeuroCartoError("no image is among the top images of two neurons: nothing co-occurs; "
                               "use more images or a larger --top-k")
-    config = embed.SkipGramConfig(params.dimensions, params.epochs, params.window, params.negatives,
-                                  params.learning_rate, params.threads, params.seed)
     progress = tqdm(total=3, desc="embed", unit="step", disable=not execution.progress)
-    vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, config)
+    vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, params)
     progress.update()
     neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
     progress.update()

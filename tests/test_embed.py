@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from neurocarto.embed import SkipGramConfig, cosine_neighbors, image_sentences, project_2d, train_skipgram
+from neurocarto.config import EmbedParams
+from neurocarto.embed import cosine_neighbors, image_sentences, project_2d, train_skipgram
 
 
 def test_sentences_match_brute_force():
@@ -27,7 +28,7 @@ def planted_corpus(n_groups=6, group_size=10, n_sentences=3000, seed=0):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_skipgram_recovers_planted_cooccurrence(threads):
     offsets, words, vocabulary, group_size = planted_corpus()
-    embedding, losses = train_skipgram(offsets, words, vocabulary, SkipGramConfig(dimensions=16, epochs=5,
+    embedding, losses = train_skipgram(offsets, words, vocabulary, EmbedParams(dimensions=16, epochs=5,
                                                                                   threads=threads))
     neighbors, _ = cosine_neighbors(embedding, 3)
     same_group = (neighbors // group_size) == (np.arange(vocabulary) // group_size)[:, None]
@@ -40,12 +41,12 @@ def test_skipgram_recovers_planted_cooccurrence(threads):
 
 def test_skipgram_is_deterministic_on_one_thread():
     offsets, words, vocabulary, _ = planted_corpus(n_sentences=500)
-    config = SkipGramConfig(dimensions=8, epochs=2, seed=3)
+    config = EmbedParams(dimensions=8, epochs=2, seed=3)
     first, first_losses = train_skipgram(offsets, words, vocabulary, config)
     second, second_losses = train_skipgram(offsets, words, vocabulary, config)
     np.testing.assert_array_equal(first, second)
     assert first_losses == second_losses
-    other, _ = train_skipgram(offsets, words, vocabulary, SkipGramConfig(dimensions=8, epochs=2, seed=4))
+    other, _ = train_skipgram(offsets, words, vocabulary, EmbedParams(dimensions=8, epochs=2, seed=4))
     assert not np.array_equal(first, other)
 
 
