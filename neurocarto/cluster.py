@@ -116,28 +116,14 @@ def _band_keys(signatures, start, rows, groups):
 
 
 @numba.njit(cache=True)
-def _bucket_pairs(sorted_keys, order, band_signatures, rows):
-    """Pairs (i < j) within runs of equal keys whose band values are truly equal."""
-    n = sorted_keys.shape[0]
-    count = 0
-    start = 0
-    while start < n:
-        stop = start + 1
-        while stop < n and sorted_keys[stop] == sorted_keys[start]:
-            stop += 1
-        m = stop - start
-        count += m * (m - 1) // 2
-        start = stop
+def _bucket_pairs(order, run_starts, run_stops, count, band_signatures, rows):
+    """Pairs (i < j) within each run order[start:stop] of equal bucket keys whose band values are truly equal."""
     first = np.empty(count, dtype=np.int64)
     second = np.empty(count, dtype=np.int64)
     filled = 0
-    start = 0
-    while start < n:
-        stop = start + 1
-        while stop < n and sorted_keys[stop] == sorted_keys[start]:
-            stop += 1
-        for x in range(start, stop):
-            for y in range(x + 1, stop):
+    for run in range(run_starts.shape[0]):
+        for x in range(run_starts[run], run_stops[run]):
+            for y in range(x + 1, run_stops[run]):
                 i, j = order[x], order[y]
                 same = True
                 for r in range(rows):
@@ -148,7 +134,6 @@ def _bucket_pairs(sorted_keys, order, band_signatures, rows):
                     first[filled] = min(i, j)
                     second[filled] = max(i, j)
                     filled += 1
-        start = stop
     return first[:filled], second[:filled]
 
 
@@ -161,8 +146,14 @@ def lsh_candidates(signatures: np.ndarray, banding: Banding, groups: np.ndarray 
         start = band * banding.rows
         keys = _band_keys(signatures, start, banding.rows, groups)
         order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        bounds = np.concatenate([[0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1, [n]])
+        sizes = np.diff(bounds)
+        shared = sizes > 1                       # buckets of one neuron make no pair
         band_signatures = np.ascontiguousarray(signatures[:, start:start + banding.rows])
-        first, second = _bucket_pairs(keys[order], order, band_signatures, banding.rows)
+        first, second = _bucket_pairs(order, bounds[:-1][shared], bounds[1:][shared],
+                                      int((sizes[shared] * (sizes[shared] - 1) // 2).sum()), band_signatures,
+                                      banding.rows)
         same_group = groups[first] == groups[second]
         codes.append(first[same_group] * n + second[same_group])
     unique = np.unique(np.concatenate(codes)) if codes else np.empty(0, dtype=np.int64)
