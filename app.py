@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from neurocarto.cli import add_run_arguments, configs_from, stage_list
+from neurocarto.cli import INTERRUPTED, add_run_arguments, configs_from, stage_list
 from neurocarto.errors import NeuroCartoError
 from neurocarto.pipeline import precompute, summary
 from neurocarto.store import Store
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except NeuroCartoError as error:
         print(f"neurocarto: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"neurocarto: {INTERRUPTED}", file=sys.stderr)
+        return 130
     app = create_app(args.cache, first)
     print(f"NeuroCarto at http://{args.host}:{args.port}/", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug)

@@ -115,6 +115,9 @@ def format_rows(rows: list[dict]) -> str:
     return "\n\n".join(blocks)
 
 
+INTERRUPTED = "interrupted; every finished stage is kept in the store and the same command goes on from there"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m neurocarto", description="NeuroCarto: concepts of a CNN's neurons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,4 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     except NeuroCartoError as error:
         print(f"neurocarto: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"neurocarto: {INTERRUPTED}", file=sys.stderr)
+        return 130
     return 0

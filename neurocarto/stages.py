@@ -16,6 +16,7 @@ from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
 from .extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
 from .feeding import feeding_map
+from .interrupt import deferred_interrupt
 from .models import neuron_ids
 from .run import PreparedRun, RunImages, collate_readable, resolve_device
 from .store import Store
@@ -42,18 +43,20 @@ def pass1(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionCo
     batches = 0
 
     def on_batch(current: Pass1State, _n: int) -> None:
+        # called only where every accumulator has taken the whole batch: a consistent state to save
         nonlocal batches
         progress.update(current.next_image - progress.n)
         batches += 1
+        if interrupt.requested:
+            store.save_checkpoint(run.key, "pass1", current.state())
+            raise NeuroCartoError(f"pass 1 interrupted at image {current.next_image} of {n_images}; its state "
+                                  "is saved: the same command resumes from there")
         if batches % execution.checkpoint_every == 0 and current.next_image < n_images:
             store.save_checkpoint(run.key, "pass1", current.state())
 
     try:
-        run_pass1(model, run.layers, loader, state, run.config.threshold, device, run.config.amp, on_batch)
-    except KeyboardInterrupt:
-        store.save_checkpoint(run.key, "pass1", state.state())
-        raise NeuroCartoError(f"pass 1 interrupted at image {state.next_image} of {n_images}; its state is "
-                              "saved: the same command resumes from there") from None
+        with deferred_interrupt() as interrupt:
+            run_pass1(model, run.layers, loader, state, run.config.threshold, device, run.config.amp, on_batch)
     finally:
         progress.close()
     results = state.state()

@@ -13,6 +13,7 @@ import torch
 
 from neurocarto.cli import main as cli_main
 from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.errors import NeuroCartoError
 from neurocarto.models import GOOGLENET_LAYERS, load_model
 from neurocarto.patches import unpack
 from neurocarto.pipeline import precompute
@@ -141,6 +142,46 @@ def test_killed_precompute_resumes_to_the_same_result(tmp_path, fashion_availabl
             np.testing.assert_array_equal(resumed_store.get_array(key, name), reference_store.get_array(key, name),
                                           err_msg=name)
         assert resumed_store.load_checkpoint(key, "pass1") is None
+
+
+def test_ctrl_c_takes_effect_after_the_whole_batch(tmp_path, image_folder, factory_file):
+    """A SIGINT arriving inside a batch lets the batch finish, saves, and the resume matches a clean run."""
+    marker = tmp_path / "interrupted-once"
+    model_file = tmp_path / "interrupting_model.py"
+    model_file.write_text(f"""
+import os, signal, sys
+sys.path.insert(0, {str(factory_file.parent)!r})
+from tiny_model import make as make_tiny
+calls = 0
+
+
+def make():
+    module, transform, names = make_tiny()
+    inner = module.forward
+
+    def forward(x):
+        global calls
+        calls += 1
+        if calls == 3 and not os.path.exists({str(marker)!r}):
+            open({str(marker)!r}, "w").close()
+            os.kill(os.getpid(), signal.SIGINT)   # the second batch (call 1 probes the shapes): lands mid-batch
+        return inner(x)
+    module.forward = forward
+    return module, transform, names
+""")
+    config = RunConfig(model=f"{model_file}:make", data=str(image_folder), top_k=3)
+    with pytest.raises(NeuroCartoError, match="interrupted at image 16 of 37"):
+        precompute(config, quiet(tmp_path / "a", batch_size=8), stages=["pass1"])
+    with Store(tmp_path / "a") as store:
+        (key,) = store.run_keys()
+        assert int(store.load_checkpoint(key, "pass1")["next_image"]) == 16
+    logs: list[str] = []
+    precompute(config, quiet(tmp_path / "a", batch_size=8), stages=["pass1"], log=logs.append)
+    assert any("resuming at image 16" in line for line in logs)
+    precompute(config, quiet(tmp_path / "b", batch_size=8), stages=["pass1"])
+    with Store(tmp_path / "a") as resumed, Store(tmp_path / "b") as reference:
+        for name in PASS1_ARRAYS:
+            np.testing.assert_array_equal(resumed.get_array(key, name), reference.get_array(key, name), err_msg=name)
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:
