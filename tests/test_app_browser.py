@@ -101,7 +101,10 @@ def test_a_session_in_the_browser(server, browser):
     page.wait_for_function("() => (document.getElementById('class-value') || {}).textContent")
     page.click("#class")
     page.wait_for_selector(".dash-dropdown-search")
-    page.keyboard.type("snea")
+    page.keyboard.type("NEAK")       # a case-insensitive substring, emphasised in the matching names
+    page.wait_for_function("() => [...document.querySelectorAll('mark')].some(m => m.textContent === 'neak')")
+    assert page.locator(".dash-dropdown-options [role=option]").all_inner_texts() == ["Sneaker"]
+    page.screenshot(path=SHOTS / "02a-type-ahead.png")
     page.get_by_role("option", name="Sneaker").click()
     page.wait_for_function("() => document.getElementById('graph-title').textContent.includes('Sneaker')")
     wait_graph(page)

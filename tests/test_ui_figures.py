@@ -64,3 +64,12 @@ def test_cascade_follows_the_strongest_edges_both_ways():
 def test_class_bar_lists_classes_with_top_images():
     figure = class_bar_figure(np.array([0, 5, 2]), ["x", "y", "z"])
     assert list(figure["data"][0]["y"]) == ["z", "y"]
+
+
+def test_type_ahead_emphasises_the_typed_text():
+    from neurocarto.ui.callbacks import emphasised
+
+    assert emphasised("T-shirt/top", "") == "T-shirt/top" and emphasised("Bag", "shirt") == "Bag"
+    span = emphasised("T-shirt/top", "SHIRT")
+    before, mark, after = span.children
+    assert (before, mark.children, after) == ("T-", "shirt", "/top") and type(mark).__name__ == "Mark"

@@ -76,9 +76,10 @@ def register_callbacks(app: Dash, catalog) -> None:
             query["mode"] = "cascade"
         return "?" + urlencode(query)
 
-    @app.callback(Output("class", "options"), Input("run", "value"), prevent_initial_call=True)
-    def class_options(run_key):
-        return class_options_of(catalog.get(run_key))
+    @app.callback(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),
+                  prevent_initial_call=True)
+    def class_options(run_key, search):
+        return class_options_of(catalog.get(run_key), search or "")
 
     @app.callback(Output("graph", "elements"), Output("graph-title", "children"),
                   Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
@@ -226,8 +227,20 @@ def register_callbacks(app: Dash, catalog) -> None:
         return blocks
 
 
-def class_options_of(data) -> list[dict]:
-    return [] if data is None else [{"label": name, "value": i, "search": name} for i, name in enumerate(data.class_names)]
+def class_options_of(data, search: str = "") -> list[dict]:
+    """The class dropdown's options; the typed text is emphasised in each name containing it."""
+    if data is None:
+        return []
+    return [{"label": emphasised(name, search), "value": i, "search": name} for i, name in enumerate(data.class_names)]
+
+
+def emphasised(name: str, search: str):
+    """`name` with its first case-insensitive occurrence of `search` in a <mark>, or plain if none."""
+    at = name.lower().find(search.lower()) if search else -1
+    if at < 0:
+        return name
+    end = at + len(search)
+    return html.Span([name[:at], html.Mark(name[at:end]), name[end:]])
 
 
 def selected_members(graph: dict, selection: dict) -> list[int]:
