@@ -1,4 +1,4 @@
-"""`python -m neurocarto precompute|runs …`: the command line over the pipeline and the store."""
+"""`python -m neurocarto precompute|runs|export|snapshot …`: the command line over the pipeline and the store."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from .config import DEFAULT_CACHE, ClusterParams, EmbedParams, ExecutionConfig, 
 from .errors import NeuroCartoError
 from .export import export_run
 from .pipeline import precompute, summary
+from .snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
 from .store import Store
 
 
@@ -129,6 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     add_cache_argument(export)
     export.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
     export.add_argument("--out", required=True, type=Path, help="output folder")
+    snap = commands.add_parser("snapshot", help="render the app's views of a run to PNG or SVG (headless Chromium)")
+    add_cache_argument(snap)
+    snap.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    snap.add_argument("--class", dest="class_name", default=None, help="class whose graph is shown (default: the first)")
+    snap.add_argument("--select", default=None, metavar="ID,ID",
+                      help="graph nodes and/or one neuron to select, e.g. mixed4b:c0 or mixed4b:17")
+    snap.add_argument("--threshold", type=float, default=0.0, help="graph nodes below this share of the best hide")
+    snap.add_argument("--cascade", action="store_true", help="concept cascade from the last selected node")
+    snap.add_argument("--style", choices=["screen", "paper"], default="screen",
+                      help="paper: white background, larger fonts, no controls")
+    snap.add_argument("--view", choices=list(VIEWS), default="both", help="both views side by side (default) or one")
+    snap.add_argument("--width", type=int, default=1600, help="browser window width in pixels (default 1600)")
+    snap.add_argument("--height", type=int, default=900, help="browser window height in pixels (default 900)")
+    snap.add_argument("--scale", type=float, default=2.0, help="PNG pixels per screen pixel (default 2)")
+    snap.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"Chromium executable (default {CHROMIUM})")
+    snap.add_argument("--out", required=True, type=Path, help="fig.png or fig.svg")
     args = parser.parse_args(argv)
     try:
         if args.command == "precompute":
@@ -146,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             with Store(args.cache) as store:
                 written = export_run(store, args.run, args.out)
             print(f"wrote {len(written)} files to {args.out}")
+        elif args.command == "snapshot":
+            request = SnapshotRequest(
+                run=args.run, class_name=args.class_name, threshold=args.threshold, cascade=args.cascade,
+                select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
+                paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale)
+            print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")
     except NeuroCartoError as error:
         print(f"neurocarto: error: {error}", file=sys.stderr)
         return 2

@@ -18,15 +18,16 @@ def register_callbacks(app: Dash, catalog) -> None:
         return lambda neuron, rank: f"/patch/{run_key}/{int(neuron)}/{int(rank)}.png"
 
     @app.callback(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
-                  Output("threshold", "value"), Output("mode", "value"), Output("selection", "data"),
-                  Output("message", "children"), Input("url", "pathname"), State("url", "search"),
+                  Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
+                  Output("selection", "data"), Output("message", "children"),
+                  Input("url", "pathname"), State("url", "search"),
                   prevent_initial_call="initial_duplicate")
     def restore(_pathname, search):
         """Initial view from the URL; unknown names give a message and a usable default."""
         query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
         problems = []
         if not catalog.keys:
-            return (None, [], None, 0, [], EMPTY_SELECTION,
+            return (None, [], None, 0, [], [], EMPTY_SELECTION,
                     "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
         run_key = query.get("run") or catalog.keys[0]
         if catalog.get(run_key) is None:
@@ -37,7 +38,8 @@ def register_callbacks(app: Dash, catalog) -> None:
         if "class" in query:
             found = data.class_index(query["class"])
             if found is None:
-                problems.append(f"Unknown class “{query['class']}”; showing {data.class_names[0]}.")
+                names = ", ".join(data.class_names[:12]) + (", …" if len(data.class_names) > 12 else "")
+                problems.append(f"Unknown class “{query['class']}”; showing {data.class_names[0]}. Classes: {names}.")
             else:
                 class_index = found
         selection = dict(EMPTY_SELECTION)
@@ -57,13 +59,14 @@ def register_callbacks(app: Dash, catalog) -> None:
             problems.append(f"threshold must be a number between 0 and 1, not “{query['threshold']}”.")
             threshold = 0.0
         mode = ["cascade"] if query.get("mode") == "cascade" else []
-        return (run_key, class_options_of(data), class_index, threshold, mode, selection,
+        paper = ["paper"] if query.get("style") == "paper" else []
+        return (run_key, class_options_of(data), class_index, threshold, mode, paper, selection,
                 " ".join(problems) or None)
 
     @app.callback(Output("url", "search"), Input("run", "value"), Input("class", "value"),
-                  Input("threshold", "value"), Input("mode", "value"), Input("selection", "data"),
-                  prevent_initial_call=True)
-    def to_url(run_key, class_index, threshold, mode, selection):
+                  Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
+                  Input("selection", "data"), prevent_initial_call=True)
+    def to_url(run_key, class_index, threshold, mode, paper, selection):
         data = catalog.get(run_key)
         if data is None or class_index is None:
             return no_update
@@ -74,6 +77,8 @@ def register_callbacks(app: Dash, catalog) -> None:
             query["select"] = ",".join(selected)
         if mode:
             query["mode"] = "cascade"
+        if paper:
+            query["style"] = "paper"
         return "?" + urlencode(query)
 
     @app.callback(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),

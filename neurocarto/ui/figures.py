@@ -43,9 +43,9 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
         uirevision="projection", dragmode="lasso", margin={"l": 8, "r": 8, "t": 8, "b": 8},
         modebar={"remove": ["toImage"]} if paper else {},
         paper_bgcolor="white", plot_bgcolor="white", font={"size": 16 if paper else 12},
-        legend={"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top", "font": {"size": 10},
-                "entrywidth": 0.5, "entrywidthmode": "fraction",
-                "title": {"text": "layers (click to toggle)"}},
+        legend={"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top",
+                "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
+                "title": {"text": "layers" if paper else "layers (click to toggle)"}},
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
     return figure.to_dict()
 

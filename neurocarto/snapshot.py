@@ -1,0 +1,205 @@
+"""`python -m neurocarto snapshot`: the app's views rendered headlessly (Playwright + Chromium) to PNG or SVG.
+
+The app is served in this process on a free 127.0.0.1 port; the page is opened at the URL that carries the
+wanted state, and each view is exported with the same functions as the page's export buttons (Plotly's
+image export, cytoscape's PNG/SVG), so a scripted figure matches what a user would export by hand.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlencode
+
+from .errors import NeuroCartoError
+from .store import Store
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+VIEWS = ("both", "projection", "graph")
+GRAPH = "document.getElementById('graph')._cyreg.cy"
+PROJECTION = "document.querySelector('#projection .js-plotly-plot')"
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    run: str
+    class_name: str | None = None
+    select: tuple[str, ...] = ()
+    threshold: float = 0.0
+    cascade: bool = False
+    paper: bool = False
+    view: str = "both"
+    width: int = 1600
+    height: int = 900
+    scale: float = 2.0
+
+
+def output_format(out: Path) -> str:
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in ("png", "svg"):
+        raise NeuroCartoError(f"--out {out}: the file must end in .png or .svg")
+    return kind
+
+
+def page_query(key: str, request: SnapshotRequest) -> str:
+    """The app URL's query for the requested state (the same keys the app writes)."""
+    query = {"run": key, "threshold": f"{request.threshold:g}"}
+    if request.class_name is not None:
+        query["class"] = request.class_name
+    if request.select:
+        query["select"] = ",".join(request.select)
+    if request.cascade:
+        query["mode"] = "cascade"
+    if request.paper:
+        query["style"] = "paper"
+    return "?" + urlencode(query)
+
+
+def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = CHROMIUM) -> Path:
+    """Render the requested views of a stored run into `out` (.png or .svg)."""
+    kind = output_format(out)
+    if request.view not in VIEWS:
+        raise NeuroCartoError(f"--view {request.view}: expected one of {', '.join(VIEWS)}")
+    if not 0 <= request.threshold <= 1:
+        raise NeuroCartoError(f"--threshold {request.threshold}: expected a share between 0 and 1")
+    with Store(cache) as store:
+        key = store.resolve(request.run)
+        if not (store.manifest(key) or {}).get("complete"):
+            raise NeuroCartoError(f"run {request.run} is not complete: `python -m neurocarto precompute` finishes it")
+    sync_playwright = _playwright()
+    if not chromium.exists():
+        raise NeuroCartoError(f"snapshot drives Chromium, not found at {chromium}: install it "
+                              "(apt-get install chromium) or name it with --chromium PATH")
+    from .ui.app import create_app
+
+    with _served(create_app(cache, key).server) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=list(CHROMIUM_FLAGS))
+        try:
+            page = browser.new_page(viewport={"width": request.width, "height": request.height})
+            page.goto(base + "/" + page_query(key, request))
+            _wait_until_drawn(page, request)
+            message = page.inner_text("#message").strip()
+            if message:
+                raise NeuroCartoError(message)
+            views = ["projection", "graph"] if request.view == "both" else [request.view]
+            parts = [_export(page, view, kind, request.scale, fit_height=len(views) > 1) for view in views]
+        finally:
+            browser.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(_side_by_side_png(parts) if kind == "png" else _side_by_side_svg(parts))
+    return out
+
+
+def _playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise NeuroCartoError("snapshot needs Playwright: pip install playwright (it drives the system's "
+                              "Chromium; `playwright install` is not needed)") from None
+    return sync_playwright
+
+
+class _served:
+    """The WSGI app on a free 127.0.0.1 port in a background thread, for the duration of a `with`."""
+
+    def __init__(self, wsgi_app):
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_request(self, *_args) -> None:
+                pass
+
+        self._server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=Quiet)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def __exit__(self, *_exc) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+def _wait_until_drawn(page, request: SnapshotRequest) -> None:
+    """Until the views hold the requested state and no callback is in flight."""
+    page.wait_for_function(f"() => {{ const e = document.getElementById('graph'); const g = {PROJECTION};"
+                           " return e && e._cyreg && g && g._fullData && g._fullData.length > 0; }", timeout=60000)
+    page.wait_for_load_state("networkidle", timeout=60000)
+    if request.paper:
+        page.wait_for_function(f"() => {PROJECTION}._fullLayout.font.size >= 14", timeout=30000)
+    page.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=60000)
+    page.wait_for_timeout(300)     # cytoscape draws its patch images on the next frames
+
+
+def _export(page, view: str, kind: str, scale: float, fit_height: bool = False) -> bytes:
+    """One view as PNG or SVG bytes, by the page's own export functions.
+
+    With `fit_height`, the whole graph is drawn at the projection's height (for side-by-side figures).
+    """
+    if view == "graph":
+        if kind == "svg":
+            return page.evaluate(f"() => {GRAPH}.svg({{full: true, bg: 'white'}})").encode()
+        size = f"maxHeight: {PROJECTION}.clientHeight * {scale}" if fit_height else f"scale: {scale}"   # not both
+        uri = page.evaluate(f"() => {GRAPH}.png({{output: 'base64uri', full: true, bg: 'white', {size}}})")
+    else:
+        uri = page.evaluate(f"""() => {{ const g = {PROJECTION};
+            return window.Plotly.toImage(g, {{format: '{kind}', width: g.clientWidth, height: g.clientHeight,
+                                              scale: {scale if kind == 'png' else 1}}}); }}""")
+    header, payload = uri.split(",", 1)
+    return base64.b64decode(payload) if header.endswith(";base64") else unquote(payload).encode()
+
+
+def _side_by_side_png(parts: list[bytes]) -> bytes:
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(part)).convert("RGB") for part in parts]
+    if len(images) == 1:
+        return parts[0]
+    gap = 24
+    canvas = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1), max(i.height for i in images)),
+                       "white")
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, (canvas.height - image.height) // 2))
+        x += image.width + gap
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _svg_size(svg: str) -> tuple[float, float]:
+    root = re.search(r"<svg\b[^>]*>", svg).group(0)
+    width, height = (re.search(rf'\b{name}="([\d.]+)', root) for name in ("width", "height"))
+    if width and height:
+        return float(width.group(1)), float(height.group(1))
+    view_box = re.search(r'viewBox="[\d.\-]+ [\d.\-]+ ([\d.]+) ([\d.]+)"', root)
+    return float(view_box.group(1)), float(view_box.group(2))
+
+
+def _side_by_side_svg(parts: list[bytes]) -> bytes:
+    """One SVG holding each part as a nested <svg>, left to right, each scaled to the first one's height."""
+    texts = [re.sub(r"^<\?xml[^>]*>\s*", "", part.decode()) for part in parts]
+    if len(texts) == 1:
+        return texts[0].encode()
+    gap, x, placed = 24, 0.0, []
+    sizes = [_svg_size(text) for text in texts]
+    height = sizes[0][1]
+    for text, (part_width, part_height) in zip(texts, sizes):
+        width = part_width * height / part_height
+        root = re.search(r"<svg\b[^>]*>", text).group(0)
+        attributes = re.sub(r'\s(x|y|width|height|viewBox)="[^"]*"', "", root[4:-1])
+        view_box = re.search(r'viewBox="[^"]*"', root)
+        view_box = view_box.group(0) if view_box else f'viewBox="0 0 {part_width:g} {part_height:g}"'
+        placed.append(f'<svg x="{x:g}" y="0" width="{width:g}" height="{height:g}" {view_box}{attributes}>'
+                      + text[len(root) + text.index(root):])
+        x += width + gap
+    width = x - gap
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            f'width="{width:g}" height="{height:g}" viewBox="0 0 {width:g} {height:g}">'
+            f'<rect width="100%" height="100%" fill="white"/>{"".join(placed)}</svg>').encode()
