@@ -19,6 +19,9 @@ from .errors import NeuroCartoError
 SCHEMA_VERSION = 1
 
 
+RUN_INDEX = "index/runs"      # JSON list of run keys (no run key contains '/')
+
+
 class Store:
     """Named results of runs, in one diskcache directory."""
 
@@ -78,10 +81,20 @@ class Store:
 
     def write_manifest(self, manifest: dict) -> None:
         manifest["schema"] = SCHEMA_VERSION
-        self._set(f"{manifest['key']}/manifest", json.dumps(manifest, sort_keys=True).encode())
+        with self._cache.transact():
+            self._set(f"{manifest['key']}/manifest", json.dumps(manifest, sort_keys=True).encode())
+            keys = self.run_keys()
+            if manifest["key"] not in keys:
+                self._set(RUN_INDEX, json.dumps(sorted(keys + [manifest["key"]])).encode())
 
     def run_keys(self) -> list[str]:
-        return sorted(key.split("/")[0] for key in self._cache.iterkeys() if key.endswith("/manifest"))
+        """Keys of the runs with a manifest, from the store's run index (built by one scan if missing)."""
+        raw = self._cache.get(RUN_INDEX, default=None)
+        if isinstance(raw, bytes):
+            return json.loads(raw)
+        keys = sorted(key.split("/")[0] for key in self._cache.iterkeys() if key.endswith("/manifest"))
+        self._set(RUN_INDEX, json.dumps(keys).encode())
+        return keys
 
     def list_runs(self) -> list[tuple[str, dict | None, str | None]]:
         """(key, manifest or None, problem or None) for every run, unreadable ones included."""
@@ -110,19 +123,27 @@ class Store:
         valid = ", ".join(sorted(names) + keys) or "none (the store is empty: run `python -m neurocarto precompute`)"
         raise NeuroCartoError(f"unknown run {reference!r}: valid names and keys: {valid}")
 
+    def _run_entries(self, run: str) -> list[str]:
+        """The run's keys: a range of the store's key index (`run/` up to `run0`, '0' following '/')."""
+        rows = self._cache._sql("SELECT key FROM Cache WHERE key >= ? AND key < ?", (f"{run}/", f"{run}0"))
+        return [key for (key,) in rows]
+
     def run_size(self, run: str) -> int:
         """Bytes the run's entries take."""
         total = 0
-        for key in self._cache.iterkeys():
-            if key.startswith(f"{run}/"):
-                value = self._cache.get(key, default=b"")
-                total += len(value) if isinstance(value, bytes) else 0
+        for key in self._run_entries(run):
+            value = self._cache.get(key, default=b"")
+            total += len(value) if isinstance(value, bytes) else 0
         return total
 
     def delete_run(self, run: str) -> None:
-        for key in list(self._cache.iterkeys()):
-            if key.startswith(f"{run}/"):
+        with self._cache.transact():
+            for key in self._run_entries(run):
                 self._cache.delete(key)
+            keys = self.run_keys()
+            if run in keys:
+                keys.remove(run)
+                self._set(RUN_INDEX, json.dumps(keys).encode())
 
     # named results
     def put_array(self, run: str, name: str, array: np.ndarray) -> None:

@@ -149,10 +149,11 @@ def test_a_session_in_the_browser(server, browser):
         const g = document.querySelector('#projection .js-plotly-plot');
         const l = g._fullLayout, t = g._fullData[0];
         const box = g.getBoundingClientRect();
-        return [box.left + l._size.l + l.xaxis.d2p(t.x[0]), box.top + l._size.t + l.yaxis.d2p(t.y[0]), t.hovertext[0]];
+        return [box.left + l._size.l + l.xaxis.d2p(t.x[0]), box.top + l._size.t + l.yaxis.d2p(t.y[0])];
     }""")
     page.mouse.move(point[0], point[1])     # WebGL points are picked on hover first
     page.wait_for_selector("#projection-tooltip img")
+    neuron_id = page.inner_text("#projection-tooltip strong")
     page.screenshot(path=SHOTS / "07-hover-point.png")
     page.mouse.click(point[0], point[1])
     page.wait_for_selector(".related-neuron")
@@ -162,7 +163,7 @@ def test_a_session_in_the_browser(server, browser):
     page.screenshot(path=SHOTS / "08-neuron-selected.png")
 
     # the URL restores the same view in a new page
-    page.wait_for_url(lambda url: quote(point[2]) in url)
+    page.wait_for_url(lambda url: quote(neuron_id) in url)
     shared = page.url
     other = open_page(browser, shared)
     wait_graph(other)

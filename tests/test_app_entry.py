@@ -35,3 +35,53 @@ def test_binds_to_loopback_without_debug_unless_asked(monkeypatch, small_fashion
     assert module.main(["--run", manifest["key"], "--cache", str(execution.cache)]) == 0
     assert calls == {"host": "127.0.0.1", "port": 8050, "debug": False}
     assert module.main(["--run", "nope", "--cache", str(execution.cache)]) == 2
+
+
+def post_callback(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
+                  state: list[tuple[str, str, object]] = (), changed: list[str] = ()) -> dict:
+    """One Dash callback request, as the browser sends it; returns the JSON response (or {} for 204)."""
+    output = "..." .join(f"{i}.{p}" for i, p in outputs)
+    payload = {"output": f"..{output}.." if len(outputs) > 1 else output,
+               "outputs": [{"id": i, "property": p} for i, p in outputs] if len(outputs) > 1
+               else {"id": outputs[0][0], "property": outputs[0][1]},
+               "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+               "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+               "changedPropIds": list(changed)}
+    response = client.post("/_dash-update-component", json=payload)
+    assert response.status_code in (200, 204), response.data[-2000:]
+    return response.get_json() if response.status_code == 200 else {}
+
+
+def test_hover_updates_only_the_projection_overlays(small_fashion_run, monkeypatch):
+    _config, execution, manifest = small_fashion_run
+    monkeypatch.setenv("NEUROCARTO_CACHE", str(execution.cache))
+    client = load_app_module().server.test_client()
+    client.get("/")
+    selection = {"nodes": [], "neuron": None, "neurons": []}
+    inputs = [("run", "value", manifest["key"]), ("class", "value", 0), ("projection-filter", "value", "all"),
+              ("selection", "data", selection), ("hovered", "data", [3, 5]), ("paper", "value", [])]
+    whole = post_callback(client, [("projection", "figure")], inputs, changed=["run.value"])
+    figure = whole["response"]["projection"]["figure"]
+    assert len(figure["data"]) == len(manifest["layers"]) + 2
+    patched = post_callback(client, [("projection", "figure")], inputs, changed=["hovered.data"])
+    operations = patched["response"]["projection"]["figure"]["operations"]
+    assert [op["location"] for op in operations] == [["data", len(manifest["layers"])], ["data", len(manifest["layers"]) + 1]]
+    assert operations[0]["params"]["value"]["name"] == "highlighted"
+
+
+def test_a_hover_without_point_data_is_ignored(small_fashion_run, monkeypatch):
+    """Plotly can fire hover events while it redraws, without customdata: no tooltip, no error."""
+    _config, execution, manifest = small_fashion_run
+    monkeypatch.setenv("NEUROCARTO_CACHE", str(execution.cache))
+    client = load_app_module().server.test_client()
+    client.get("/")
+    hover = {"points": [{"curveNumber": 0, "pointNumber": 0, "x": 1.0, "y": 2.0, "bbox": {}}]}
+    outputs = [("projection-tooltip", "show"), ("projection-tooltip", "bbox"), ("projection-tooltip", "children")]
+    answer = post_callback(client, outputs, [("projection", "hoverData", hover)], [("run", "value", manifest["key"])],
+                           changed=["projection.hoverData"])
+    assert answer["response"]["projection-tooltip"]["show"] is False
+    hover["points"][0]["customdata"] = 7
+    answer = post_callback(client, outputs, [("projection", "hoverData", hover)], [("run", "value", manifest["key"])],
+                           changed=["projection.hoverData"])
+    tooltip = answer["response"]["projection-tooltip"]
+    assert tooltip["show"] is True and f"/patch/{manifest['key']}/7/0.png" in str(tooltip["children"])

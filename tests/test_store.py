@@ -74,3 +74,23 @@ def test_delete_run_keeps_the_others(tmp_path):
         make_run(store, "two", "two")
         store.delete_run("one")
         assert store.run_keys() == ["two"]
+        assert store.get_array("two", "top_images").shape == (3, 4)
+        with pytest.raises(NeuroCartoError, match="has no 'array/top_images'"):
+            store.get_array("one", "top_images")
+
+
+def test_run_index_and_sizes_track_only_each_runs_own_entries(tmp_path):
+    with Store(tmp_path) as store:
+        for key in ("ab", "ab0", "ab.", "b"):        # keys around the range `ab/`…`ab0`
+            make_run(store, key, key)
+        store.put_bytes("ab", "patches/1", b"x" * 1000)
+        assert store.run_keys() == ["ab", "ab.", "ab0", "b"]
+        entry_bytes = store.run_size("ab0")
+        assert store.run_size("ab") == entry_bytes + 1000 - len(store._cache.get("ab0/manifest")) + \
+            len(store._cache.get("ab/manifest"))
+        store._cache.delete("index/runs")              # a store written before the index: found by a scan
+    with Store(tmp_path) as reopened:
+        assert reopened.run_keys() == ["ab", "ab.", "ab0", "b"]
+        reopened.delete_run("ab")
+        assert reopened.run_keys() == ["ab.", "ab0", "b"] and reopened.run_size("ab") == 0
+        assert reopened.get_array("ab0", "top_images").shape == (3, 4)

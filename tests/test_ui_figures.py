@@ -1,4 +1,6 @@
 """The pure figure builders of the app."""
+import base64
+
 import numpy as np
 
 from neurocarto.ui.figures import cascade, class_bar_figure, graph_elements, projection_figure, visible_nodes
@@ -26,12 +28,20 @@ def url(neuron, rank):
 def test_projection_has_a_trace_per_layer_and_highlights():
     projection = np.arange(12, dtype=np.float32).reshape(6, 2)
     layer_of = np.array([0, 0, 0, 1, 1, 2])
-    figure = projection_figure(projection, layer_of, ["a", "b", "c"], IDS, highlighted=[1, 3], selected=5)
+    figure = projection_figure(projection, layer_of, ["a", "b", "c"], highlighted=[3, 1, 3], selected=5)
     names = [trace["name"] for trace in figure["data"]]
     assert names == ["a", "b", "c", "highlighted", "selected"]
     assert figure["data"][0]["customdata"] == [0, 1, 2] and figure["data"][3]["customdata"] == [1, 3]
+    assert decoded(figure["data"][3]["x"]).tolist() == [2.0, 6.0] and decoded(figure["data"][4]["y"]).tolist() == [11.0]
     shown = np.array([True, False, True, True, True, True])
-    assert projection_figure(projection, layer_of, ["a", "b", "c"], IDS, shown)["data"][0]["customdata"] == [0, 2]
+    plain = projection_figure(projection, layer_of, ["a", "b", "c"], shown)
+    assert plain["data"][0]["customdata"] == [0, 2]
+    assert [len(decoded(trace["x"])) for trace in plain["data"][3:]] == [0, 0]     # overlays present, empty
+
+
+def decoded(typed: dict) -> np.ndarray:
+    """Plotly.js's typed-array form back to numpy."""
+    return np.frombuffer(base64.b64decode(typed["bdata"]), dtype={"f4": np.float32, "i4": np.int32}[typed["dtype"]])
 
 
 def test_graph_rows_put_the_input_side_at_the_bottom_and_rank_by_score():

@@ -4,9 +4,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlencode
 
 import numpy as np
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
-from .figures import cascade, class_bar_figure, graph_elements, graph_stylesheet, projection_figure
+from .figures import cascade, class_bar_figure, graph_elements, graph_stylesheet, overlay_traces, projection_figure
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -105,25 +105,33 @@ def register_callbacks(app: Dash, catalog) -> None:
                   Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
                   Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"))
     def draw_projection(run_key, class_index, shown_filter, selection, hovered, paper):
+        """The whole scatter when what is shown changes; otherwise only its two overlay traces (a Patch)."""
         data = catalog.get(run_key)
         if data is None:
             return {}
-        shown = None
         graph = data.graph(int(class_index)) if class_index is not None else None
-        if shown_filter == "class" and graph is not None:
-            shown = np.zeros(len(data.neuron_ids), dtype=bool)
-            shown[[n for node in graph["nodes"] for n in node["members"]]] = True
-        elif shown_filter == "clusters" and graph is not None:
-            shown = np.zeros(len(data.neuron_ids), dtype=bool)
-            shown[selected_members(graph, selection)] = True
         highlighted = list(hovered or [])
         if selection["neuron"] is not None:
             highlighted += data.neighbors[selection["neuron"], :10].tolist()
         if graph is not None:
             highlighted += selected_members(graph, selection)
         highlighted += list(selection.get("neurons") or [])
-        return projection_figure(data.projection, data.layer_of, data.layer_names, data.neuron_ids, shown,
-                                 sorted(set(highlighted)), selection["neuron"], paper=bool(paper))
+        overlays_only = {"hovered.data"} | ({"selection.data"} if shown_filter != "clusters" else set())
+        triggered = set(ctx.triggered_prop_ids)
+        if triggered and triggered <= overlays_only:
+            patch, first = Patch(), len(data.layer_names)
+            for offset, trace in enumerate(overlay_traces(data.projection, highlighted, selection["neuron"])):
+                patch["data"][first + offset] = trace
+            return patch
+        shown = None
+        if shown_filter == "class" and graph is not None:
+            shown = np.zeros(len(data.neuron_ids), dtype=bool)
+            shown[[n for node in graph["nodes"] for n in node["members"]]] = True
+        elif shown_filter == "clusters" and graph is not None:
+            shown = np.zeros(len(data.neuron_ids), dtype=bool)
+            shown[selected_members(graph, selection)] = True
+        return projection_figure(data.projection, data.layer_of, data.layer_names, shown, highlighted,
+                                 selection["neuron"], paper=bool(paper))
 
     @app.callback(Output("graph", "stylesheet"), Input("paper", "value"))
     def graph_style(paper):
@@ -161,7 +169,7 @@ def register_callbacks(app: Dash, catalog) -> None:
     def pick_neurons(click, lasso, selection):
         """A click picks one neuron; a box or lasso, a set (a click in lasso mode also clears the lasso)."""
         triggered = ctx.triggered_prop_ids
-        if "projection.clickData" in triggered and click and click.get("points"):
+        if "projection.clickData" in triggered and click and "customdata" in (click.get("points") or [{}])[0]:
             return {"nodes": selection["nodes"], "neuron": int(click["points"][0]["customdata"]), "neurons": []}
         points = [int(p["customdata"]) for p in (lasso or {}).get("points", []) if "customdata" in p]
         if not points:
@@ -179,9 +187,11 @@ def register_callbacks(app: Dash, catalog) -> None:
                   Output("projection-tooltip", "children"), Input("projection", "hoverData"), State("run", "value"))
     def hover_point(hover, run_key):
         data = catalog.get(run_key)
-        if not hover or data is None:
+        if not hover or data is None or not hover.get("points"):
             return False, no_update, no_update
         point = hover["points"][0]
+        if "customdata" not in point:     # an event fired while Plotly redraws carries no point data
+            return False, no_update, no_update
         neuron = int(point["customdata"])
         url = patch_url(data.key)
         grid = html.Div(className="patch-grid", children=[

@@ -1,6 +1,8 @@
 """Pure figure builders: run data in, Plotly figure dicts and Cytoscape elements out (no Dash, no store)."""
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -14,40 +16,58 @@ def layer_color(layer_index: int) -> str:
     return PALETTE[layer_index % len(PALETTE)]
 
 
-def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names: list[str], neuron_ids: list[str],
+def typed_array(values: np.ndarray) -> dict:
+    """Plotly.js's base64 typed-array form: 4 bytes a value in the payload instead of a decimal string."""
+    values = np.ascontiguousarray(values, dtype=np.float32 if np.issubdtype(values.dtype, np.floating) else np.int32)
+    return {"dtype": "f4" if values.dtype == np.float32 else "i4", "bdata": base64.b64encode(values.tobytes()).decode()}
+
+
+def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names: list[str],
                       shown: np.ndarray | None = None, highlighted: list[int] = (), selected: int | None = None,
                       paper: bool = False) -> dict:
-    """WebGL scatter of every neuron, one legend entry (toggle) per layer, highlights on top."""
+    """WebGL scatter of every neuron, one legend entry (toggle) per layer, then the two overlay traces.
+
+    Built as a plain dict (no plotly validation: 100K points stay cheap). Coordinates travel as typed
+    arrays; customdata (each point's neuron index, read by the tooltip and the selection) stays a plain
+    list, since Dash's event data indexes the trace's input customdata directly.
+    """
     shown = np.ones(len(projection), dtype=bool) if shown is None else shown
     traces = []
     for index, name in enumerate(layer_names):
         points = np.flatnonzero((layer_of == index) & shown)
-        traces.append(go.Scattergl(
-            x=projection[points, 0], y=projection[points, 1], mode="markers", name=name,
-            marker={"size": 5 if not paper else 6, "color": layer_color(index), "opacity": 0.75},
-            customdata=points.tolist(), hovertext=[neuron_ids[p] for p in points],
-            hoverinfo="none" if not paper else "skip"))
-    if len(highlighted):
-        points = np.asarray(list(highlighted), dtype=np.int64)
-        traces.append(go.Scattergl(
-            x=projection[points, 0], y=projection[points, 1], mode="markers", name="highlighted",
-            marker={"size": 11, "color": "rgba(0,0,0,0)", "line": {"color": "#111", "width": 2}},
-            customdata=points.tolist(), hoverinfo="none", showlegend=False))
-    if selected is not None:
-        traces.append(go.Scattergl(
-            x=[projection[selected, 0]], y=[projection[selected, 1]], mode="markers", name="selected",
-            marker={"size": 16, "symbol": "star", "color": "#ffd400", "line": {"color": "#111", "width": 1.5}},
-            customdata=[selected], hoverinfo="none", showlegend=False))
-    figure = go.Figure(traces)
-    figure.update_layout(
-        uirevision="projection", dragmode="lasso", margin={"l": 8, "r": 8, "t": 8, "b": 8},
-        modebar={"remove": ["toImage"]} if paper else {},
-        paper_bgcolor="white", plot_bgcolor="white", font={"size": 16 if paper else 12},
-        legend={"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top",
-                "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
-                "title": {"text": "layers" if paper else "layers (click to toggle)"}},
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
-    return figure.to_dict()
+        traces.append({"type": "scattergl", "mode": "markers", "name": name,
+                       "x": typed_array(projection[points, 0]), "y": typed_array(projection[points, 1]),
+                       "customdata": points.tolist(),
+                       "marker": {"size": 6 if paper else 5, "color": layer_color(index), "opacity": 0.75},
+                       "hoverinfo": "skip" if paper else "none"})
+    traces += overlay_traces(projection, highlighted, selected)
+    layout = {
+        "uirevision": "projection", "dragmode": "lasso", "margin": {"l": 8, "r": 8, "t": 8, "b": 8},
+        "paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"size": 16 if paper else 12},
+        "legend": {"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top",
+                   "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
+                   "title": {"text": "layers" if paper else "layers (click to toggle)"}},
+        "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
+        "hovermode": "closest"}
+    if paper:
+        layout["modebar"] = {"remove": ["toImage"]}
+    return {"data": traces, "layout": layout}
+
+
+def overlay_traces(projection: np.ndarray, highlighted: list[int] = (), selected: int | None = None) -> list[dict]:
+    """The 'highlighted' rings and the 'selected' star, always present (maybe empty) after the layer traces."""
+    points = np.asarray(sorted(set(highlighted)), dtype=np.int64)
+    chosen = np.asarray([] if selected is None else [selected], dtype=np.int64)
+    return [
+        {"type": "scattergl", "mode": "markers", "name": "highlighted", "showlegend": False, "hoverinfo": "none",
+         "x": typed_array(projection[points, 0]), "y": typed_array(projection[points, 1]),
+         "customdata": points.tolist(),
+         "marker": {"size": 11, "color": "rgba(0,0,0,0)", "line": {"color": "#111", "width": 2}}},
+        {"type": "scattergl", "mode": "markers", "name": "selected", "showlegend": False, "hoverinfo": "none",
+         "x": typed_array(projection[chosen, 0]), "y": typed_array(projection[chosen, 1]),
+         "customdata": chosen.tolist(),
+         "marker": {"size": 16, "symbol": "star", "color": "#ffd400", "line": {"color": "#111", "width": 1.5}}},
+    ]
 
 
 def class_bar_figure(counts: np.ndarray, class_names: list[str], paper: bool = False) -> dict:

@@ -26,12 +26,10 @@ class RunData:
     class_names: list[str]
     projection: np.ndarray          # (neurons, 2)
     neighbors: np.ndarray           # (neurons, n) full-dimensional cosine neighbours
-    cluster_labels: np.ndarray      # (neurons,) −1: none
     cluster_members: list[np.ndarray]
     cluster_similarity: np.ndarray
     top_images: np.ndarray          # (neurons, k) run image ids
     image_labels: np.ndarray        # (images,) class of each run image
-    class_matrix: np.ndarray        # (classes, neurons)
     patch_count: int
     _store: Store = field(repr=False, default=None)
 
@@ -89,12 +87,10 @@ def load_run(store: Store, key: str) -> RunData:
         class_names=store.get_json(key, "class_names"),
         projection=store.get_array(key, "projection"),
         neighbors=store.get_array(key, "neighbors"),
-        cluster_labels=store.get_array(key, "cluster_labels"),
         cluster_members=[members[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)],
         cluster_similarity=store.get_array(key, "cluster_similarity"),
         top_images=store.get_array(key, "top_images"),
         image_labels=store.get_array(key, "image_labels"),
-        class_matrix=store.get_array(key, "class_matrix"),
         patch_count=int(manifest["config"]["patches"]["per_neuron"]),
         _store=store,
     )

@@ -1,0 +1,227 @@
+"""Server time per app callback and time to first render in Chromium, on the default run and a 100K-neuron run.
+
+    python benchmarks/app_latency.py [--cache cache] [--neurons 100000] [--repeats 30]
+
+For each run the real app (`python app.py --run KEY`) is started on 127.0.0.1 and driven by Playwright
+(Debian's Chromium): first render is the time from navigation until both views are drawn (the first
+load also loads the run into the server; later loads are warm). Then a user's interactions are played
+(class switch through the search box, hover and click a graph node, move the score slider, hover and
+click a projection point), every Dash callback request they cause is recorded, and each request is
+replayed --repeats times against the server: its p50/p95 is the server time of that callback
+(localhost round trip included). An interaction's time is the sum over the callbacks it causes.
+Baseline in the same run: the graph-node hover's projection request replayed as a whole-figure
+redraw, which is what every hover cost before overlays were sent as a Patch.
+The default run comes from the store under --cache (computed first if missing, ~4 min); the 100K-neuron
+run is written by synthetic_run.py into a temporary store.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from neurocarto.config import ExecutionConfig, RunConfig  # noqa: E402
+from neurocarto.pipeline import precompute  # noqa: E402
+from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+from synthetic_run import write_synthetic_run  # noqa: E402
+
+CY = "document.getElementById('graph')._cyreg.cy"
+PLOT = "document.querySelector('#projection .js-plotly-plot')"
+READY = (f"() => {{ const e = document.getElementById('graph'); const g = {PLOT};"
+         f" return e && e._cyreg && e._cyreg.cy.nodes('[score]').length > 0 && g && g._fullData"
+         " && g._fullData.length > 0 ? performance.now() : false; }")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, cache: Path, key: str, log: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "w")
+        self.process = subprocess.Popen([sys.executable, "app.py", "--run", key, "--cache", str(cache),
+                                         "--port", str(self.port)], cwd=ROOT, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.base + "/_dash-layout", timeout=5)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"the app did not start; see {log}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+
+def first_render(browser, url: str, loads: int) -> list[float]:
+    times = []
+    for _ in range(loads):
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(url)
+        times.append(page.wait_for_function(READY, timeout=120000, polling="raf").json_value())
+        page.close()
+    return times
+
+
+def record_interactions(browser, url: str, class_name: str) -> dict[str, list[str]]:
+    """Play a session; return each interaction's callback request bodies, in order."""
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    recorded: dict[str, list[str]] = {}
+    current = ["load"]
+    page.on("request", lambda r: recorded.setdefault(current[0], []).append(r.post_data)
+            if r.method == "POST" and "/_dash-update-component" in r.url else None)
+    page.goto(url)
+    page.wait_for_function(READY, timeout=120000)
+    page.wait_for_load_state("networkidle")
+
+    def act(name: str, action) -> None:
+        current[0] = name
+        action()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(300)
+
+    def switch_class():
+        page.click("#class")
+        page.wait_for_selector(".dash-dropdown-search")
+        current[0] = "type-ahead (per keystroke)"
+        page.keyboard.type(class_name[-3:], delay=150)
+        page.wait_for_load_state("networkidle")
+        current[0] = "class switch"
+        page.locator(".dash-dropdown-options [role=option]").filter(has_text=class_name).first.click()
+        page.wait_for_function(f"() => document.getElementById('graph-title').textContent.includes('{class_name}')")
+        page.wait_for_function(READY)
+
+    def node_position():
+        node = page.evaluate(f"() => {{ const n = {CY}.nodes('.cluster'); return (n.length ? n : {CY}.nodes('[score]'))[0].id(); }}")
+        box = page.locator("#graph").bounding_box()
+        position = page.evaluate(f"(id) => {CY}.getElementById(id).renderedPosition()", node)
+        return box["x"] + position["x"], box["y"] + position["y"]
+
+    def point_position():
+        return page.evaluate(f"""() => {{ const g = {PLOT}; const l = g._fullLayout, t = g._fullData[0];
+            const box = g.getBoundingClientRect();
+            return [box.left + l._size.l + l.xaxis.d2p(t.x[0]), box.top + l._size.t + l.yaxis.d2p(t.y[0])]; }}""")
+
+    act("class switch", switch_class)
+    x, y = node_position()
+    act("hover graph node", lambda: page.mouse.move(x, y))
+    act("click graph node", lambda: page.mouse.click(x, y))
+    page.mouse.move(5, 5)
+    page.wait_for_load_state("networkidle")
+
+    def slide():
+        page.locator("#threshold [role=slider]").first.focus()
+        page.keyboard.press("ArrowRight")
+    act("slider step", slide)
+    px, py = point_position()
+    act("hover projection point", lambda: page.mouse.move(px, py))
+    act("click projection point", lambda: page.mouse.click(px, py))
+    page.close()
+    recorded.pop("load", None)
+    return recorded
+
+
+def replay(base: str, body: str, repeats: int) -> tuple[list[float], int]:
+    """Server round trips of one recorded callback request, in ms, and its response size."""
+    times, size = [], 0
+    for _ in range(repeats + 1):
+        request = urllib.request.Request(base + "/_dash-update-component", data=body.encode(),
+                                         headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            size = len(response.read())
+        times.append((time.perf_counter() - started) * 1000)
+    return times[1:], size
+
+
+def callback_name(body: str) -> str:
+    output = json.loads(body)["output"].strip(".")
+    return output.replace("...", " + ").split("@")[0]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repeats: int, loads: int,
+              workdir: Path) -> list[str]:
+    server = Server(cache, key, workdir / f"{label}.log")
+    rows = []
+    try:
+        url = f"{server.base}/?run={key}"
+        renders = first_render(browser, url, loads)
+        rows.append(f"| {label} | first render in Chromium, cold (loads the run) | | {renders[0]:.0f} | | |")
+        rows.append(f"| {label} | first render in Chromium, warm (median of {loads - 1}) | | "
+                    f"{statistics.median(renders[1:]):.0f} | | |")
+        for interaction, bodies in record_interactions(browser, url, class_name).items():
+            per_callback = [(callback_name(body), *replay(server.base, body, repeats)) for body in bodies]
+            totals = [sum(times[i] for _, times, _ in per_callback) for i in range(repeats)]
+            worst = max(per_callback, key=lambda item: percentile(item[1], 0.95))
+            rows.append(f"| {label} | {interaction} | {len(bodies)} | {percentile(totals, 0.5):.1f} | "
+                        f"{percentile(totals, 0.95):.1f} | {worst[0]}: p95 {percentile(worst[1], 0.95):.1f} ms, "
+                        f"{worst[2] / 1e3:.0f} kB |")
+            if interaction == "hover graph node":     # baseline: the same hover redrawing the whole scatter
+                body = json.loads(next(b for b in bodies if callback_name(b) == "projection.figure"))
+                body["changedPropIds"] = ["run.value"]
+                times, size = replay(server.base, json.dumps(body), repeats)
+                rows.append(f"| {label} | hover graph node, whole figure instead of the overlay patch (baseline) | 1 | "
+                            f"{percentile(times, 0.5):.1f} | {percentile(times, 0.95):.1f} | projection.figure: "
+                            f"{size / 1e3:.0f} kB |")
+    except Exception:
+        print((workdir / f"{label}.log").read_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=ROOT / "cache", help="store holding (or to hold) the default run")
+    parser.add_argument("--neurons", type=int, default=100_000, help="size of the synthetic run")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--loads", type=int, default=4, help="page loads for first render (the first is cold)")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    default = precompute(RunConfig(), ExecutionConfig(cache=args.cache))
+    with tempfile.TemporaryDirectory() as temporary:
+        workdir = Path(temporary)
+        started = time.perf_counter()
+        synthetic = write_synthetic_run(workdir / "store", args.neurons)
+        print(f"synthetic run of {args.neurons:,} neurons written in {time.perf_counter() - started:.0f} s", flush=True)
+        print("| run | interaction | callbacks | p50 ms | p95 ms | slowest callback (p95, response size) |")
+        print("|---|---|---:|---:|---:|---|")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                                 args=list(CHROMIUM_FLAGS))
+            runs = [(args.cache, default["key"], f"default ({default['counts']['neurons']:,} neurons)", "Sneaker"),
+                    (workdir / "store", synthetic, f"synthetic ({args.neurons:,} neurons)", "class 123")]
+            for cache, key, label, class_name in runs:
+                for row in bench_run(browser, cache, key, label, class_name, args.repeats, args.loads, workdir):
+                    print(row, flush=True)
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()
