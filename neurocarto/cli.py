@@ -1,4 +1,4 @@
-"""`python -m neurocarto precompute|runs|export|snapshot …`: the command line over the pipeline and the store."""
+"""`python -m neurocarto precompute|runs|export|evaluate|snapshot …`: the command line over the pipeline and the store."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import DEFAULT_CACHE, ClusterParams, EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
 from .errors import NeuroCartoError
+from .evaluate import evaluate_run, format_report
 from .export import export_run
 from .pipeline import precompute, summary
 from .snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
@@ -146,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("--scale", type=float, default=2.0, help="PNG pixels per screen pixel (default 2)")
     snap.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"Chromium executable (default {CHROMIUM})")
     snap.add_argument("--out", required=True, type=Path, help="fig.png or fig.svg")
+    evaluation = commands.add_parser("evaluate", help="score the run's clusters and embedding against baselines")
+    add_cache_argument(evaluation)
+    evaluation.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    evaluation.add_argument("--trials", type=int, default=20, help="intruder trials per cluster (default 20)")
+    evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
+    evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
     args = parser.parse_args(argv)
     try:
         if args.command == "precompute":
@@ -163,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
             with Store(args.cache) as store:
                 written = export_run(store, args.run, args.out)
             print(f"wrote {len(written)} files to {args.out}")
+        elif args.command == "evaluate":
+            with Store(args.cache) as store:
+                result = evaluate_run(store, args.run, args.trials, seed=args.seed)
+            print(format_report(result))
+            if args.json:
+                args.json.write_text(json.dumps(result, indent=2))
         elif args.command == "snapshot":
             request = SnapshotRequest(
                 run=args.run, class_name=args.class_name, threshold=args.threshold, cascade=args.cascade,

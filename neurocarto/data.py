@@ -175,12 +175,14 @@ class ImageFolder:
 
 
 def open_dataset(path: str | None, cache_dir: Path, model_class_names: list[str] | None = None):
-    """`--data PATH`; else Debian's Fashion-MNIST; else torchvision's download into the cache."""
+    """`--data PATH` or `parts[:N[:SEED]]`; else Debian's Fashion-MNIST; else torchvision's download."""
+    if path and (path == "parts" or path.startswith("parts:")) and not Path(path).is_dir():
+        return _parts(path)
     if path:
         root = Path(path).expanduser()
         if not root.is_dir():
-            raise NeuroCartoError(f"--data {path}: no such folder (give an image-folder tree or a "
-                                  "folder of Fashion-MNIST IDX files)")
+            raise NeuroCartoError(f"--data {path}: no such folder (give an image-folder tree, a "
+                                  "folder of Fashion-MNIST IDX files, or parts[:N[:SEED]] for the generated Parts)")
         if _is_fashion_directory(root):
             return FashionMNIST.from_directory(root)
         return ImageFolder.scan(root, model_class_names)
@@ -199,6 +201,18 @@ def open_dataset(path: str | None, cache_dir: Path, model_class_names: list[str]
                 f"dataset-fashion-mnist), and torchvision's download failed ({error}); "
                 "or give --data PATH") from error
     return FashionMNIST.from_directory(raw)
+
+
+def _parts(spec: str):
+    from .zoo.parts import PartsDataset
+
+    try:
+        dataset = PartsDataset.from_spec(spec)
+    except ValueError:
+        dataset = None
+    if dataset is None or dataset.n_images < 1:
+        raise NeuroCartoError(f"--data {spec}: expected parts, parts:N or parts:N:SEED with whole numbers, N ≥ 1")
+    return dataset
 
 
 def subsample(n_images: int, max_images: int | None, seed: int) -> np.ndarray:

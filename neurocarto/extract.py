@@ -127,18 +127,26 @@ class SummitThreshold:
         return (before < self.threshold) & (ordered_shares >= 0)
 
 
+SUM_SCALE = 2 ** 24     # maxima are summed in fixed point: exact, so any split of the images sums the same
+
+
 class ClassStatistics:
-    """The class × neuron matrix A, per-class sums of neuron maxima, and images per class."""
+    """The class × neuron matrix A, per-class sums of neuron maxima, and images per class.
+
+    All three are integers (the sums in units of 2⁻²⁴), so partial statistics of shards of the
+    images add up to exactly the statistics of the whole stream, in any order.
+    """
 
     def __init__(self, n_classes: int, n_neurons: int, device: torch.device | str = "cpu"):
         self.counts = torch.zeros((n_classes, n_neurons), dtype=torch.int64, device=device)
-        self.maxima_sums = torch.zeros((n_classes, n_neurons), dtype=torch.float64, device=device)
+        self.maxima_sums = torch.zeros((n_classes, n_neurons), dtype=torch.int64, device=device)
         self.images = torch.zeros(n_classes, dtype=torch.int64, device=device)
 
     def update(self, maxima: torch.Tensor, taken: torch.Tensor, labels: torch.Tensor) -> None:
         self.counts.index_add_(0, labels, taken.to(torch.int64))
-        self.maxima_sums.index_add_(0, labels, maxima.to(torch.float64))
+        self.maxima_sums.index_add_(0, labels, torch.round(maxima.to(torch.float64) * SUM_SCALE).to(torch.int64))
         self.images.index_add_(0, labels, torch.ones_like(labels))
+
 
     def state(self) -> dict[str, np.ndarray]:
         return {"class_matrix": self.counts.cpu().numpy(), "class_maxima_sums": self.maxima_sums.cpu().numpy(),
@@ -147,7 +155,10 @@ class ClassStatistics:
     def load(self, state: dict[str, np.ndarray]) -> None:
         device = self.counts.device
         self.counts = torch.from_numpy(state["class_matrix"]).to(device)
-        self.maxima_sums = torch.from_numpy(state["class_maxima_sums"]).to(device)
+        sums = state["class_maxima_sums"]
+        if sums.dtype.kind == "f":         # a checkpoint from before the fixed-point sums
+            sums = np.round(sums * SUM_SCALE).astype(np.int64)
+        self.maxima_sums = torch.from_numpy(sums).to(device)
         self.images = torch.from_numpy(state["class_images"]).to(device)
 
 

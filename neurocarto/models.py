@@ -1,7 +1,8 @@
 """Models and layers: what `--model`, `--weights` and `--layers` name, and `layer:channel` ids.
 
 A model spec is one of
-- `fashion-inception` (the default, weights committed in the package),
+- `fashion-inception` (the default) or `parts-inception` (for the generated Parts dataset), the
+  package's zoo, weights committed,
 - a torchvision classification model name (`googlenet`, `resnet50`, …) with `--weights`
   DEFAULT (torchvision's pretrained weights, from its local cache), a state-dict PATH, or
   none (random initialisation, seeded),
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import NeuroCartoError, suggest
-from .zoo import fashion_inception
+from .zoo import fashion_inception, parts
 
 DEFAULT_MODEL = "fashion-inception"
 GOOGLENET_MIXED = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
@@ -37,6 +38,7 @@ _FOLLOWERS = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU,
 _SKIPPED = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout,
             nn.Dropout2d, nn.Flatten, nn.Linear)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PARTS_MEAN, PARTS_STD = 0.5, 0.25
 
 
 @dataclass
@@ -110,15 +112,42 @@ def _imagenet_transform(size: int | None):
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def _load_zoo(weights: str | None) -> LoadedModel:
-    module = fashion_inception.FashionInception()
-    path = weights or str(Path(fashion_inception.__file__).parent / "weights" / "fashion_inception.pt")
+@dataclass(frozen=True)
+class ZooModel:
+    """A model of the package's zoo: how to build it, feed it and train its committed weights."""
+
+    build: Callable[[], nn.Module]
+    transform: Callable
+    class_names: tuple[str, ...]
+    layers: tuple[str, ...]
+    weights_file: str
+    trainer: str                  # the module that trains it
+
+
+def _parts_transform(image):
+    from torchvision.transforms import functional as TF
+    return TF.normalize(TF.to_tensor(image.convert("RGB")), [PARTS_MEAN] * 3, [PARTS_STD] * 3)
+
+
+ZOO = {
+    DEFAULT_MODEL: ZooModel(fashion_inception.FashionInception, _grey_transform, tuple(fashion_inception.CLASS_NAMES),
+                            tuple(fashion_inception.DEFAULT_LAYERS), "fashion_inception.pt",
+                            "neurocarto.zoo.train_fashion"),
+    "parts-inception": ZooModel(lambda: fashion_inception.FashionInception(len(parts.CLASS_NAMES), 3, 2),
+                                _parts_transform, tuple(parts.CLASS_NAMES), tuple(fashion_inception.DEFAULT_LAYERS),
+                                "parts_inception.pt", "neurocarto.zoo.train_parts"),
+}
+
+
+def _load_zoo(spec: str, weights: str | None) -> LoadedModel:
+    zoo = ZOO[spec]
+    module = zoo.build()
+    path = weights or str(Path(fashion_inception.__file__).parent / "weights" / zoo.weights_file)
     if not weights and not Path(path).is_file():
-        raise NeuroCartoError(f"the default model's weights are missing ({path}): train them with "
-                              "`python -m neurocarto.zoo.train_fashion`")
+        raise NeuroCartoError(f"the weights of {spec} are missing ({path}): train them with "
+                              f"`python -m {zoo.trainer}`")
     checksum = _load_state_dict(module, path)
-    return LoadedModel(DEFAULT_MODEL, module, _grey_transform, list(fashion_inception.CLASS_NAMES),
-                       list(fashion_inception.DEFAULT_LAYERS), weights or "zoo", checksum)
+    return LoadedModel(spec, module, zoo.transform, list(zoo.class_names), list(zoo.layers), weights or "zoo", checksum)
 
 
 def torchvision_classifiers() -> list[str]:
@@ -131,7 +160,7 @@ def _load_torchvision(name: str, weights: str | None, seed: int, image_size: int
     valid = torchvision_classifiers()
     if name not in valid:
         raise NeuroCartoError(
-            f"unknown model {name!r}: {suggest(name, [DEFAULT_MODEL] + valid)}; or path/to/file.py:factory")
+            f"unknown model {name!r}: {suggest(name, list(ZOO) + valid)}; or path/to/file.py:factory")
     kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
     enum = torchvision.models.get_model_weights(name)
     class_names, transform = None, _imagenet_transform(image_size)
@@ -190,8 +219,8 @@ def load_model(spec: str | None, weights: str | None = None, seed: int = 0,
                image_size: int | None = None) -> LoadedModel:
     """Build the model a spec names, in eval mode; NeuroCartoError with valid names otherwise."""
     spec = spec or DEFAULT_MODEL
-    if spec == DEFAULT_MODEL:
-        loaded = _load_zoo(weights)
+    if spec in ZOO:
+        loaded = _load_zoo(spec, weights)
     elif ":" in spec and spec.rpartition(":")[0].endswith(".py"):
         loaded = _load_factory(spec, weights, image_size)
     else:

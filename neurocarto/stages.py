@@ -14,7 +14,7 @@ from tqdm import tqdm
 from . import cluster, coactivation, embed, graph, patches
 from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
-from .extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
+from .extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, run_pass1
 from .feeding import feeding_map
 from .interrupt import deferred_interrupt
 from .models import neuron_ids
@@ -65,7 +65,8 @@ def pass1(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionCo
     for name in PASS1_ARRAYS:
         store.put_array(run.key, name, results[name])
     class_images = np.maximum(results["class_images"], 1)[:, None]
-    store.put_array(run.key, "class_mean_maxima", (results["class_maxima_sums"] / class_images).astype(np.float32))
+    store.put_array(run.key, "class_mean_maxima",
+                    (results["class_maxima_sums"] / SUM_SCALE / class_images).astype(np.float32))
     store.put_array(run.key, "image_index", run.indices)
     store.put_array(run.key, "image_labels", np.array([run.dataset.label(int(i)) for i in run.indices], dtype=np.int64))
     store.put_json(run.key, "class_names", list(run.dataset.class_names))
@@ -156,6 +157,7 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
                               "use more images or a larger --top-k")
     progress = tqdm(total=3, desc="embed", unit="step", disable=not execution.progress)
     vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, params)
+    vectors -= vectors.mean(axis=0)     # drop the direction all vectors share: it only blurs cosine neighbours
     progress.update()
     neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
     progress.update()

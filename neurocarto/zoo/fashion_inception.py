@@ -17,9 +17,9 @@ MEAN, STD = 0.2860, 0.3530
 
 
 class ConvBNReLU(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
@@ -48,11 +48,15 @@ class Mixed(nn.Module):
 
 
 class FashionInception(nn.Module):
-    """28×28×1 → conv 28² → pool → conv, mixed3a, mixed3b at 14² → pool → mixed4a, mixed4b at 7² → logits."""
+    """28×28×1 → conv 28² → pool → conv, mixed3a, mixed3b at 14² → pool → mixed4a, mixed4b at 7² → logits.
 
-    def __init__(self, num_classes: int = 10):
+    `in_channels` and `stem_stride` adapt it to other inputs: the Parts model takes 64×64 RGB with a
+    stride-2 first conv (mixed3 at 16², mixed4 at 8²).
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, stem_stride: int = 1):
         super().__init__()
-        self.conv1 = ConvBNReLU(1, 24, 3)
+        self.conv1 = ConvBNReLU(in_channels, 24, 3, stem_stride)
         self.pool1 = nn.MaxPool2d(2)
         self.conv2 = ConvBNReLU(24, 48, 3)
         self.mixed3a = Mixed(48, 24, 24, 32, 8, 16, 16)             # 88 channels

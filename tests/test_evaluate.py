@@ -1,0 +1,122 @@
+"""The coherence evaluation: each score against a hand-computed case, the Parts data, and the command."""
+import numpy as np
+import pytest
+
+from neurocarto.config import EmbedParams
+from neurocarto.embed import image_sentences
+from neurocarto.evaluate import (class_agreement, class_histograms, embedding_scores, groups_of, intruder_accuracy,
+                                 neuron_concepts, original_grouping, original_rule_embedding, purity, random_grouping)
+from neurocarto.models import Layer
+from neurocarto.zoo.parts import OBJECT_OF_PART, PARTS_OF_CLASS, PartsDataset
+
+
+def test_concept_is_the_part_under_the_argmax_cell():
+    maps = np.zeros((3, 8, 8), dtype=np.uint8)
+    maps[0, 0:2, 0:2] = 5          # top-left cell of a 4×4 map (2 px cells)
+    maps[1, 0:2, 0:2] = 5
+    maps[2, 6:8, 6:8] = 7          # bottom-right
+    layers = [Layer("a", 2, 4, 4)]
+    top_images = np.array([[0, 1, 2], [2, 0, 1]])
+    top_values = np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 0.0]])
+    top_positions = np.array([[0, 0, 15], [15, 15, 0]])     # neuron 1's 2nd argmax misses image 0's part
+    concepts, dominance = neuron_concepts(top_images, top_values, top_positions, np.zeros(2, dtype=int), layers, maps)
+    assert concepts.tolist() == [5, 0] and dominance[0] == pytest.approx(2 / 3)
+    assert dominance[1] == pytest.approx(2 / 3)     # one part 7, one miss, one silent entry: background 2 of 3
+
+
+def test_original_grouping_joins_a_chain_that_shares_buckets():
+    # a chain a–b–c where a and c share nothing: one LSH component, never one average-linkage cluster
+    base = np.arange(100)
+    sets = np.stack([base, np.r_[base[50:], 1000 + base[:50]], np.r_[1000 + base[:50], 2000 + base[:50]],
+                     5000 + base])
+    labels = original_grouping(sets, np.zeros(4, dtype=int), threshold=0.3)
+    assert labels[0] == labels[1] == labels[2] >= 0 and labels[3] == -1
+    assert original_grouping(sets, np.array([0, 0, 1, 1]), threshold=0.3)[2] == -1   # layers apart
+
+
+def test_random_grouping_keeps_sizes_within_layers():
+    labels = np.array([0, 0, 0, -1, 1, 1, -1, -1])
+    layer_of = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    shuffled = random_grouping(labels, layer_of, np.random.default_rng(0))
+    assert sorted(len(g) for g in groups_of(shuffled)) == [2, 3]
+    assert all(len(set(layer_of[g])) == 1 for g in groups_of(shuffled))
+
+
+def test_purity_and_intruders_on_designed_clusters():
+    concepts = np.array([1, 1, 1, 2, 2, 2, 3, 3, 3, 4])
+    pure = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, -1])
+    mixed = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, -1])
+    assert purity(pure, concepts).tolist() == [1.0, 1.0, 1.0]
+    assert purity(mixed, concepts).tolist() == pytest.approx([1 / 3] * 3)
+    layer_of = np.zeros(10, dtype=int)
+    rng = np.random.default_rng(0)
+    assert intruder_accuracy(pure, concepts, layer_of, rng) == 1.0           # the odd concept is the intruder
+    same = np.ones(10, dtype=int)
+    assert intruder_accuracy(pure, same, layer_of, rng) == pytest.approx(0.25)   # nothing to tell: a guess
+
+
+def test_embedding_scores_and_the_original_rule_recover_planted_cooccurrence():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 10)
+    # every image is in the top set of 4 neurons of one group
+    images = [rng.choice(np.flatnonzero(groups == g), 4, replace=False) for g in rng.integers(0, 6, 3000)]
+    top = [[] for _ in range(60)]
+    for image, neurons in enumerate(images):
+        for n in neurons:
+            top[n].append(image)
+    k = min(len(t) for t in top)
+    top_images = np.array([t[:k] for t in top])
+    offsets, words = image_sentences(top_images)
+    vectors = original_rule_embedding(offsets, words, 60, EmbedParams(dimensions=16, epochs=5, seed=1))
+    scores = embedding_scores(vectors, groups)
+    assert scores["same group"] > scores["other groups"] + 0.3
+    assert scores["neighbours in group"] > 0.8 > scores["chance"] * 4
+    random_scores = embedding_scores(rng.normal(size=(60, 16)), groups)
+    assert random_scores["neighbours in group"] < 0.4
+
+
+def test_class_histograms_and_agreement():
+    top_images = np.array([[0, 1], [0, 1], [2, 3]])
+    top_values = np.array([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    histograms = class_histograms(top_images, top_values, np.array([0, 1, 2, 2]), 3)
+    assert histograms.tolist() == [[0.5, 0.5, 0], [1, 0, 0], [0, 0, 1]]
+    assert class_agreement(np.array([0, 0, -1]), histograms) == pytest.approx(1 / np.sqrt(2))
+
+
+def test_parts_images_are_reproducible_and_their_maps_match_the_drawing():
+    dataset = PartsDataset(12, seed=3)
+    assert [dataset.label(i) for i in range(7)] == [0, 1, 2, 3, 4, 5, 0]
+    first, again = np.asarray(dataset.load(4)), np.asarray(PartsDataset(12, seed=3).load(4))
+    np.testing.assert_array_equal(first, again)
+    assert PartsDataset(12, seed=4).fingerprint != dataset.fingerprint
+    for index in range(12):
+        part_map = dataset.part_map(index)
+        present = set(np.unique(part_map)) - {0}
+        own = set(PARTS_OF_CLASS[dataset.label(index)])
+        assert own <= present and len(present - own) <= 1          # both parts, at most one distractor
+        assert set(OBJECT_OF_PART[list(present)]) <= {dataset.label(index)} | set(OBJECT_OF_PART[list(present - own)])
+    with pytest.raises(ValueError):
+        PartsDataset.from_spec("parts:many")
+
+
+def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
+    from neurocarto.cli import main
+    from neurocarto.config import ExecutionConfig, RunConfig
+    from neurocarto.pipeline import precompute
+
+    manifest = precompute(RunConfig(model="parts-inception", data="parts:1800", top_k=30),
+                          ExecutionConfig(cache=tmp_path, progress=False, batch_size=200), stages=["cluster", "embed"],
+                          log=lambda _: None)
+    assert main(["evaluate", "--cache", str(tmp_path), "--run", manifest["name"], "--json", str(tmp_path / "e.json")]) == 0
+    report = capsys.readouterr().out
+    assert "## Ground truth (Parts)" in report and "Intruder test" in report and "## Class-label proxy" in report
+    import json
+
+    result = json.loads((tmp_path / "e.json").read_text())
+    parts = result["parts"]
+    assert parts["neurons with a clear part"] > 100
+    assert parts["purity"]["ours"] > parts["purity"]["random groups"] + 0.2
+    assert parts["intruder accuracy"]["ours"] > parts["intruder accuracy"]["random groups"] + 0.2
+    ours, random = parts["embedding"]["ours"], parts["embedding"]["random"]
+    assert ours["neighbours in group"] > 2 * ours["chance"] and random["neighbours in group"] < 1.5 * random["chance"]
+    assert main(["evaluate", "--cache", str(tmp_path), "--run", "nope"]) == 2
