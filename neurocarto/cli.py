@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "precompute":
             run, execution = configs_from(args)
             manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
-            print(summary(manifest))
+            if manifest is not None:      # None: a torchrun process other than rank 0
+                print(summary(manifest))
         elif args.command == "runs":
             with Store(args.cache) as store:
                 rows = run_rows(store)

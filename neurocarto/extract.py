@@ -250,3 +250,21 @@ def run_pass1(model: nn.Module, layers: list[Layer], batches, state: Pass1State,
     finally:
         recorder.remove()
     return state
+
+
+def merge_states(states: list[dict[str, np.ndarray]], k: int) -> dict[str, np.ndarray]:
+    """The states of consecutive shards of one stream, in stream order → the state of the whole stream.
+
+    Each shard's top-k is ordered by (value desc, image id asc) and shard ids increase, so a stable
+    descending sort of the concatenation keeps that order: exactly the one-stream top-k. Class
+    statistics are integers and add up exactly.
+    """
+    values = np.concatenate([state["top_values"] for state in states], axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    merged = {name: np.take_along_axis(np.concatenate([state[name] for state in states], axis=1), order, axis=1)
+              for name in ("top_values", "top_images", "top_positions")}
+    for name in ("class_matrix", "class_maxima_sums", "class_images"):
+        merged[name] = np.sum([state[name] for state in states], axis=0)
+    merged["skipped"] = np.concatenate([state["skipped"] for state in states])
+    merged["next_image"] = np.array(max(int(state["next_image"]) for state in states))
+    return merged

@@ -7,14 +7,17 @@ and timing go to the manifest after every stage, so an interrupted precompute re
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 
+from . import distributed
 from .config import ExecutionConfig, RunConfig, stable_hash
 from .data import dataset_summary
 from .errors import NeuroCartoError
 from .run import PreparedRun, prepare
 from .stages import STAGES
+
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 from .store import Store
 
 
@@ -52,53 +55,81 @@ def _check_name(store: Store, manifest: dict) -> None:
 
 def wanted_stages(names: list[str] | None) -> set[str]:
     """The named stages and everything upstream of them (all stages when None)."""
-    by_name = {stage.name: stage for stage in STAGES}
     if not names:
-        return set(by_name)
-    unknown = [name for name in names if name not in by_name]
+        return set(STAGE_BY_NAME)
+    unknown = [name for name in names if name not in STAGE_BY_NAME]
     if unknown:
-        raise NeuroCartoError(f"unknown stage {unknown[0]!r}: valid: {', '.join(by_name)}")
+        raise NeuroCartoError(f"unknown stage {unknown[0]!r}: valid: {', '.join(STAGE_BY_NAME)}")
     wanted, pending = set(), list(names)
     while pending:
         name = pending.pop()
         if name not in wanted:
             wanted.add(name)
-            pending.extend(by_name[name].inputs)
+            pending.extend(STAGE_BY_NAME[name].inputs)
     return wanted
 
 
 def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = False, log=print,
-               stages: list[str] | None = None) -> dict:
-    """Compute (or resume, or skip) the stages (default: all) of the run `config` defines; returns its manifest."""
+               stages: list[str] | None = None) -> dict | None:
+    """Compute (or resume, or skip) the stages (default: all) of the run `config` defines; returns its manifest.
+
+    Under torchrun every process calls this: rank 0 keeps the store and the manifest and returns the
+    manifest; the others join the sharded stages (pass 1, graphs) and return None.
+    """
     wanted = wanted_stages(stages)
-    run = prepare(config, execution)
+    group = distributed.join(execution.device)
+    try:
+        execution = replace(execution, device=distributed.device_for(group, execution.device))
+        run = prepare(config, execution)
+        if not group.leader:
+            for name in group.broadcast(None):
+                stage = STAGE_BY_NAME[name]
+                if stage.sharded:
+                    stage.compute(run, None, None, execution, log, group)
+            return None
+        with Store(execution.cache) as store:
+            return _lead(run, store, config, execution, rebuild, log, wanted, group)
+    finally:
+        distributed.leave(group)
+
+
+def _lead(run: PreparedRun, store: Store, config: RunConfig, execution: ExecutionConfig, rebuild: bool, log,
+          wanted: set[str], group: distributed.Group) -> dict:
+    """Rank 0's (or the only process's) part: the store, the manifest and every unsharded stage."""
     inputs = stage_inputs(config, run.key)
-    with Store(execution.cache) as store:
-        if rebuild:
-            store.delete_run(run.key)
-        manifest = store.manifest(run.key) or _new_manifest(run)
-        if config.name and manifest["name"] != config.name:
-            manifest["name"] = config.name
-        _check_name(store, manifest)
-        manifest["config"] = config.as_dict()
-        for stage in STAGES:
-            if stage.name not in wanted:
-                continue
-            recorded = manifest["stages"].get(stage.name, {})
-            if recorded.get("status") == "done" and recorded.get("inputs") == inputs[stage.name]:
-                log(f"{stage.name}: unchanged, skipped (done in {recorded['seconds']:.1f} s)")
-                continue
-            manifest["complete"] = False
-            manifest["stages"][stage.name] = {"status": "running", "inputs": inputs[stage.name]}
-            store.write_manifest(manifest)
-            started = time.perf_counter()
-            details = stage.compute(run, store, manifest, execution, log)
-            manifest["stages"][stage.name] = {"status": "done", "inputs": inputs[stage.name],
-                                              "seconds": round(time.perf_counter() - started, 3), **details}
-            store.write_manifest(manifest)
-        manifest["complete"] = all(manifest["stages"].get(stage.name, {}).get("inputs") == inputs[stage.name]
-                                   and manifest["stages"][stage.name].get("status") == "done" for stage in STAGES)
+    if rebuild:
+        store.delete_run(run.key)
+    manifest = store.manifest(run.key) or _new_manifest(run)
+    if config.name and manifest["name"] != config.name:
+        manifest["name"] = config.name
+    _check_name(store, manifest)
+    manifest["config"] = config.as_dict()
+    todo = []
+    for stage in STAGES:
+        recorded = manifest["stages"].get(stage.name, {})
+        if stage.name not in wanted:
+            continue
+        if recorded.get("status") == "done" and recorded.get("inputs") == inputs[stage.name]:
+            log(f"{stage.name}: unchanged, skipped (done in {recorded['seconds']:.1f} s)")
+            continue
+        todo.append(stage.name)
+    group.broadcast(todo)
+    for name in todo:
+        stage = STAGE_BY_NAME[name]
+        manifest["complete"] = False
+        manifest["stages"][stage.name] = {"status": "running", "inputs": inputs[stage.name]}
         store.write_manifest(manifest)
+        started = time.perf_counter()
+        if stage.sharded:
+            details = stage.compute(run, store, manifest, execution, log, group)
+        else:
+            details = stage.compute(run, store, manifest, execution, log)
+        manifest["stages"][stage.name] = {"status": "done", "inputs": inputs[stage.name],
+                                          "seconds": round(time.perf_counter() - started, 3), **details}
+        store.write_manifest(manifest)
+    manifest["complete"] = all(manifest["stages"].get(stage.name, {}).get("inputs") == inputs[stage.name]
+                               and manifest["stages"][stage.name].get("status") == "done" for stage in STAGES)
+    store.write_manifest(manifest)
     return manifest
 
 

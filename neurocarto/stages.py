@@ -14,7 +14,8 @@ from tqdm import tqdm
 from . import cluster, coactivation, embed, graph, patches
 from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
-from .extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, run_pass1
+from .distributed import Group
+from .extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
 from .feeding import feeding_map
 from .interrupt import deferred_interrupt
 from .models import neuron_ids
@@ -24,42 +25,22 @@ from .store import Store
 PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "class_images", "skipped")
 
 
-def pass1(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
-    """Top-k images per neuron and the class matrix, in one streaming pass, checkpointed."""
+def pass1(run: PreparedRun, store: Store | None, manifest: dict | None, execution: ExecutionConfig, log,
+          group: Group = Group()) -> dict:
+    """Top-k images per neuron and the class matrix, in one streaming pass: checkpointed in one process;
+    across a torchrun group, sharded at batch boundaries and merged exactly on rank 0 (not resumable)."""
     device = resolve_device(execution.device)
-    model = run.model.module.to(device)
-    n_images, n_classes = len(run.indices), len(run.dataset.class_names)
-    state = Pass1State(StreamingTopK(run.n_neurons, run.config.top_k, device),
-                       ClassStatistics(n_classes, run.n_neurons, device))
-    checkpoint = store.load_checkpoint(run.key, "pass1")
-    if checkpoint is not None:
-        state.load(checkpoint)
-        log(f"pass 1: resuming at image {state.next_image} of {n_images} from its checkpoint")
-    images = RunImages(run.dataset, run.indices, run.model.transform)
-    loader = DataLoader(images, batch_size=execution.batch_size, sampler=range(state.next_image, n_images),
-                        collate_fn=collate_readable, num_workers=execution.workers, pin_memory=device.type == "cuda")
-    progress = tqdm(total=n_images, initial=state.next_image, desc="pass 1", unit="img",
-                    disable=not execution.progress, dynamic_ncols=True)
-    batches = 0
-
-    def on_batch(current: Pass1State, _n: int) -> None:
-        # called only where every accumulator has taken the whole batch: a consistent state to save
-        nonlocal batches
-        progress.update(current.next_image - progress.n)
-        batches += 1
-        if interrupt.requested:
-            store.save_checkpoint(run.key, "pass1", current.state())
-            raise NeuroCartoError(f"pass 1 interrupted at image {current.next_image} of {n_images}; its state "
-                                  "is saved: the same command resumes from there")
-        if batches % execution.checkpoint_every == 0 and current.next_image < n_images:
-            store.save_checkpoint(run.key, "pass1", current.state())
-
-    try:
-        with deferred_interrupt() as interrupt:
-            run_pass1(model, run.layers, loader, state, run.config.threshold, device, run.config.amp, on_batch)
-    finally:
-        progress.close()
-    results = state.state()
+    n_images = len(run.indices)
+    if group.world == 1:
+        results = _resumable_pass1(run, store, execution, device, log)
+    else:
+        shard = group.batch_shard(n_images, execution.batch_size)
+        state = _new_state(run, device, shard.start)
+        _stream(run, state, shard.stop, execution, device, show=group.leader and execution.progress)
+        states = group.gather(state.state())
+        if not group.leader:
+            return {}
+        results = merge_states(states, run.config.top_k)
     if len(results["skipped"]) >= n_images:
         raise NeuroCartoError(f"none of the {n_images} images of this run could be read")
     for name in PASS1_ARRAYS:
@@ -75,7 +56,59 @@ def pass1(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionCo
     skipped = results["skipped"]
     manifest["counts"]["skipped"] = int(len(skipped))
     manifest["skipped_files"] = [_image_reference(run, int(i)) for i in skipped[:20]]
-    return {"device": str(device), "batch_size": execution.batch_size}
+    return {"device": str(device), "batch_size": execution.batch_size, "processes": group.world}
+
+
+def _new_state(run: PreparedRun, device, next_image: int = 0) -> Pass1State:
+    return Pass1State(StreamingTopK(run.n_neurons, run.config.top_k, device),
+                      ClassStatistics(len(run.dataset.class_names), run.n_neurons, device), next_image)
+
+
+def _stream(run: PreparedRun, state: Pass1State, stop: int, execution: ExecutionConfig, device, show: bool,
+            on_batch=None) -> None:
+    """Run pass 1 from the state's next image up to `stop`, with a progress bar."""
+    images = RunImages(run.dataset, run.indices, run.model.transform)
+    loader = DataLoader(images, batch_size=execution.batch_size, sampler=range(state.next_image, stop),
+                        collate_fn=collate_readable, num_workers=execution.workers, pin_memory=device.type == "cuda")
+    progress = tqdm(total=stop, initial=state.next_image, desc="pass 1", unit="img", disable=not show,
+                    dynamic_ncols=True)
+
+    def advance(current: Pass1State, n: int) -> None:
+        progress.update(current.next_image - progress.n)
+        if on_batch is not None:
+            on_batch(current, n)
+
+    try:
+        run_pass1(run.model.module.to(device), run.layers, loader, state, run.config.threshold, device,
+                  run.config.amp, advance)
+    finally:
+        progress.close()
+
+
+def _resumable_pass1(run: PreparedRun, store: Store, execution: ExecutionConfig, device, log) -> dict:
+    """Pass 1 in one process, from its checkpoint if there is one; saves every N batches and on Ctrl-C."""
+    n_images = len(run.indices)
+    state = _new_state(run, device)
+    checkpoint = store.load_checkpoint(run.key, "pass1")
+    if checkpoint is not None:
+        state.load(checkpoint)
+        log(f"pass 1: resuming at image {state.next_image} of {n_images} from its checkpoint")
+    batches = 0
+
+    def on_batch(current: Pass1State, _n: int) -> None:
+        # called only where every accumulator has taken the whole batch: a consistent state to save
+        nonlocal batches
+        batches += 1
+        if interrupt.requested:
+            store.save_checkpoint(run.key, "pass1", current.state())
+            raise NeuroCartoError(f"pass 1 interrupted at image {current.next_image} of {n_images}; its state "
+                                  "is saved: the same command resumes from there")
+        if batches % execution.checkpoint_every == 0 and current.next_image < n_images:
+            store.save_checkpoint(run.key, "pass1", current.state())
+
+    with deferred_interrupt() as interrupt:
+        _stream(run, state, n_images, execution, device, execution.progress, on_batch)
+    return state.state()
 
 
 def _image_reference(run: PreparedRun, image_id: int) -> str:
@@ -170,38 +203,48 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
     return {"sentences": len(offsets) - 1, "words": int(len(words)), "loss": [round(x, 4) for x in losses]}
 
 
-def _class_image_ids(run: PreparedRun, store: Store, label: int, limit: int | None, seed: int) -> np.ndarray:
-    labels = store.get_array(run.key, "image_labels")
-    candidates = np.setdiff1d(np.flatnonzero(labels == label), store.get_array(run.key, "skipped"))
+def _class_image_ids(labels: np.ndarray, skipped: np.ndarray, label: int, limit: int | None, seed: int) -> np.ndarray:
+    candidates = np.setdiff1d(np.flatnonzero(labels == label), skipped)
     if limit is not None and len(candidates) > limit:
         candidates = np.sort(np.random.default_rng(seed + label).choice(candidates, limit, replace=False))
     return candidates
 
 
-def graph_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
-    """Per class: nodes from A and the clusters, edges from gradient × activation on the class's images."""
+def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, execution: ExecutionConfig, log,
+                group: Group = Group()) -> dict:
+    """Per class: nodes from A and the clusters, edges from gradient × activation on the class's images.
+    Across a torchrun group, classes are dealt round-robin and the graphs gathered on rank 0."""
     params = run.config.graph
     device = resolve_device(execution.device)
     model = run.model.module.to(device)
-    class_matrix = store.get_array(run.key, "class_matrix")
-    labels = store.get_array(run.key, "cluster_labels")
+    inputs = group.broadcast({name: store.get_array(run.key, name)
+                              for name in ("class_matrix", "cluster_labels", "image_labels", "skipped")}
+                             if group.leader else None)
+    class_matrix = inputs["class_matrix"]
     feeds = feeding_map(model, run.layers)
     per_class = params.per_class(len(run.indices), len(class_matrix))
     batch_size = max(1, min(execution.batch_size, 64))
-    totals = {"nodes": 0, "edges": 0}
-    for label in tqdm(range(len(class_matrix)), desc="graphs", unit="class", disable=not execution.progress):
-        ids = _class_image_ids(run, store, label, per_class, params.seed)
+    graphs = {}
+    for label in tqdm(group.mine(len(class_matrix)), desc="graphs", unit="class",
+                      disable=not (execution.progress and group.leader)):
+        ids = _class_image_ids(inputs["image_labels"], inputs["skipped"], label, per_class, params.seed)
 
         def batches(ids=ids):
             for start in range(0, len(ids), batch_size):
                 yield run.load_images(ids[start:start + batch_size])
 
-        class_graph = graph.class_graph(model, run.layers, feeds, class_matrix[label], labels, batches, device,
-                                        params.top_fraction, params.max_in_edges)
+        graphs[label] = graph.class_graph(model, run.layers, feeds, class_matrix[label], inputs["cluster_labels"],
+                                          batches, device, params.top_fraction, params.max_in_edges)
+    gathered = group.gather(graphs)
+    if not group.leader:
+        return {}
+    totals = {"nodes": 0, "edges": 0}
+    for label, class_graph in sorted((item for part in gathered for item in part.items())):
         store.put_json(run.key, f"graph/{label}", class_graph)
         totals["nodes"] += len(class_graph["nodes"])
         totals["edges"] += len(class_graph["edges"])
-    return {"classes": len(class_matrix), "images_per_class": per_class, "feeds": len(feeds), **totals}
+    return {"classes": len(class_matrix), "images_per_class": per_class, "feeds": len(feeds),
+            "processes": group.world, **totals}
 
 
 def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
@@ -233,12 +276,13 @@ class Stage:
     compute: Callable
     params: Callable[[RunConfig], object]   # the config section whose change reruns this stage
     inputs: tuple[str, ...]                 # upstream stages
+    sharded: bool = False                   # every process of a torchrun group takes part (compute takes `group`)
 
 
 STAGES = [
-    Stage("pass1", pass1, lambda config: None, ()),
+    Stage("pass1", pass1, lambda config: None, (), sharded=True),
     Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",)),
     Stage("embed", embed_stage, lambda config: config.embed, ("pass1",)),
-    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",)),
+    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True),
     Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
 ]

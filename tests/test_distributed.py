@@ -1,0 +1,78 @@
+"""torch.distributed: shards, the exact merge, and a 2-process torchrun against one process."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurocarto.distributed import Group
+from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, merge_states
+from neurocarto.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+PASS1 = ("top_values", "top_images", "top_positions", "class_matrix", "class_mean_maxima", "class_images", "skipped")
+
+
+@pytest.mark.parametrize("n_items, batch_size, world", [(600, 64, 2), (1000, 7, 3), (5, 64, 4), (640, 64, 5)])
+def test_batch_shards_cover_every_item_once_at_batch_boundaries(n_items, batch_size, world):
+    shards = [Group(rank, world).batch_shard(n_items, batch_size) for rank in range(world)]
+    assert [i for shard in shards for i in shard] == list(range(n_items))
+    assert all(shard.start % batch_size == 0 for shard in shards if len(shard))
+    assert sorted(i for rank in range(world) for i in Group(rank, world).mine(10)) == list(range(10))
+
+
+def test_merged_shards_equal_one_stream_with_ties():
+    rng = np.random.default_rng(0)
+    n_images, n_neurons, k, batch = 96, 7, 5, 8
+    values = rng.integers(0, 4, (n_images, n_neurons)).astype(np.float32)      # many exact ties
+    positions = rng.integers(0, 50, (n_images, n_neurons))
+    labels = rng.integers(0, 3, n_images)
+
+    def stream(first, last):
+        state = Pass1State(StreamingTopK(n_neurons, k), ClassStatistics(3, n_neurons), first)
+        for start in range(first, last, batch):
+            ids = torch.arange(start, min(start + batch, last))
+            maxima = torch.from_numpy(values[ids.numpy()])
+            state.top_k.update(maxima, torch.from_numpy(positions[ids.numpy()]), ids)
+            state.classes.update(maxima, maxima > 1, torch.from_numpy(labels[ids.numpy()]))
+            state.next_image = int(ids[-1]) + 1
+        return state.state()
+
+    whole = stream(0, n_images)
+    for world in (2, 3):
+        shards = [Group(rank, world).batch_shard(n_images, batch) for rank in range(world)]
+        merged = merge_states([stream(shard.start, shard.stop) for shard in shards], k)
+        for name, value in whole.items():
+            np.testing.assert_array_equal(merged[name], value, err_msg=name)
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun is not installed next to this Python")
+def test_two_processes_write_the_run_one_process_writes(tmp_path, fashion_available):
+    args = ["precompute", "--max-images", "600", "--top-k", "20", "--batch-size", "64", "--stages", "graph", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    sharded = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neurocarto", *args,
+                              "--cache", str(tmp_path / "two")], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    assert sharded.stdout.count("run fashion-inception") == 1          # one summary: rank 0's
+    single = subprocess.run([sys.executable, "-m", "neurocarto", *args, "--cache", str(tmp_path / "one")], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    with Store(tmp_path / "two") as two, Store(tmp_path / "one") as one:
+        (key,) = two.run_keys()
+        assert one.run_keys() == [key]
+        assert two.manifest(key)["stages"]["pass1"]["processes"] == 2
+        for name in PASS1 + ("cluster_labels",):
+            np.testing.assert_array_equal(two.get_array(key, name), one.get_array(key, name), err_msg=name)
+        for label in range(10):
+            sharded_graph, single_graph = two.get_json(key, f"graph/{label}"), one.get_json(key, f"graph/{label}")
+            assert sharded_graph["nodes"] == single_graph["nodes"]
+            edges = {(e["source"], e["target"]): e["weight"] for e in single_graph["edges"]}
+            assert [(e["source"], e["target"]) for e in sharded_graph["edges"]] == list(edges)
+            np.testing.assert_allclose([e["weight"] for e in sharded_graph["edges"]], list(edges.values()), rtol=1e-5)
