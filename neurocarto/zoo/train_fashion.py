@@ -8,15 +8,14 @@ Seeded; prints test accuracy on the 10,000 test images each epoch; writes the we
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..data import open_dataset
 from .fashion_inception import MEAN, STD, FashionInception
+from .training import fit
 
 WEIGHTS = Path(__file__).parent / "weights" / "fashion_inception.pt"
 
@@ -26,15 +25,6 @@ def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
     return x, torch.from_numpy(labels)
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            correct += (model(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
-    return correct / len(x)
-
-
 def train(epochs: int, seed: int, batch_size: int, lr: float, data: str | None) -> tuple[FashionInception, float]:
     torch.manual_seed(seed)
     dataset = open_dataset(data, Path("cache"))
@@ -42,28 +32,7 @@ def train(epochs: int, seed: int, batch_size: int, lr: float, data: str | None) 
     x_train, y_train = _as_tensors(dataset.images[:n_train], dataset.labels[:n_train])
     x_test, y_test = _as_tensors(dataset.images[n_train:], dataset.labels[n_train:])
     model = FashionInception()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps = epochs * (n_train // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
-    accuracy = 0.0
-    for epoch in range(epochs):
-        model.train()
-        started, order = time.time(), torch.randperm(n_train, generator=generator)
-        for start in range(0, n_train - batch_size + 1, batch_size):
-            index = order[start:start + batch_size]
-            x = x_train[index]
-            flip = torch.rand(len(x), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            loss = F.cross_entropy(model(x), y_train[index], label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        accuracy = evaluate(model, x_test, y_test)
-        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, test accuracy {accuracy:.4f} "
-              f"({time.time() - started:.0f} s)", flush=True)
-    return model, accuracy
+    return model, fit(model, x_train, y_train, x_test, y_test, epochs, seed, batch_size, lr)
 
 
 def main() -> None:

@@ -9,16 +9,14 @@ on `--data parts` (seed 0) explains. Seeded; prints test accuracy each epoch; wr
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..models import PARTS_MEAN, PARTS_STD, ZOO
 from .parts import PartsDataset
-from .train_fashion import evaluate
+from .training import fit
 
 WEIGHTS = Path(__file__).parent / "weights" / ZOO["parts-inception"].weights_file
 
@@ -39,27 +37,7 @@ def train(epochs: int, n_train: int, n_test: int, seed: int, batch_size: int, lr
     x_train, y_train = generated(n_train, 1)
     x_test, y_test = generated(n_test, 2)
     model = ZOO["parts-inception"].build()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * (n_train // batch_size))
-    generator = torch.Generator().manual_seed(seed)
-    accuracy = 0.0
-    for epoch in range(epochs):
-        model.train()
-        started, order = time.time(), torch.randperm(n_train, generator=generator)
-        for start in range(0, n_train - batch_size + 1, batch_size):
-            index = order[start:start + batch_size]
-            x = normalised(x_train[index])
-            flip = torch.rand(len(x), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            loss = F.cross_entropy(model(x), y_train[index], label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        accuracy = evaluate(model, normalised(x_test), y_test, batch_size=500)
-        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, test accuracy {accuracy:.4f} "
-              f"({time.time() - started:.0f} s)", flush=True)
-    return model, accuracy
+    return model, fit(model, x_train, y_train, x_test, y_test, epochs, seed, batch_size, lr, to_input=normalised)
 
 
 def main() -> None:
