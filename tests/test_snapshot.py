@@ -1,5 +1,4 @@
 """`python -m neurocarto snapshot`: the app's views rendered headlessly, and its pure helpers."""
-import io
 import subprocess
 import sys
 import xml.dom.minidom
