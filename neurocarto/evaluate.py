@@ -301,7 +301,10 @@ def evaluate_run(store: Store, reference: str, trials: int = 20, repeats: int = 
         intruders["random groups"] = _mean([intruder_accuracy(labels, concepts, layer_of, rng, trials)
                                             for labels in randoms[:3]])
         clear = (concepts > 0) & (dominance >= 0.5)
+        neuron_ids = store.get_json(arrays.key, "neuron_ids")
         result["parts"] = {
+            "neurons": [{"id": neuron_ids[n], "concept": PART_NAMES[concepts[n]], "dominance": round(float(dominance[n]), 3)}
+                        for n in range(len(concepts))],
             "concepts": {PART_NAMES[p]: int((concepts[clear] == p).sum()) for p in range(1, len(PART_NAMES))},
             "neurons with a clear part": int(clear.sum()),
             "purity": purities, "purity per layer": per_layer, "intruder accuracy": intruders,

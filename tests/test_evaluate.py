@@ -114,7 +114,9 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
 
     result = json.loads((tmp_path / "e.json").read_text())
     parts = result["parts"]
-    assert parts["neurons with a clear part"] > 100
+    assert parts["neurons with a clear part"] > 100 and len(parts["neurons"]) == result["neurons"]
+    clear = [n for n in parts["neurons"] if n["concept"] != "background" and n["dominance"] >= 0.5]
+    assert len(clear) == parts["neurons with a clear part"] and ":" in clear[0]["id"]
     assert parts["purity"]["ours"] > parts["purity"]["random groups"] + 0.2
     assert parts["intruder accuracy"]["ours"] > parts["intruder accuracy"]["random groups"] + 0.2
     ours, random = parts["embedding"]["ours"], parts["embedding"]["random"]
