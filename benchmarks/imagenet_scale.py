@@ -5,9 +5,9 @@
 
 1. Writes (once; reused when --folder already holds them) --images JPEGs of 500×375 pixels, quality 90
    (ImageNet's typical size and bytes), in 100 synset-named class folders.
-2. Throughput at 224² over --throughput-images, in this process, each against the others in the same
-   run: JPEG decode + transform alone (the DataLoader), bare forward on decoded batches, pass 1 on
-   decoded batches, and pass 1 end to end (DataLoader with --workers), in images/s.
+2. Throughput at 224² over --throughput-images, in this process: JPEG decode + transform alone (the
+   DataLoader), then bare forward on decoded batches, pass 1 on decoded batches and pass 1 end to end
+   (DataLoader with --workers) alternated --repeats times, medians in images/s.
 3. Memory: for each of --sizes a fresh `python -m neurocarto precompute --stages pass1` over that many
    of the JPEGs (at --memory-size pixels, to fit this 2-core machine; 224 with a GPU) with wall time,
    pass-1 images/s and peak resident memory: flat when it does not grow with the number of images.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import multiprocessing
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def rate(n_images: int, work) -> float:
     return n_images / (time.perf_counter() - started)
 
 
-def throughput(folder: Path, n_images: int, workers: int, device: str, amp: bool) -> dict:
+def throughput(folder: Path, n_images: int, workers: int, device: str, amp: bool, repeats: int) -> dict:
     cache = tempfile.mkdtemp()
     run = prepare(RunConfig(model="googlenet", data=str(folder), max_images=n_images, amp=amp),
                   ExecutionConfig(cache=cache))
@@ -98,10 +99,12 @@ def throughput(folder: Path, n_images: int, workers: int, device: str, amp: bool
         run_pass1(model, run.layers, batches, state, run.config.threshold, device, amp)
 
     forward()   # warm-up
-    bare = rate(n_images, forward)
-    model_only = rate(n_images, lambda: pass1(on_device))
-    end_to_end = rate(n_images, lambda: pass1(loader(workers)))
-    return {"decode": decode, "bare": bare, "pass1 decoded": model_only, "pass1 end to end": end_to_end}
+    rates = {"bare": [], "pass1 decoded": [], "pass1 end to end": []}
+    for _ in range(repeats):    # alternated, so that all three see the same machine load
+        rates["bare"].append(rate(n_images, forward))
+        rates["pass1 decoded"].append(rate(n_images, lambda: pass1(on_device)))
+        rates["pass1 end to end"].append(rate(n_images, lambda: pass1(loader(workers))))
+    return {"decode": decode, **{name: statistics.median(values) for name, values in rates.items()}}
 
 
 def memory_run(folder: Path, n_images: int, image_size: int, device: str, workers: int,
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40_000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 40_000])
     parser.add_argument("--throughput-images", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3, help="alternated throughput repeats (medians shown)")
     parser.add_argument("--memory-size", type=int, default=112)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -138,7 +142,7 @@ def main() -> None:
     kilobytes = ensure_images(args.folder, max(args.images, *args.sizes))
     print(f"{max(args.images, *args.sizes):,} JPEGs of 500×375 ({kilobytes:.0f} kB mean) ready in {args.folder} "
           f"({time.perf_counter() - started:.0f} s)\n", flush=True)
-    rates = throughput(args.folder, args.throughput_images, args.workers, args.device, args.amp)
+    rates = throughput(args.folder, args.throughput_images, args.workers, args.device, args.amp, args.repeats)
     print(f"googlenet, 25 blocks, 224², {args.throughput_images} images, device {args.device}, amp {args.amp}, "
           f"{args.workers} DataLoader worker(s), {torch.get_num_threads()} torch threads\n")
     print("| step | images/s | vs bare forward |")
