@@ -38,12 +38,15 @@ def _new_manifest(run: PreparedRun) -> dict:
 
 
 def stage_inputs(config: RunConfig, key: str) -> dict[str, str]:
-    """Hash of each stage's inputs: its parameters and its upstream stages' input hashes."""
+    """Hash of each stage's inputs: its parameters, its version and its upstream stages' input hashes."""
     hashes: dict[str, str] = {}
     for stage in STAGES:
         params = stage.params(config)
-        hashes[stage.name] = stable_hash({"run": key, "params": asdict(params) if params is not None else None,
-                                          "upstream": [hashes[name] for name in stage.inputs]})
+        identity = {"run": key, "params": asdict(params) if params is not None else None,
+                    "upstream": [hashes[name] for name in stage.inputs]}
+        if stage.version > 1:          # version 1 hashes as before versions existed: stored runs stay valid
+            identity["version"] = stage.version
+        hashes[stage.name] = stable_hash(identity)
     return hashes
 
 

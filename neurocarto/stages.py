@@ -277,12 +277,13 @@ class Stage:
     params: Callable[[RunConfig], object]   # the config section whose change reruns this stage
     inputs: tuple[str, ...]                 # upstream stages
     sharded: bool = False                   # every process of a torchrun group takes part (compute takes `group`)
+    version: int = 1                        # raised when the stage computes differently: stored results rerun
 
 
 STAGES = [
     Stage("pass1", pass1, lambda config: None, (), sharded=True),
     Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",)),
-    Stage("embed", embed_stage, lambda config: config.embed, ("pass1",)),
+    Stage("embed", embed_stage, lambda config: config.embed, ("pass1",), version=2),   # 2: centred vectors
     Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True),
     Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
 ]

@@ -235,3 +235,17 @@ def test_corrupt_run_is_reported_rebuilt_and_others_survive(tmp_path, capsys, im
     assert code == 0 and "tiny" in output and "goog" in output and "UNREADABLE" not in output
     code, output = run_cli(capsys, *common, "--model", "googlenet", "--image-size", "48", "--name", "goog")
     assert code == 2 and "name 'goog' is taken" in output
+
+
+def test_a_new_stage_version_reruns_only_that_stage():
+    from dataclasses import asdict
+
+    from neurocarto.config import stable_hash
+    from neurocarto.pipeline import stage_inputs
+
+    config = RunConfig()
+    hashes = stage_inputs(config, "k")
+    assert hashes["pass1"] == stable_hash({"run": "k", "params": None, "upstream": []})      # as before versions
+    unversioned = stable_hash({"run": "k", "params": asdict(config.embed), "upstream": [hashes["pass1"]]})
+    assert hashes["embed"] != unversioned            # embed is at version 2 (centred vectors): stored ones rerun
+    assert hashes["cluster"] == stable_hash({"run": "k", "params": asdict(config.cluster), "upstream": [hashes["pass1"]]})
