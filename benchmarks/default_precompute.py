@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 BARE = """
 import resource, sys, time, torch
@@ -33,12 +31,16 @@ print(time.perf_counter() - started)
 """
 
 
-def child_run(command: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of the child, its stdout."""
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - started
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, done.stdout
+def wall_and_peak(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of `command`, run under a helper of its own: RUSAGE_CHILDREN's
+    maximum covers every child so far, so the helper's only child is the command."""
+    probe = [sys.executable, "-c",
+             "import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)",
+             *command]
+    wall, peak = map(float, subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split())
+    return wall, peak
 
 
 def main() -> None:
@@ -49,15 +51,10 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as cache:
-            bare_seconds = float(child_run([sys.executable, "-c", BARE, str(size), cache])[2].strip())
-            # RUSAGE_CHILDREN's max is over all children so far: measure the precompute in its own helper
-            probe = [sys.executable, "-c",
-                     "import resource, subprocess, sys, time; t = time.perf_counter(); "
-                     "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-                     "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)",
-                     sys.executable, "-m", "neurocarto", "precompute", "--max-images", str(size), "--quiet",
-                     "--cache", cache]
-            wall, peak = map(float, child_run(probe)[2].split())
+            bare_seconds = float(subprocess.run([sys.executable, "-c", BARE, str(size), cache], capture_output=True,
+                                                text=True, check=True).stdout.strip())
+            wall, peak = wall_and_peak([sys.executable, "-m", "neurocarto", "precompute", "--max-images", str(size),
+                                        "--quiet", "--cache", cache])
             runs = subprocess.run([sys.executable, "-m", "neurocarto", "runs", "--json", "--cache", cache],
                                   capture_output=True, text=True, check=True)
             pass1 = json.loads(runs.stdout)[0]["stages"]["pass1"]["seconds"]

@@ -35,6 +35,9 @@ from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
 from neurocarto.run import RunImages, collate_readable, prepare, resolve_device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_precompute import wall_and_peak  # noqa: E402
+
 CLASSES = 100
 IMAGENET_IMAGES = 1_281_167
 ORIGINAL_GPU_HOURS = 1.9 * 25
@@ -114,12 +117,7 @@ def memory_run(folder: Path, n_images: int, image_size: int, device: str, worker
         command = [sys.executable, "-m", "neurocarto", "precompute", "--model", "googlenet", "--data", str(folder),
                    "--max-images", str(n_images), "--image-size", str(image_size), "--stages", "pass1",
                    "--device", device, "--workers", str(workers), "--batch-size", "64", "--quiet", "--cache", cache] + (["--amp"] if amp else [])
-        probe = [sys.executable, "-c",
-                 "import resource, subprocess, sys, time; t = time.perf_counter(); "
-                 "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-                 "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)",
-                 *command]
-        wall, peak = map(float, subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split())
+        wall, peak = wall_and_peak(command)
         runs = subprocess.run([sys.executable, "-m", "neurocarto", "runs", "--json", "--cache", cache],
                               capture_output=True, text=True, check=True)
         seconds = json.loads(runs.stdout)[0]["stages"]["pass1"]["seconds"]

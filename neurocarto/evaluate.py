@@ -190,25 +190,40 @@ def _cosine(vectors: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
+def _pair_cosine_sums(unit: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """Sum of cosines over ordered pairs i ≠ j with equal labels, and their number, from per-label sums of
+    unit vectors: Σ_{i,j in g} u_i·u_j = ‖Σ_g u‖², so no n × n matrix is formed."""
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), unit.shape[1]))
+    np.add.at(sums, inverse, unit)
+    return float((sums ** 2).sum() - (unit ** 2).sum()), int((counts * (counts - 1)).sum())
+
+
+def _ratio(total: float, count: int) -> float:
+    return total / count if count else float("nan")
+
+
 def embedding_scores(vectors: np.ndarray, groups: np.ndarray, subgroups: np.ndarray | None = None) -> dict:
     """Mean cosine of pairs in the same group vs different groups (and, with `subgroups`, same group but
     another subgroup), and the share of each neuron's 10 nearest that share its group, against chance.
 
     Vectors are centred first: skip-gram vectors share a common direction that makes every raw cosine
-    near 1 without changing which neurons are nearest."""
-    similarity = _cosine(vectors - vectors.mean(axis=0))
-    n = len(vectors)
-    same = groups[:, None] == groups[None, :]
-    off_diagonal = ~np.eye(n, dtype=bool)
-    scores = {"same group": float(similarity[same & off_diagonal].mean()),
-              "other groups": float(similarity[~same].mean())}
+    near 1 without changing which neurons are nearest. O(neurons × dimensions) but for the neighbours."""
+    centred = vectors - vectors.mean(axis=0)
+    unit = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    n = len(unit)
+    all_sum, all_count = _pair_cosine_sums(unit, np.zeros(n, dtype=np.int64))
+    same_sum, same_count = _pair_cosine_sums(unit, groups)
+    scores = {"same group": _ratio(same_sum, same_count),
+              "other groups": _ratio(all_sum - same_sum, all_count - same_count)}
     if subgroups is not None:
-        sibling = same & (subgroups[:, None] != subgroups[None, :])
-        scores["same group, other subgroup"] = float(similarity[sibling].mean())
-    np.fill_diagonal(similarity, -np.inf)
-    nearest = np.argsort(-similarity, axis=1)[:, :NEIGHBOURS]
+        _, both = np.unique(np.stack([groups, subgroups], axis=1), axis=0, return_inverse=True)
+        sub_sum, sub_count = _pair_cosine_sums(unit, both.ravel())
+        scores["same group, other subgroup"] = _ratio(same_sum - sub_sum, same_count - sub_count)
+    nearest, _ = embed.cosine_neighbors(centred, NEIGHBOURS)
     scores["neighbours in group"] = float((groups[nearest] == groups[:, None]).mean())
-    scores["chance"] = float(((same.sum(axis=1) - 1) / (n - 1)).mean())
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    scores["chance"] = float(((counts[inverse] - 1) / (n - 1)).mean())
     return scores
 
 

@@ -16,9 +16,9 @@ from .data import dataset_summary
 from .errors import NeuroCartoError
 from .run import PreparedRun, prepare
 from .stages import STAGES
+from .store import Store
 
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
-from .store import Store
 
 
 def _new_manifest(run: PreparedRun) -> dict:
@@ -109,9 +109,9 @@ def _lead(run: PreparedRun, store: Store, config: RunConfig, execution: Executio
     manifest["config"] = config.as_dict()
     todo = []
     for stage in STAGES:
-        recorded = manifest["stages"].get(stage.name, {})
         if stage.name not in wanted:
             continue
+        recorded = manifest["stages"].get(stage.name, {})
         if recorded.get("status") == "done" and recorded.get("inputs") == inputs[stage.name]:
             log(f"{stage.name}: unchanged, skipped (done in {recorded['seconds']:.1f} s)")
             continue
