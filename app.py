@@ -13,10 +13,20 @@ import argparse
 import os
 import sys
 
-from neurocarto.cli import INTERRUPTED, add_run_arguments, configs_from, stage_list
-from neurocarto.errors import NeuroCartoError
+from neurocarto.cli import add_run_arguments, configs_from, guarded, stage_list
 from neurocarto.pipeline import precompute, summary
 from neurocarto.store import Store
+
+
+def first_run(args: argparse.Namespace) -> str:
+    """The key of the run to open: --run, or the run the flags define, computed unless stored."""
+    if args.run:
+        with Store(args.cache) as store:
+            return store.resolve(args.run)
+    run, execution = configs_from(args)
+    manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
+    print(summary(manifest))
+    return manifest["key"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,21 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from neurocarto.ui.app import create_app
 
-    try:
-        if args.run:
-            with Store(args.cache) as store:
-                first = store.resolve(args.run)
-        else:
-            run, execution = configs_from(args)
-            manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
-            print(summary(manifest))
-            first = manifest["key"]
-    except NeuroCartoError as error:
-        print(f"neurocarto: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"neurocarto: {INTERRUPTED}", file=sys.stderr)
-        return 130
+    status, first = guarded(lambda: first_run(args))
+    if status:
+        return status
     app = create_app(args.cache, first)
     print(f"NeuroCarto at http://{args.host}:{args.port}/", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug)

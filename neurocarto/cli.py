@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from .config import DEFAULT_CACHE, ClusterParams, EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
 from .errors import NeuroCartoError
@@ -13,6 +14,8 @@ from .export import export_run
 from .pipeline import precompute, summary
 from .snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
 from .store import Store
+
+T = TypeVar("T")
 
 
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +123,18 @@ def format_rows(rows: list[dict]) -> str:
 INTERRUPTED = "interrupted; every finished stage is kept in the store and the same command goes on from there"
 
 
+def guarded(action: Callable[[], T]) -> tuple[int, T | None]:
+    """(0, action()), or a bad input's message / Ctrl-C's note on stderr and (2, None) / (130, None)."""
+    try:
+        return 0, action()
+    except NeuroCartoError as error:
+        print(f"neurocarto: error: {error}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print(f"neurocarto: {INTERRUPTED}", file=sys.stderr)
+        return 130, None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m neurocarto", description="NeuroCarto: concepts of a CNN's neurons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,39 +169,35 @@ def main(argv: list[str] | None = None) -> int:
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
     evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "precompute":
-            run, execution = configs_from(args)
-            manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
-            if manifest is not None:      # None: a torchrun process other than rank 0
-                print(summary(manifest))
-        elif args.command == "runs":
-            with Store(args.cache) as store:
-                rows = run_rows(store)
-            if args.json:
-                print(json.dumps([{k: v for k, v in row.items() if k != "manifest"} for row in rows], indent=2))
-            else:
-                print(format_rows(rows))
-        elif args.command == "export":
-            with Store(args.cache) as store:
-                written = export_run(store, args.run, args.out)
-            print(f"wrote {len(written)} files to {args.out}")
-        elif args.command == "evaluate":
-            with Store(args.cache) as store:
-                result = evaluate_run(store, args.run, args.trials, seed=args.seed)
-            print(format_report(result))
-            if args.json:
-                args.json.write_text(json.dumps(result, indent=2))
-        elif args.command == "snapshot":
-            request = SnapshotRequest(
-                run=args.run, class_name=args.class_name, threshold=args.threshold, cascade=args.cascade,
-                select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
-                paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale)
-            print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")
-    except NeuroCartoError as error:
-        print(f"neurocarto: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"neurocarto: {INTERRUPTED}", file=sys.stderr)
-        return 130
-    return 0
+    return guarded(lambda: run_command(args))[0]
+
+
+def run_command(args: argparse.Namespace) -> None:
+    if args.command == "precompute":
+        run, execution = configs_from(args)
+        manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
+        if manifest is not None:      # None: a torchrun process other than rank 0
+            print(summary(manifest))
+    elif args.command == "runs":
+        with Store(args.cache) as store:
+            rows = run_rows(store)
+        if args.json:
+            print(json.dumps([{k: v for k, v in row.items() if k != "manifest"} for row in rows], indent=2))
+        else:
+            print(format_rows(rows))
+    elif args.command == "export":
+        with Store(args.cache) as store:
+            written = export_run(store, args.run, args.out)
+        print(f"wrote {len(written)} files to {args.out}")
+    elif args.command == "evaluate":
+        with Store(args.cache) as store:
+            result = evaluate_run(store, args.run, args.trials, seed=args.seed)
+        print(format_report(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+    elif args.command == "snapshot":
+        request = SnapshotRequest(
+            run=args.run, class_name=args.class_name, threshold=args.threshold, cascade=args.cascade,
+            select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
+            paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale)
+        print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")

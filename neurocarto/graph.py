@@ -64,15 +64,19 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
                          max_batched_elements: int = 2 ** 26) -> tuple[dict[int, np.ndarray], int]:
     """Σ over images of gradient × activation, per feed: (downstream channels, upstream channels), and the image count.
 
-    Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0.
+    Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0. Each
+    feed differentiates only its own channels and only down to its own upstream layer (a 3×3
+    branch's channels stop at their bottleneck instead of going on to the layer before it).
     """
     modules = dict(model.named_modules())
-    involved = sorted({f.upstream for f in feeds if f.downstream in channels} | set(channels))
+    feeds_used = [(k, f, np.flatnonzero((channels[f.downstream] >= f.start) & (channels[f.downstream] < f.stop)))
+                  for k, f in enumerate(feeds) if f.downstream in channels]
+    feeds_used = [(k, f, rows) for k, f, rows in feeds_used if len(rows)]
+    involved = sorted({f.upstream for _, f, _ in feeds_used} | set(channels))
     captured: dict[int, torch.Tensor] = {}
     handles = [modules[layers[i].name].register_forward_hook(
         lambda _m, _i, output, i=i: captured.__setitem__(i, output)) for i in involved]
-    sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels))
-            for k, f in enumerate(feeds) if f.downstream in channels}
+    sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels)) for k, f, _ in feeds_used}
     n_images = 0
     parameters = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
@@ -82,17 +86,13 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
             images = images.to(device).requires_grad_(True)
             with torch.enable_grad():
                 model(images)
-                for downstream, chosen in channels.items():
-                    maxima = captured[downstream].flatten(2).amax(dim=2)[:, torch.from_numpy(chosen).to(device)]
-                    feeds_here = [(k, f) for k, f in enumerate(feeds) if f.downstream == downstream]
-                    upstream = [captured[f.upstream] for _, f in feeds_here]
-                    for rows, grads in _gradients(maxima, upstream, max_batched_elements):
-                        for (k, feed), grad, activation in zip(feeds_here, grads, upstream):
-                            inside = (chosen[rows] >= feed.start) & (chosen[rows] < feed.stop)
-                            if not inside.any() or grad is None:
-                                continue
-                            contribution = (grad * activation.detach()).sum(dim=(1, 3, 4)).double().cpu().numpy()
-                            sums[k][rows[inside]] += contribution[inside]
+                maxima = {i: captured[i].flatten(2).amax(dim=2) for i in channels}
+                for k, feed, rows in feeds_used:
+                    chosen = torch.from_numpy(channels[feed.downstream][rows]).to(device)
+                    activation = captured[feed.upstream]
+                    for chunk, grad in _gradients(maxima[feed.downstream][:, chosen], activation, max_batched_elements):
+                        if grad is not None:
+                            sums[k][rows[chunk]] += (grad * activation.detach()).sum(dim=(1, 3, 4)).double().cpu().numpy()
             n_images += len(images)
             captured.clear()
     finally:
@@ -103,18 +103,17 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     return sums, n_images
 
 
-def _gradients(maxima: torch.Tensor, upstream: list[torch.Tensor], max_elements: int):
-    """Yield (row indices, per-upstream grads (rows, *activation shape)) of each column of maxima summed over images."""
+def _gradients(maxima: torch.Tensor, upstream: torch.Tensor, max_elements: int):
+    """Yield (column indices, grad of those columns of maxima, summed over images, w.r.t. upstream: (columns, *shape))."""
     n_columns = maxima.shape[1]
-    per_row = sum(a.numel() for a in upstream)
-    chunk = max(1, min(n_columns, max_elements // max(per_row, 1)))
+    chunk = max(1, min(n_columns, max_elements // max(upstream.numel(), 1)))
     for start in range(0, n_columns, chunk):
-        rows = np.arange(start, min(start + chunk, n_columns))
-        selector = torch.zeros((len(rows),) + tuple(maxima.shape), device=maxima.device, dtype=maxima.dtype)
-        selector[torch.arange(len(rows)), :, torch.from_numpy(rows)] = 1.0
-        grads = torch.autograd.grad(maxima, upstream, grad_outputs=selector, retain_graph=True,
-                                    is_grads_batched=True, allow_unused=True)
-        yield rows, grads
+        columns = np.arange(start, min(start + chunk, n_columns))
+        selector = torch.zeros((len(columns),) + tuple(maxima.shape), device=maxima.device, dtype=maxima.dtype)
+        selector[torch.arange(len(columns)), :, torch.from_numpy(columns)] = 1.0
+        (grads,) = torch.autograd.grad(maxima, [upstream], grad_outputs=selector, retain_graph=True,
+                                       is_grads_batched=True, allow_unused=True)
+        yield columns, grads
 
 
 def node_edges(nodes: list[dict], layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],

@@ -76,9 +76,11 @@ def class_bar_figure(counts: np.ndarray, class_names: list[str], paper: bool = F
     order = order[counts[order] > 0]
     figure = go.Figure(go.Bar(x=counts[order][::-1], y=[class_names[i] for i in order][::-1], orientation="h",
                               marker={"color": "#4e79a7"}))
-    figure.update_layout(height=40 + 22 * max(len(order), 1), margin={"l": 8, "r": 8, "t": 4, "b": 4},
+    # the axis title gets its own margin below the tick labels (automargin), so the plot height is set apart
+    figure.update_layout(height=64 + 22 * max(len(order), 1), margin={"l": 8, "r": 8, "t": 4, "b": 4},
                          paper_bgcolor="white", plot_bgcolor="white", font={"size": 14 if paper else 11},
-                         xaxis={"title": "top images"}, yaxis={"automargin": True})
+                         xaxis={"title": {"text": "top images", "standoff": 6}, "automargin": True},
+                         yaxis={"automargin": True})
     return figure.to_dict()
 
 
