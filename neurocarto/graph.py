@@ -69,9 +69,12 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     branch's channels stop at their bottleneck instead of going on to the layer before it).
     """
     modules = dict(model.named_modules())
-    feeds_used = [(k, f, np.flatnonzero((channels[f.downstream] >= f.start) & (channels[f.downstream] < f.stop)))
-                  for k, f in enumerate(feeds) if f.downstream in channels]
-    feeds_used = [(k, f, rows) for k, f, rows in feeds_used if len(rows)]
+    feeds_used = []     # (feed index, feed, rows of channels[feed.downstream] inside the feed's range)
+    for k, feed in enumerate(feeds):
+        chosen = channels.get(feed.downstream, np.empty(0, dtype=np.int64))
+        rows = np.flatnonzero((chosen >= feed.start) & (chosen < feed.stop))
+        if len(rows):
+            feeds_used.append((k, feed, rows))
     involved = sorted({f.upstream for _, f, _ in feeds_used} | set(channels))
     captured: dict[int, torch.Tensor] = {}
     handles = [modules[layers[i].name].register_forward_hook(

@@ -3,7 +3,8 @@ import base64
 
 import numpy as np
 
-from neurocarto.ui.figures import cascade, class_bar_figure, graph_elements, projection_figure, visible_nodes
+from neurocarto.ui.figures import (cascade, class_bar_figure, graph_elements, node_title, projection_figure,
+                                  visible_nodes)
 
 GRAPH = {
     "nodes": [
@@ -83,3 +84,12 @@ def test_type_ahead_emphasises_the_typed_text():
     span = emphasised("T-shirt/top", "SHIRT")
     before, mark, after = span.children
     assert (before, mark.children, after) == ("T-", "shirt", "/top") and type(mark).__name__ == "Mark"
+
+
+def test_node_title_says_how_much_of_its_cluster_the_class_graph_holds():
+    single = {"id": "mixed4b:17", "cluster": -1, "members": [17]}
+    assert node_title(single, 0, 0.0) == "mixed4b:17: 1 neuron"
+    part = {"id": "mixed4b:c3", "cluster": 3, "members": [4, 9]}
+    assert node_title(part, 5, 0.456) == "mixed4b:c3: 2 neurons of the cluster's 5 in this class's graph, " \
+                                          "mean within-cluster similarity 0.46"
+    assert node_title(part, 2, 0.5) == "mixed4b:c3: 2 neurons, mean within-cluster similarity 0.50"

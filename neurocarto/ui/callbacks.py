@@ -6,7 +6,8 @@ from urllib.parse import parse_qs, urlencode
 import numpy as np
 from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
-from .figures import cascade, class_bar_figure, graph_elements, graph_stylesheet, overlay_traces, projection_figure
+from .figures import (cascade, class_bar_figure, graph_elements, graph_stylesheet, node_title, overlay_traces,
+                      projection_figure)
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -224,9 +225,9 @@ def register_callbacks(app: Dash, catalog) -> None:
             if node is None:
                 continue
             members = node["members"]
-            title = f"{node_id}: {len(members)} neuron{'s' * (len(members) > 1)}"
-            if node["cluster"] >= 0:
-                title += f", mean within-cluster similarity {data.cluster_similarity[node['cluster']]:.2f}"
+            cluster = node["cluster"]
+            title = node_title(node, *((len(data.cluster_members[cluster]), data.cluster_similarity[cluster])
+                                       if cluster >= 0 else (0, 0.0)))
             blocks.append(html.H3(title, className="node-title"))
             for member in members[:10]:
                 blocks += neuron_block(data, member, url, None, count=6)

@@ -76,12 +76,22 @@ def class_bar_figure(counts: np.ndarray, class_names: list[str], paper: bool = F
     order = order[counts[order] > 0]
     figure = go.Figure(go.Bar(x=counts[order][::-1], y=[class_names[i] for i in order][::-1], orientation="h",
                               marker={"color": "#4e79a7"}))
-    # the axis title gets its own margin below the tick labels (automargin), so the plot height is set apart
-    figure.update_layout(height=64 + 22 * max(len(order), 1), margin={"l": 8, "r": 8, "t": 4, "b": 4},
+    # the bottom margin holds the tick labels and, below them, the axis title
+    figure.update_layout(height=76 + 22 * max(len(order), 1), margin={"l": 8, "r": 8, "t": 4, "b": 44},
                          paper_bgcolor="white", plot_bgcolor="white", font={"size": 14 if paper else 11},
-                         xaxis={"title": {"text": "top images", "standoff": 6}, "automargin": True},
-                         yaxis={"automargin": True})
+                         xaxis={"title": {"text": "top images"}}, yaxis={"automargin": True})
     return figure.to_dict()
+
+
+def node_title(node: dict, cluster_size: int, cluster_similarity: float) -> str:
+    """A graph node's heading: its neurons, and for a cluster how many of its members the class's graph holds."""
+    count = len(node["members"])
+    title = f"{node['id']}: {count} neuron{'s' * (count > 1)}"
+    if node["cluster"] >= 0:
+        if cluster_size > count:
+            title += f" of the cluster's {cluster_size} in this class's graph"
+        title += f", mean within-cluster similarity {cluster_similarity:.2f}"
+    return title
 
 
 def visible_nodes(graph: dict, threshold: float) -> set[str]:
