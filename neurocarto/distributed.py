@@ -38,6 +38,10 @@ class Group:
         last = (self.rank + 1) * n_batches // self.world
         return range(min(first * batch_size, n_items), min(last * batch_size, n_items))
 
+    def common_batches(self, n_items: int, batch_size: int) -> int:
+        """How many batches every process's shard has (the shards differ by at most one)."""
+        return -(-n_items // batch_size) // self.world
+
     def mine(self, n_items: int) -> list[int]:
         """Items dealt round-robin: item i belongs to process i mod world."""
         return list(range(self.rank, n_items, self.world))
@@ -49,6 +53,23 @@ class Group:
         gathered = [None] * self.world if self.leader else None
         dist.gather_object(value, gathered, dst=0)
         return gathered
+
+    def scatter(self, values: list | None):
+        """Rank 0's `values[rank]`, on each process (`values` is read on rank 0 only)."""
+        if self.world == 1:
+            return values[0]
+        box = [None]
+        dist.scatter_object_list(box, values if self.leader else None, src=0)
+        return box[0]
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is set on any process."""
+        if self.world == 1:
+            return flag
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        value = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def broadcast(self, value):
         """Rank 0's `value`, on every process."""

@@ -27,20 +27,13 @@ PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "cl
 
 def pass1(run: PreparedRun, store: Store | None, manifest: dict | None, execution: ExecutionConfig, log,
           group: Group = Group()) -> dict:
-    """Top-k images per neuron and the class matrix, in one streaming pass: checkpointed in one process;
-    across a torchrun group, sharded at batch boundaries and merged exactly on rank 0 (not resumable)."""
+    """Top-k images per neuron and the class matrix, in one streaming pass, checkpointed and resumable; across a
+    torchrun group, sharded at batch boundaries and merged exactly on rank 0."""
     device = resolve_device(execution.device)
     n_images = len(run.indices)
-    if group.world == 1:
-        results = _resumable_pass1(run, store, execution, device, log)
-    else:
-        shard = group.batch_shard(n_images, execution.batch_size)
-        state = _new_state(run, device, shard.start)
-        _stream(run, state, shard.stop, execution, device, show=group.leader and execution.progress)
-        states = group.gather(state.state())
-        if not group.leader:
-            return {}
-        results = merge_states(states, run.config.top_k)
+    results = _checkpointed_pass1(run, store, execution, device, log, group)
+    if not group.leader:
+        return {}
     if len(results["skipped"]) >= n_images:
         raise NeuroCartoError(f"none of the {n_images} images of this run could be read")
     for name in PASS1_ARRAYS:
@@ -85,30 +78,78 @@ def _stream(run: PreparedRun, state: Pass1State, stop: int, execution: Execution
         progress.close()
 
 
-def _resumable_pass1(run: PreparedRun, store: Store, execution: ExecutionConfig, device, log) -> dict:
-    """Pass 1 in one process, from its checkpoint if there is one; saves every N batches and on Ctrl-C."""
-    n_images = len(run.indices)
-    state = _new_state(run, device)
-    checkpoint = store.load_checkpoint(run.key, "pass1")
-    if checkpoint is not None:
-        state.load(checkpoint)
-        log(f"pass 1: resuming at image {state.next_image} of {n_images} from its checkpoint")
-    batches = 0
+def _pack_shards(states: list[dict[str, np.ndarray]], batch_size: int) -> dict[str, np.ndarray]:
+    """The states of all shards as one checkpoint (one transaction: the shards always agree)."""
+    packed = {"shards": np.array(len(states)), "batch_size": np.array(batch_size)}
+    for rank, state in enumerate(states):
+        packed.update({f"{rank}/{name}": value for name, value in state.items()})
+    return packed
+
+
+def _unpack_shards(checkpoint: dict[str, np.ndarray], world: int, batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Each shard's state from a checkpoint, if it was written by `world` processes with this batch size."""
+    if "shards" not in checkpoint:           # one process, before checkpoints recorded their shards
+        shards, saved_batch_size, states = 1, batch_size, [checkpoint]
+    else:
+        shards, saved_batch_size = int(checkpoint["shards"]), int(checkpoint["batch_size"])
+        states = [{name.split("/", 1)[1]: value for name, value in checkpoint.items() if name.startswith(f"{rank}/")}
+                  for rank in range(shards)]
+    if (shards, saved_batch_size) != (world, batch_size):
+        raise NeuroCartoError(
+            f"pass 1 has a checkpoint written by {shards} process{'es' * (shards > 1)} with --batch-size "
+            f"{saved_batch_size}; this command has {world} with --batch-size {batch_size}. Resume with the same "
+            "process count and batch size (the shards are cut by them), or start over with --rebuild")
+    return states
+
+
+def _checkpointed_pass1(run: PreparedRun, store: Store | None, execution: ExecutionConfig, device, log,
+                        group: Group) -> dict | None:
+    """Pass 1 over this process's shard (all images in one process), from the checkpoint if there is one.
+
+    Every `checkpoint_every` batches, and after a Ctrl-C once the batch in flight is merged, rank 0 gathers
+    every shard's state into one checkpoint. The processes agree after each batch whether any was interrupted,
+    so all stop at the same batch; that needs a batch count every shard has (they differ by at most one), so
+    a Ctrl-C during a shard's extra last batch goes unheard. Returns the whole stream's state on rank 0.
+    """
+    n_images, batch_size = len(run.indices), execution.batch_size
+    shard = group.batch_shard(n_images, batch_size)
+    common = group.common_batches(n_images, batch_size)
+    saved = None
+    if group.leader:
+        checkpoint = store.load_checkpoint(run.key, "pass1")
+        saved = None if checkpoint is None else _unpack_shards(checkpoint, group.world, batch_size)
+    state = _new_state(run, device, shard.start)
+    mine = group.scatter(saved if saved is not None else [None] * group.world)
+    if mine is not None:
+        state.load(mine)
+        log(f"pass 1: resuming at image {state.next_image} of {n_images} from its checkpoint" if group.world == 1 else
+            f"pass 1: resuming {group.world} shards, each from batch {(state.next_image - shard.start) // batch_size}")
+    done = (state.next_image - shard.start) // batch_size
 
     def on_batch(current: Pass1State, _n: int) -> None:
         # called only where every accumulator has taken the whole batch: a consistent state to save
-        nonlocal batches
-        batches += 1
-        if interrupt.requested:
-            store.save_checkpoint(run.key, "pass1", current.state())
-            raise NeuroCartoError(f"pass 1 interrupted at image {current.next_image} of {n_images}; its state "
-                                  "is saved: the same command resumes from there")
-        if batches % execution.checkpoint_every == 0 and current.next_image < n_images:
-            store.save_checkpoint(run.key, "pass1", current.state())
+        nonlocal done
+        done += 1
+        if done > common:
+            return
+        interrupted = group.any(interrupt.requested)
+        if interrupted or (done % execution.checkpoint_every == 0 and done < common):
+            states = group.gather(current.state())
+            if group.leader:
+                store.save_checkpoint(run.key, "pass1", _pack_shards(states, batch_size))
+        if interrupted:
+            raise NeuroCartoError(
+                f"pass 1 interrupted at image {current.next_image} of {n_images}; its state is saved: the same "
+                "command resumes from there" if group.world == 1 else
+                f"pass 1 interrupted after batch {done} of each of {group.world} shards; their state is saved: the "
+                "same torchrun command resumes from there")
 
     with deferred_interrupt() as interrupt:
-        _stream(run, state, n_images, execution, device, execution.progress, on_batch)
-    return state.state()
+        _stream(run, state, shard.stop, execution, device, group.leader and execution.progress, on_batch)
+    states = group.gather(state.state())
+    if not group.leader:
+        return None
+    return states[0] if len(states) == 1 else merge_states(states, run.config.top_k)
 
 
 def _image_reference(run: PreparedRun, image_id: int) -> str:

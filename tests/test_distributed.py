@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from neurocarto.distributed import Group
+from neurocarto.errors import NeuroCartoError
 from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, merge_states
+from neurocarto.stages import PASS1_ARRAYS, _pack_shards, _unpack_shards
 from neurocarto.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +24,8 @@ def test_batch_shards_cover_every_item_once_at_batch_boundaries(n_items, batch_s
     shards = [Group(rank, world).batch_shard(n_items, batch_size) for rank in range(world)]
     assert [i for shard in shards for i in shard] == list(range(n_items))
     assert all(shard.start % batch_size == 0 for shard in shards if len(shard))
+    common = Group(0, world).common_batches(n_items, batch_size)
+    assert common == min(-(-len(shard) // batch_size) for shard in shards)
     assert sorted(i for rank in range(world) for i in Group(rank, world).mine(10)) == list(range(10))
 
 
@@ -76,3 +80,85 @@ def test_two_processes_write_the_run_one_process_writes(tmp_path, fashion_availa
             edges = {(e["source"], e["target"]): e["weight"] for e in single_graph["edges"]}
             assert [(e["source"], e["target"]) for e in sharded_graph["edges"]] == list(edges)
             np.testing.assert_allclose([e["weight"] for e in sharded_graph["edges"]], list(edges.values()), rtol=1e-5)
+
+
+def test_a_checkpoint_resumes_only_with_its_process_count_and_batch_size():
+    states = [{"next_image": np.array(8), "top_values": np.ones((2, 3))}, {"next_image": np.array(28)}]
+    packed = _pack_shards(states, batch_size=4)
+    unpacked = _unpack_shards(packed, world=2, batch_size=4)
+    assert [sorted(state) for state in unpacked] == [["next_image", "top_values"], ["next_image"]]
+    assert int(unpacked[1]["next_image"]) == 28 and unpacked[0]["top_values"].shape == (2, 3)
+    with pytest.raises(NeuroCartoError, match="written by 2 processes with --batch-size 4; this command has 1 with "
+                                              "--batch-size 4.*--rebuild"):
+        _unpack_shards(packed, world=1, batch_size=4)
+    with pytest.raises(NeuroCartoError, match="--batch-size 8"):
+        _unpack_shards(packed, world=2, batch_size=8)
+    legacy = {"next_image": np.array(16)}                  # one process, before checkpoints named their shards
+    assert _unpack_shards(legacy, world=1, batch_size=64) == [legacy]
+
+
+def _torchrun(args: list[str], cache: Path, env: dict) -> subprocess.CompletedProcess:
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    return subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "neurocarto", *args,
+                           "--cache", str(cache)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun is not installed next to this Python")
+def test_sharded_pass1_survives_ctrl_c_and_a_crash(tmp_path, image_folder, factory_file):
+    """Ctrl-C on one process: every shard saves at the same batch. A crash: the last periodic checkpoint.
+    The resumed run ends with exactly what one process computes."""
+    model_file = tmp_path / "faulty_model.py"
+    model_file.write_text(f"""
+import os, signal, sys
+sys.path.insert(0, {str(factory_file.parent)!r})
+from tiny_model import make as make_tiny
+calls = 0
+
+
+def make():
+    module, transform, names = make_tiny()
+    inner = module.forward
+    rank = os.environ.get("RANK", "0")
+
+    def forward(x):
+        global calls
+        calls += 1                      # call 1 probes the shapes; call n > 1 is the (n-1)-th batch of this run
+        fault = os.environ.get("FAULT")
+        if fault == "interrupt" and rank == "1" and calls == 3:
+            os.kill(os.getpid(), signal.SIGINT)     # inside this shard's second batch
+        if fault == "crash" and rank == "0" and calls == 3:
+            os._exit(3)                               # inside the second batch after the resume
+        return inner(x)
+    module.forward = forward
+    return module, transform, names
+""")
+    args = ["precompute", "--model", f"{model_file}:make", "--data", str(image_folder), "--top-k", "3",
+            "--batch-size", "4", "--stages", "pass1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    cache = tmp_path / "sharded"
+
+    interrupted = _torchrun(args, cache, {**env, "FAULT": "interrupt"})
+    assert interrupted.returncode != 0 and "interrupted after batch 2 of each of 2 shards" in interrupted.stderr
+    with Store(cache) as store:
+        (key,) = store.run_keys()
+        checkpoint = store.load_checkpoint(key, "pass1")
+    # 37 files in batches of 4: shard 0 holds images 0-19, shard 1 images 20-36
+    assert [int(checkpoint[f"{rank}/next_image"]) for rank in (0, 1)] == [8, 28]
+
+    crashed = _torchrun([*args, "--checkpoint-every", "1"], cache, {**env, "FAULT": "crash"})
+    assert crashed.returncode != 0 and "resuming 2 shards, each from batch 2" in crashed.stdout + crashed.stderr
+    with Store(cache) as store:
+        checkpoint = store.load_checkpoint(key, "pass1")
+    assert [int(checkpoint[f"{rank}/next_image"]) for rank in (0, 1)] == [12, 32]
+
+    finished = _torchrun(args, cache, env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming 2 shards, each from batch 3" in finished.stdout + finished.stderr
+    single = subprocess.run([sys.executable, "-m", "neurocarto", *args, "--cache", str(tmp_path / "one")], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    with Store(cache) as resumed, Store(tmp_path / "one") as reference:
+        assert resumed.load_checkpoint(key, "pass1") is None
+        for name in PASS1_ARRAYS:
+            np.testing.assert_array_equal(resumed.get_array(key, name), reference.get_array(key, name), err_msg=name)

@@ -109,8 +109,8 @@ def _wait_for_checkpoint(cache: Path, process: subprocess.Popen, beyond: int = 0
         with Store(cache) as store:
             keys = store.run_keys()
             checkpoint = store.load_checkpoint(keys[0], "pass1") if keys else None
-        if checkpoint is not None and int(checkpoint["next_image"]) > beyond:
-            return int(checkpoint["next_image"])
+        if checkpoint is not None and int(checkpoint["0/next_image"]) > beyond:
+            return int(checkpoint["0/next_image"])
         time.sleep(0.05)
     raise AssertionError(f"no checkpoint appeared (exit code {process.poll()})")
 
@@ -174,7 +174,7 @@ def make():
         precompute(config, quiet(tmp_path / "a", batch_size=8), stages=["pass1"])
     with Store(tmp_path / "a") as store:
         (key,) = store.run_keys()
-        assert int(store.load_checkpoint(key, "pass1")["next_image"]) == 16
+        assert int(store.load_checkpoint(key, "pass1")["0/next_image"]) == 16
     logs: list[str] = []
     precompute(config, quiet(tmp_path / "a", batch_size=8), stages=["pass1"], log=logs.append)
     assert any("resuming at image 16" in line for line in logs)
