@@ -18,6 +18,13 @@ from neurocarto.pipeline import precompute, summary
 from neurocarto.store import Store
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 1 to 65535")
+    return int(text)
+
+
 def first_run(args: argparse.Namespace) -> str:
     """The key of the run to open: --run, or the run the flags define, computed unless stored."""
     if args.run:
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser)
     parser.add_argument("--run", default=None, help="open this run (name, key or key prefix); skips the precompute")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--port", type=port_number, default=8050, help="TCP port, 1-65535 (default 8050)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared server)")
     args = parser.parse_args(argv)
     from neurocarto.ui.app import create_app

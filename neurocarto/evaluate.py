@@ -269,6 +269,8 @@ def _part_maps(arrays: RunArrays) -> np.ndarray | None:
 
 def evaluate_run(store: Store, reference: str, trials: int = 20, repeats: int = 10, seed: int = 0) -> dict:
     """Every score of the report, ours and the baselines, as a dict (see `format_report`)."""
+    if trials < 1:
+        raise NeuroCartoError(f"--trials {trials}: the intruder test needs at least 1 trial per cluster")
     arrays = load_arrays(store, reference)
     rng = np.random.default_rng(seed)
     cluster_config, layer_of = arrays.config["cluster"], arrays.layer_of

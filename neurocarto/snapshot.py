@@ -25,6 +25,9 @@ GRAPH = "document.getElementById('graph')._cyreg.cy"
 PROJECTION = "document.querySelector('#projection .js-plotly-plot')"
 
 
+MIN_WINDOW, MAX_WINDOW, MAX_SCALE = (640, 360), 8000, 8     # below 640×360 the views have no room
+
+
 @dataclass(frozen=True)
 class SnapshotRequest:
     run: str
@@ -67,6 +70,12 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
         raise NeuroCartoError(f"--view {request.view}: expected one of {', '.join(VIEWS)}")
     if not 0 <= request.threshold <= 1:
         raise NeuroCartoError(f"--threshold {request.threshold}: expected a share between 0 and 1")
+    if not (MIN_WINDOW[0] <= request.width <= MAX_WINDOW and MIN_WINDOW[1] <= request.height <= MAX_WINDOW):
+        raise NeuroCartoError(f"--width {request.width} --height {request.height}: the window must be from "
+                              f"{MIN_WINDOW[0]}×{MIN_WINDOW[1]} to {MAX_WINDOW}×{MAX_WINDOW} pixels")
+    if not 0 < request.scale <= MAX_SCALE:
+        raise NeuroCartoError(f"--scale {request.scale:g}: expected more than 0 and at most {MAX_SCALE} "
+                              "image pixels per screen pixel")
     with Store(cache) as store:
         key = store.resolve(request.run)
         if not (store.manifest(key) or {}).get("complete"):

@@ -37,6 +37,18 @@ def test_binds_to_loopback_without_debug_unless_asked(monkeypatch, small_fashion
     assert module.main(["--run", "nope", "--cache", str(execution.cache)]) == 2
 
 
+def test_a_bad_port_is_named_before_anything_runs(capsys):
+    module = load_app_module()
+    for port in ("99999", "0", "http"):
+        try:
+            module.main(["--port", port])
+        except SystemExit as exit:
+            assert exit.code == 2
+        else:
+            raise AssertionError(f"--port {port} was accepted")
+        assert f"{port!r} is not a port: use a number from 1 to 65535" in capsys.readouterr().err
+
+
 def post_callback(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
                   state: list[tuple[str, str, object]] = (), changed: list[str] = ()) -> dict:
     """One Dash callback request, as the browser sends it; returns the JSON response (or {} for 204)."""

@@ -122,3 +122,5 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     ours, random = parts["embedding"]["ours"], parts["embedding"]["random"]
     assert ours["neighbours in group"] > 2 * ours["chance"] and random["neighbours in group"] < 1.5 * random["chance"]
     assert main(["evaluate", "--cache", str(tmp_path), "--run", "nope"]) == 2
+    assert main(["evaluate", "--cache", str(tmp_path), "--run", manifest["name"], "--trials", "0"]) == 2
+    assert "--trials 0: the intruder test needs at least 1 trial" in capsys.readouterr().err

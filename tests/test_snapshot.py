@@ -63,6 +63,10 @@ def test_snapshot_reports_what_is_wrong(small_fashion_run, tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "a.png").exists()
     result = snapshot_cli(execution.cache, "--run", "nope", "--out", str(tmp_path / "a.png"))
     assert result.returncode == 2 and "unknown run 'nope'" in result.stderr
+    for flags, message in ((["--scale", "0"], "--scale 0: expected more than 0 and at most 8"),
+                           (["--width", "10"], "--width 10 --height 900: the window must be from 640×360")):
+        result = snapshot_cli(execution.cache, "--run", manifest["key"], *flags, "--out", str(tmp_path / "a.png"))
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(NeuroCartoError, match="Chromium, not found at /nowhere/chromium"):
         snapshot(execution.cache, SnapshotRequest(run=manifest["key"]), tmp_path / "a.png", Path("/nowhere/chromium"))
 
