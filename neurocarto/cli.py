@@ -68,7 +68,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
-    layers = tuple(name.strip() for name in args.layers.split(",") if name.strip()) if args.layers else None
+    layers = None if args.layers is None else tuple(name.strip() for name in args.layers.split(",") if name.strip())
+    if layers == ():
+        raise NeuroCartoError(f"--layers {args.layers!r} names no layer: give comma-separated module names, "
+                              "or leave it out for the model's default map")
     run = RunConfig(model=args.model, weights=args.weights, data=args.data, layers=layers, top_k=args.top_k,
                     threshold=args.threshold, max_images=args.max_images, seed=args.seed, amp=args.amp,
                     image_size=args.image_size,

@@ -37,7 +37,11 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
     manifest = store.manifest(key)
     if not _done(manifest, "pass1"):
         raise NeuroCartoError(f"run {manifest['name']} has not finished pass 1: run its precompute first")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise NeuroCartoError(f"--out {out}: cannot make this folder ({error.strerror}); name a folder, new or "
+                              "existing, that you can write to") from error
     written: list[Path] = []
 
     def write_json(name: str, value) -> None:

@@ -27,8 +27,8 @@ class Store:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             self._cache = diskcache.Cache(str(self.directory / "store"), size_limit=2 ** 40,
                                           eviction_policy="none")
         except Exception as error:

@@ -31,10 +31,16 @@ def test_export_writes_every_documented_file(small_fashion_run, tmp_path, capsys
     assert json.loads((out / "manifest.json").read_text())["key"] == manifest["key"]
 
 
-def test_export_of_an_unknown_run_is_clear(small_fashion_run, tmp_path, capsys):
-    _config, execution, _manifest = small_fashion_run
+def test_export_of_an_unknown_run_or_to_a_file_and_a_store_in_a_file_are_clear(small_fashion_run, tmp_path, capsys):
+    _config, execution, manifest = small_fashion_run
     assert cli_main(["export", "--cache", str(execution.cache), "--run", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown run 'nope'" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert cli_main(["export", "--cache", str(execution.cache), "--run", manifest["key"],
+                     "--out", str(tmp_path / "a-file")]) == 2
+    assert "cannot make this folder" in capsys.readouterr().err
+    assert cli_main(["runs", "--cache", str(tmp_path / "a-file")]) == 2
+    assert f"cannot open the store in {tmp_path / 'a-file'}" in capsys.readouterr().err
 
 
 def test_summary_reports_clusters_embedding_and_time(small_fashion_run):
