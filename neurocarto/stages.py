@@ -107,9 +107,9 @@ def _checkpointed_pass1(run: PreparedRun, store: Store | None, execution: Execut
     """Pass 1 over this process's shard (all images in one process), from the checkpoint if there is one.
 
     Every `checkpoint_every` batches, and after a Ctrl-C once the batch in flight is merged, rank 0 gathers
-    every shard's state into one checkpoint. The processes agree after each batch whether any was interrupted,
-    so all stop at the same batch; that needs a batch count every shard has (they differ by at most one), so
-    a Ctrl-C during a shard's extra last batch goes unheard. Returns the whole stream's state on rank 0.
+    every shard's state into one checkpoint. The processes agree after each batch every shard has (they
+    differ by at most one) whether any was interrupted, so all stop after the same batch; a Ctrl-C during a
+    shard's extra last batch stops them all once every shard is whole. Returns the whole stream's state on rank 0.
     """
     n_images, batch_size = len(run.indices), execution.batch_size
     shard = group.batch_shard(n_images, batch_size)
@@ -126,26 +126,33 @@ def _checkpointed_pass1(run: PreparedRun, store: Store | None, execution: Execut
             f"pass 1: resuming {group.world} shards, each from batch {(state.next_image - shard.start) // batch_size}")
     done = (state.next_image - shard.start) // batch_size
 
+    def save(current: Pass1State) -> None:
+        states = group.gather(current.state())
+        if group.leader:
+            store.save_checkpoint(run.key, "pass1", _pack_shards(states, batch_size))
+
+    def stop(current: Pass1State, where: str) -> None:
+        save(current)
+        raise NeuroCartoError(
+            f"pass 1 interrupted at image {current.next_image} of {n_images}; its state is saved: the same command "
+            "resumes from there" if group.world == 1 else
+            f"pass 1 interrupted {where}; their state is saved: the same torchrun command resumes from there")
+
     def on_batch(current: Pass1State, _n: int) -> None:
         # called only where every accumulator has taken the whole batch: a consistent state to save
         nonlocal done
         done += 1
-        if done > common:
+        if done > common:       # a shard's extra last batch: the others have no batch to agree on
             return
-        interrupted = group.any(interrupt.requested)
-        if interrupted or (done % execution.checkpoint_every == 0 and done < common):
-            states = group.gather(current.state())
-            if group.leader:
-                store.save_checkpoint(run.key, "pass1", _pack_shards(states, batch_size))
-        if interrupted:
-            raise NeuroCartoError(
-                f"pass 1 interrupted at image {current.next_image} of {n_images}; its state is saved: the same "
-                "command resumes from there" if group.world == 1 else
-                f"pass 1 interrupted after batch {done} of each of {group.world} shards; their state is saved: the "
-                "same torchrun command resumes from there")
+        if group.any(interrupt.requested):
+            stop(current, f"after batch {done} of each of {group.world} shards")
+        if done % execution.checkpoint_every == 0 and done < common:
+            save(current)
 
     with deferred_interrupt() as interrupt:
         _stream(run, state, shard.stop, execution, device, group.leader and execution.progress, on_batch)
+        if group.any(interrupt.requested):      # during the extra last batches: every shard is whole
+            stop(state, f"as its {group.world} shards ended")
     states = group.gather(state.state())
     if not group.leader:
         return None

@@ -106,8 +106,8 @@ def _torchrun(args: list[str], cache: Path, env: dict) -> subprocess.CompletedPr
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun is not installed next to this Python")
 def test_sharded_pass1_survives_ctrl_c_and_a_crash(tmp_path, image_folder, factory_file):
-    """Ctrl-C on one process: every shard saves at the same batch. A crash: the last periodic checkpoint.
-    The resumed run ends with exactly what one process computes."""
+    """Ctrl-C on one process: every shard saves after the same batch (or, in a shard's extra last batch, once
+    all are whole). A crash: the last periodic checkpoint. Each resumed run ends with what one process computes."""
     model_file = tmp_path / "faulty_model.py"
     model_file.write_text(f"""
 import os, signal, sys
@@ -124,41 +124,58 @@ def make():
     def forward(x):
         global calls
         calls += 1                      # call 1 probes the shapes; call n > 1 is the (n-1)-th batch of this run
-        fault = os.environ.get("FAULT")
-        if fault == "interrupt" and rank == "1" and calls == 3:
-            os.kill(os.getpid(), signal.SIGINT)     # inside this shard's second batch
-        if fault == "crash" and rank == "0" and calls == 3:
-            os._exit(3)                               # inside the second batch after the resume
+        kind, fault_rank, fault_call = (os.environ.get("FAULT") or "none:-:0").split(":")
+        if rank == fault_rank and calls == int(fault_call):
+            if kind == "interrupt":
+                os.kill(os.getpid(), signal.SIGINT)       # lands inside the batch
+            else:
+                os._exit(3)
         return inner(x)
     module.forward = forward
     return module, transform, names
 """)
-    args = ["precompute", "--model", f"{model_file}:make", "--data", str(image_folder), "--top-k", "3",
-            "--batch-size", "4", "--stages", "pass1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    cache = tmp_path / "sharded"
 
-    interrupted = _torchrun(args, cache, {**env, "FAULT": "interrupt"})
+    def arguments(batch_size: int) -> list[str]:
+        return ["precompute", "--model", f"{model_file}:make", "--data", str(image_folder), "--top-k", "3",
+                "--batch-size", str(batch_size), "--stages", "pass1", "--quiet"]
+
+    def shard_positions(cache: Path) -> list[int]:
+        with Store(cache) as store:
+            (key,) = store.run_keys()
+            checkpoint = store.load_checkpoint(key, "pass1")
+        return [int(checkpoint[f"{rank}/next_image"]) for rank in (0, 1)]
+
+    def same_as_one_process(cache: Path, batch_size: int) -> None:
+        single = subprocess.run([sys.executable, "-m", "neurocarto", *arguments(batch_size), "--cache",
+                                 str(cache.with_name(cache.name + "-one"))], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert single.returncode == 0, single.stderr[-3000:]
+        with Store(cache) as resumed, Store(cache.with_name(cache.name + "-one")) as reference:
+            (key,) = resumed.run_keys()
+            assert resumed.load_checkpoint(key, "pass1") is None
+            for name in PASS1_ARRAYS:
+                np.testing.assert_array_equal(resumed.get_array(key, name), reference.get_array(key, name),
+                                              err_msg=name)
+
+    # 37 files in batches of 4: shards of 5 batches, images 0-19 and 20-36
+    cache, args = tmp_path / "even", arguments(4)
+    interrupted = _torchrun(args, cache, {**env, "FAULT": "interrupt:1:3"})       # shard 1's second batch
     assert interrupted.returncode != 0 and "interrupted after batch 2 of each of 2 shards" in interrupted.stderr
-    with Store(cache) as store:
-        (key,) = store.run_keys()
-        checkpoint = store.load_checkpoint(key, "pass1")
-    # 37 files in batches of 4: shard 0 holds images 0-19, shard 1 images 20-36
-    assert [int(checkpoint[f"{rank}/next_image"]) for rank in (0, 1)] == [8, 28]
-
-    crashed = _torchrun([*args, "--checkpoint-every", "1"], cache, {**env, "FAULT": "crash"})
+    assert shard_positions(cache) == [8, 28]
+    crashed = _torchrun([*args, "--checkpoint-every", "1"], cache, {**env, "FAULT": "crash:0:3"})
     assert crashed.returncode != 0 and "resuming 2 shards, each from batch 2" in crashed.stdout + crashed.stderr
-    with Store(cache) as store:
-        checkpoint = store.load_checkpoint(key, "pass1")
-    assert [int(checkpoint[f"{rank}/next_image"]) for rank in (0, 1)] == [12, 32]
-
+    assert shard_positions(cache) == [12, 32]            # the checkpoint after batch 3; batch 4 was lost
     finished = _torchrun(args, cache, env)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming 2 shards, each from batch 3" in finished.stdout + finished.stderr
-    single = subprocess.run([sys.executable, "-m", "neurocarto", *args, "--cache", str(tmp_path / "one")], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    with Store(cache) as resumed, Store(tmp_path / "one") as reference:
-        assert resumed.load_checkpoint(key, "pass1") is None
-        for name in PASS1_ARRAYS:
-            np.testing.assert_array_equal(resumed.get_array(key, name), reference.get_array(key, name), err_msg=name)
+    same_as_one_process(cache, 4)
+
+    # in batches of 6: shard 0 has 3 batches (images 0-17), shard 1 has 4 (18-36); Ctrl-C in shard 1's 4th
+    cache, args = tmp_path / "uneven", arguments(6)
+    interrupted = _torchrun(args, cache, {**env, "FAULT": "interrupt:1:5"})
+    assert interrupted.returncode != 0 and "interrupted as its 2 shards ended" in interrupted.stderr
+    assert shard_positions(cache) == [18, 37]
+    finished = _torchrun(args, cache, env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    same_as_one_process(cache, 6)
