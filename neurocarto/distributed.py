@@ -62,6 +62,11 @@ class Group:
         dist.scatter_object_list(box, values if self.leader else None, src=0)
         return box[0]
 
+    def barrier(self) -> None:
+        """Wait until every process is here."""
+        if self.world > 1:
+            dist.barrier()
+
     def any(self, flag: bool) -> bool:
         """Whether `flag` is set on any process."""
         if self.world == 1:

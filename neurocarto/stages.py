@@ -133,6 +133,7 @@ def _checkpointed_pass1(run: PreparedRun, store: Store | None, execution: Execut
 
     def stop(current: Pass1State, where: str) -> None:
         save(current)
+        group.barrier()         # torchrun ends the others as soon as one process exits: only after the save
         raise NeuroCartoError(
             f"pass 1 interrupted at image {current.next_image} of {n_images}; its state is saved: the same command "
             "resumes from there" if group.world == 1 else

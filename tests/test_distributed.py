@@ -110,10 +110,21 @@ def test_sharded_pass1_survives_ctrl_c_and_a_crash(tmp_path, image_folder, facto
     all are whole). A crash: the last periodic checkpoint. Each resumed run ends with what one process computes."""
     model_file = tmp_path / "faulty_model.py"
     model_file.write_text(f"""
-import os, signal, sys
+import os, signal, sys, time
 sys.path.insert(0, {str(factory_file.parent)!r})
 from tiny_model import make as make_tiny
+import neurocarto.store
 calls = 0
+save_checkpoint = neurocarto.store.Store.save_checkpoint
+
+
+def slow_save_checkpoint(*args, **kwargs):
+    # as slow as a large state's save: no process may exit (torchrun then ends the others) before it is done
+    time.sleep(float(os.environ.get("SLOW_SAVE", "0")))
+    return save_checkpoint(*args, **kwargs)
+
+
+neurocarto.store.Store.save_checkpoint = slow_save_checkpoint
 
 
 def make():
@@ -160,7 +171,7 @@ def make():
 
     # 37 files in batches of 4: shards of 5 batches, images 0-19 and 20-36
     cache, args = tmp_path / "even", arguments(4)
-    interrupted = _torchrun(args, cache, {**env, "FAULT": "interrupt:1:3"})       # shard 1's second batch
+    interrupted = _torchrun(args, cache, {**env, "FAULT": "interrupt:1:3", "SLOW_SAVE": "3"})  # shard 1's 2nd batch
     assert interrupted.returncode != 0 and "interrupted after batch 2 of each of 2 shards" in interrupted.stderr
     assert shard_positions(cache) == [8, 28]
     crashed = _torchrun([*args, "--checkpoint-every", "1"], cache, {**env, "FAULT": "crash:0:3"})
