@@ -45,7 +45,7 @@ def test_neuron_patches_are_pngs_in_rank_order():
                    on_neuron=lambda neuron, pngs: collected.__setitem__(neuron, pngs))
     assert sorted(collected) == [0, 1] and all(len(p) == 2 for p in collected.values())
     first = np.asarray(Image.open(io.BytesIO(collected[0][0])))
-    assert first.shape == (32, 32, 3)
+    assert first.shape == (32, 32)                    # one input channel: a grey (mode L) PNG
     # min–max scaling of a uniform crop is black; the order is still the rank order
     levels = [np.asarray(Image.open(io.BytesIO(p))).mean() for p in collected[1]]
     assert levels[0] == levels[1]
@@ -57,6 +57,8 @@ def test_display_image_undoes_normalisation():
         torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     pixels = display_image(tensor, (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])))
     assert pixels.shape == (2, 2, 3) and np.all(np.abs(pixels.astype(int) - 128) <= 1)
+    gray = display_image(torch.tensor([[[0.0, 1.0], [0.25, 0.5]]]), (np.array([0.0]), np.array([1.0])))
+    assert gray.shape == (2, 2) and gray.tolist() == [[0, 255], [64, 128]]     # one channel stays one (PNG mode L)
 
 
 def test_pack_round_trip():
