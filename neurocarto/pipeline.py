@@ -50,10 +50,12 @@ def stage_inputs(config: RunConfig, key: str) -> dict[str, str]:
     return hashes
 
 
-def _check_name(store: Store, manifest: dict) -> None:
+def _name_owner(store: Store, manifest: dict) -> str | None:
+    """The key of another run with this manifest's name, if any."""
     for key, other, _ in store.list_runs():
         if key != manifest["key"] and other and other.get("name") == manifest["name"]:
-            raise NeuroCartoError(f"the run name {manifest['name']!r} is taken by run {key}; choose another --name")
+            return key
+    return None
 
 
 def wanted_stages(names: list[str] | None) -> set[str]:
@@ -105,7 +107,11 @@ def _lead(run: PreparedRun, store: Store, config: RunConfig, execution: Executio
     manifest = store.manifest(run.key) or _new_manifest(run)
     if config.name and manifest["name"] != config.name:
         manifest["name"] = config.name
-    _check_name(store, manifest)
+    owner = _name_owner(store, manifest)
+    if owner is not None and config.name:
+        raise NeuroCartoError(f"the run name {config.name!r} is taken by run {owner}; choose another --name")
+    if owner is not None:       # a generated name (model-data-images) shared by runs of other parameters
+        manifest["name"] += f"-{run.key[:6]}"
     manifest["config"] = config.as_dict()
     todo = []
     for stage in STAGES:

@@ -1,6 +1,7 @@
 """End to end: precompute runs on small real data, skip, resume, and bad input."""
 import json
 import os
+from dataclasses import replace
 import signal
 import subprocess
 import sys
@@ -96,6 +97,21 @@ def test_model_from_a_factory_file(tmp_path, image_folder, factory_file):
                           quiet(tmp_path, batch_size=8))
     assert [layer["name"] for layer in manifest["layers"]] == ["stem.2", "block.1"]
     assert manifest["counts"]["neurons"] == 24 and manifest["counts"]["classes"] == 3
+
+
+def test_mixed_precision_pass1_stays_close_to_full_precision(tmp_path, image_folder, factory_file):
+    """--amp (bfloat16 autocast on CPU, float16 on CUDA) is a run of its own whose top values track float32's."""
+    config = RunConfig(model=f"{factory_file}:make", data=str(image_folder), top_k=3)
+    full = precompute(config, quiet(tmp_path, batch_size=8), stages=["pass1"])
+    mixed = precompute(replace(config, amp=True), quiet(tmp_path, batch_size=8), stages=["pass1"])
+    assert mixed["key"] != full["key"] and mixed["config"]["amp"] is True
+    assert mixed["name"] == f"{full['name']}-{mixed['key'][:6]}"          # generated names stay unique
+    with Store(tmp_path) as store:
+        full_values, mixed_values = (store.get_array(m["key"], "top_values") for m in (full, mixed))
+        full_images, mixed_images = (store.get_array(m["key"], "top_images") for m in (full, mixed))
+    assert mixed_values.dtype == np.float32
+    np.testing.assert_allclose(mixed_values, full_values, rtol=0.03, atol=0.01)     # bfloat16 keeps 8 bits
+    assert np.mean(mixed_images[:, 0] == full_images[:, 0]) >= 0.75
 
 
 def _precompute_command(cache: Path) -> list[str]:
