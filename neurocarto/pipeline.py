@@ -91,9 +91,12 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
                 stage = STAGE_BY_NAME[name]
                 if stage.sharded:
                     stage.compute(run, None, None, execution, log, group)
+            group.barrier()     # leave together: a process that tears down while rank 0 works can abort
             return None
         with Store(execution.cache) as store:
-            return _lead(run, store, config, execution, rebuild, log, wanted, group)
+            manifest = _lead(run, store, config, execution, rebuild, log, wanted, group)
+        group.barrier()
+        return manifest
     finally:
         distributed.leave(group)
 
