@@ -185,10 +185,14 @@ def _row_top(scores, count, first_row):
     return indices, values
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (all-zero rows stay zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 def cosine_neighbors(embedding: np.ndarray, n_neighbors: int = 20, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-n cosine neighbours of every row (itself excluded): (indices, similarities), most similar first."""
-    norms = np.linalg.norm(embedding, axis=1, keepdims=True)
-    unit = (embedding / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit = unit_rows(embedding).astype(np.float32)
     n = len(unit)
     count = min(n_neighbors, n - 1)
     indices = np.empty((n, count), dtype=np.int64)

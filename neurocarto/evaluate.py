@@ -186,7 +186,7 @@ def original_rule_embedding(offsets: np.ndarray, words: np.ndarray, n_neurons: i
 
 
 def _cosine(vectors: np.ndarray) -> np.ndarray:
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    unit = embed.unit_rows(vectors)
     return unit @ unit.T
 
 
@@ -210,7 +210,7 @@ def embedding_scores(vectors: np.ndarray, groups: np.ndarray, subgroups: np.ndar
     Vectors are centred first: skip-gram vectors share a common direction that makes every raw cosine
     near 1 without changing which neurons are nearest. O(neurons × dimensions) but for the neighbours."""
     centred = vectors - vectors.mean(axis=0)
-    unit = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    unit = embed.unit_rows(centred)
     n = len(unit)
     all_sum, all_count = _pair_cosine_sums(unit, np.zeros(n, dtype=np.int64))
     same_sum, same_count = _pair_cosine_sums(unit, groups)

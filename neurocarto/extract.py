@@ -147,7 +147,6 @@ class ClassStatistics:
         self.maxima_sums.index_add_(0, labels, torch.round(maxima.to(torch.float64) * SUM_SCALE).to(torch.int64))
         self.images.index_add_(0, labels, torch.ones_like(labels))
 
-
     def state(self) -> dict[str, np.ndarray]:
         return {"class_matrix": self.counts.cpu().numpy(), "class_maxima_sums": self.maxima_sums.cpu().numpy(),
                 "class_images": self.images.cpu().numpy()}

@@ -69,17 +69,17 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     branch's channels stop at their bottleneck instead of going on to the layer before it).
     """
     modules = dict(model.named_modules())
-    feeds_used = []     # (feed index, feed, rows of channels[feed.downstream] inside the feed's range)
+    feeds_used = []     # (feed index, feed, its rows of channels[feed.downstream], their channels as a tensor)
     for k, feed in enumerate(feeds):
         chosen = channels.get(feed.downstream, np.empty(0, dtype=np.int64))
         rows = np.flatnonzero((chosen >= feed.start) & (chosen < feed.stop))
         if len(rows):
-            feeds_used.append((k, feed, rows))
-    involved = sorted({f.upstream for _, f, _ in feeds_used} | set(channels))
+            feeds_used.append((k, feed, rows, torch.from_numpy(chosen[rows]).to(device)))
+    involved = sorted({f.upstream for _, f, _, _ in feeds_used} | set(channels))
     captured: dict[int, torch.Tensor] = {}
     handles = [modules[layers[i].name].register_forward_hook(
         lambda _m, _i, output, i=i: captured.__setitem__(i, output)) for i in involved]
-    sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels)) for k, f, _ in feeds_used}
+    sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels)) for k, f, _, _ in feeds_used}
     n_images = 0
     parameters = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
@@ -90,8 +90,7 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
             with torch.enable_grad():
                 model(images)
                 maxima = {i: captured[i].flatten(2).amax(dim=2) for i in channels}
-                for k, feed, rows in feeds_used:
-                    chosen = torch.from_numpy(channels[feed.downstream][rows]).to(device)
+                for k, feed, rows, chosen in feeds_used:
                     activation = captured[feed.upstream]
                     for chunk, grad in _gradients(maxima[feed.downstream][:, chosen], activation, max_batched_elements):
                         if grad is not None:

@@ -226,9 +226,9 @@ def register_callbacks(app: Dash, catalog) -> None:
                 continue
             members = node["members"]
             cluster = node["cluster"]
-            title = node_title(node, *((len(data.cluster_members[cluster]), data.cluster_similarity[cluster])
-                                       if cluster >= 0 else (0, 0.0)))
-            blocks.append(html.H3(title, className="node-title"))
+            size, similarity = (len(data.cluster_members[cluster]), data.cluster_similarity[cluster]) \
+                if cluster >= 0 else (0, 0.0)
+            blocks.append(html.H3(node_title(node, size, similarity), className="node-title"))
             for member in members[:10]:
                 blocks += neuron_block(data, member, url, None, count=6)
             blocks.append(dcc.Graph(figure=class_bar_figure(data.top_image_classes(members), data.class_names),
