@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import Layer, neuron_offsets
+from .capture import Layer, LayerCapture
+from .models import neuron_offsets
 
 
 def shared_image_sample(top_images: np.ndarray, first: np.ndarray, second: np.ndarray, sample: int,
@@ -60,35 +61,29 @@ def coactivation_rates(model: nn.Module, layers: list[Layer], load_images: Calla
     layer_of = np.searchsorted(offsets, np.arange(offsets[-1]), side="right") - 1
     neuron_a, neuron_b = first[task_pairs], second[task_pairs]
     needed_layers = sorted(set(layer_of[neuron_a].tolist()) | set(layer_of[neuron_b].tolist()))
-    modules = dict(model.named_modules())
     captured: dict[int, torch.Tensor] = {}
-    handles = [modules[layers[index].name].register_forward_hook(
-        lambda _m, _i, output, index=index: captured.__setitem__(index, output.detach().float()))
-        for index in needed_layers]
+    capture = LayerCapture(model, layers, lambda index, maps: captured.__setitem__(index, maps.detach().float().clone()),
+                           needed_layers)
     coactive = np.zeros(len(task_pairs), dtype=bool)
     images = np.unique(task_images)
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                batch_images = images[start:start + batch_size]
-                model(load_images(batch_images).to(device))
-                in_batch = np.nonzero(np.isin(task_images, batch_images))[0]
-                rows = torch.from_numpy(np.searchsorted(batch_images, task_images[in_batch])).to(device)
-                layer_a, layer_b = layer_of[neuron_a[in_batch]], layer_of[neuron_b[in_batch]]
-                for la, lb in set(zip(layer_a.tolist(), layer_b.tolist())):
-                    chosen = np.nonzero((layer_a == la) & (layer_b == lb))[0]
-                    channel_a = torch.from_numpy(neuron_a[in_batch][chosen] - offsets[la]).to(device)
-                    channel_b = torch.from_numpy(neuron_b[in_batch][chosen] - offsets[lb]).to(device)
-                    masks_a = _active(captured[la][rows[chosen], channel_a], active)
-                    masks_b = _active(captured[lb][rows[chosen], channel_b], active)
-                    grid = (min(masks_a.shape[-2], masks_b.shape[-2]), min(masks_a.shape[-1], masks_b.shape[-1]))
-                    masks_a, masks_b = _on_grid(masks_a, grid), _on_grid(masks_b, grid)
-                    both = (masks_a & masks_b).flatten(1).sum(1)
-                    either = (masks_a | masks_b).flatten(1).sum(1).clamp_min(1)
-                    coactive[in_batch[chosen]] = ((both / either) >= overlap).cpu().numpy()
-    finally:
-        for handle in handles:
-            handle.remove()
+    with capture, torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch_images = images[start:start + batch_size]
+            model(load_images(batch_images).to(device))
+            in_batch = np.nonzero(np.isin(task_images, batch_images))[0]
+            rows = torch.from_numpy(np.searchsorted(batch_images, task_images[in_batch])).to(device)
+            layer_a, layer_b = layer_of[neuron_a[in_batch]], layer_of[neuron_b[in_batch]]
+            for la, lb in set(zip(layer_a.tolist(), layer_b.tolist())):
+                chosen = np.nonzero((layer_a == la) & (layer_b == lb))[0]
+                channel_a = torch.from_numpy(neuron_a[in_batch][chosen] - offsets[la]).to(device)
+                channel_b = torch.from_numpy(neuron_b[in_batch][chosen] - offsets[lb]).to(device)
+                masks_a = _active(captured[la][rows[chosen], channel_a], active)
+                masks_b = _active(captured[lb][rows[chosen], channel_b], active)
+                grid = (min(masks_a.shape[-2], masks_b.shape[-2]), min(masks_a.shape[-1], masks_b.shape[-1]))
+                masks_a, masks_b = _on_grid(masks_a, grid), _on_grid(masks_b, grid)
+                both = (masks_a & masks_b).flatten(1).sum(1)
+                either = (masks_a | masks_b).flatten(1).sum(1).clamp_min(1)
+                coactive[in_batch[chosen]] = ((both / either) >= overlap).cpu().numpy()
     counts = np.bincount(task_pairs, minlength=len(first))
     hits = np.bincount(task_pairs, weights=coactive, minlength=len(first))
     np.divide(hits, counts, out=rates, where=counts > 0, casting="unsafe")

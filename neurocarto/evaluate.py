@@ -56,7 +56,7 @@ def load_arrays(store: Store, reference: str) -> RunArrays:
     if missing:
         raise NeuroCartoError(f"run {manifest['name']} lacks the {', '.join(missing)} stage(s): "
                               "finish it with `python -m neurocarto precompute`")
-    layers = [Layer(layer["name"], layer["channels"], layer["height"], layer["width"]) for layer in manifest["layers"]]
+    layers = [Layer.from_description(layer) for layer in manifest["layers"]]
     return RunArrays(
         key=key, name=manifest["name"], data=manifest["config"].get("data"), layers=layers,
         layer_of=np.repeat(np.arange(len(layers)), [layer.channels for layer in layers]),

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import Layer
+from .capture import Layer, LayerCapture
+from .errors import NeuroCartoError
 
 
 class StreamingTopK:
@@ -162,41 +163,49 @@ class ClassStatistics:
 
 
 class LayerMaxima:
-    """Forward hooks that reduce each selected layer's output to per-channel max and argmax.
+    """Per-channel max and argmax of each layer's maps, reduced inside the capture hook.
 
-    The reduction happens inside the hook, so later in-place operations cannot alter it and no
-    full feature map outlives its layer. Positions are only needed where a maximum can enter
+    The reduction happens as the layer is reached, so later in-place operations cannot alter it and
+    no full feature map outlives its layer. Positions are only needed where a maximum can enter
     its neuron's top-k (above `kth`); elsewhere they are left 0 once most of them are not.
     """
 
     def __init__(self, model: nn.Module, layers: list[Layer]):
-        modules = dict(model.named_modules())
         self.layers = layers
         self.kth: torch.Tensor | None = None       # (neurons,) current k-th value of each neuron
-        self.maxima: dict[str, torch.Tensor] = {}
-        self.positions: dict[str, torch.Tensor] = {}
-        offsets = torch.cumsum(torch.tensor([0] + [layer.channels for layer in layers]), 0).tolist()
-        self._handles = [modules[layer.name].register_forward_hook(self._hook(layer.name, offsets[i], offsets[i + 1]))
-                         for i, layer in enumerate(layers)]
+        self.maxima: dict[int, torch.Tensor] = {}
+        self.positions: dict[int, torch.Tensor] = {}
+        self.offsets = torch.cumsum(torch.tensor([0] + [layer.channels for layer in layers]), 0).tolist()
+        self.capture = LayerCapture(model, layers, self._reduce).__enter__()
 
-    def _hook(self, name: str, start: int, stop: int):
-        def hook(_module, _inputs, output):
-            maps = output.detach().flatten(2)
-            maxima = maps.amax(dim=2)
-            needed = None if self.kth is None else maxima.float() > self.kth[start:stop]
-            if needed is None or needed.float().mean() > 0.25:
-                positions = maps.argmax(dim=2)
-            else:
-                positions = torch.zeros(maxima.shape, dtype=torch.int64, device=maxima.device)
-                images, channels = needed.nonzero(as_tuple=True)
-                if len(images):
-                    positions[images, channels] = maps[images, channels].argmax(dim=1)
-            self.maxima[name], self.positions[name] = maxima, positions
-        return hook
+    def _reduce(self, index: int, maps: torch.Tensor) -> None:
+        maps = maps.detach().flatten(2)
+        maxima = maps.amax(dim=2)
+        start, stop = self.offsets[index], self.offsets[index + 1]
+        needed = None if self.kth is None else maxima.float() > self.kth[start:stop]
+        if needed is None or needed.float().mean() > 0.25:
+            positions = maps.argmax(dim=2)
+        else:
+            positions = torch.zeros(maxima.shape, dtype=torch.int64, device=maxima.device)
+            images, channels = needed.nonzero(as_tuple=True)
+            if len(images):
+                positions[images, channels] = maps[images, channels].argmax(dim=1)
+        self.maxima[index], self.positions[index] = maxima, positions
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, neurons) maxima and positions of the last forward pass, in the run's neuron order."""
+        missing = self.capture.missing(set(self.maxima))
+        if missing:
+            raise NeuroCartoError(f"the forward pass did not reach layer(s) {', '.join(missing)}: the model calls "
+                                  "them conditionally; choose layers every input reaches (--layers)")
+        maxima = torch.cat([self.maxima[i].float() for i in range(len(self.layers))], dim=1)
+        positions = torch.cat([self.positions[i] for i in range(len(self.layers))], dim=1)
+        self.maxima.clear()
+        self.positions.clear()
+        return maxima, positions
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        self.capture.__exit__()
 
 
 @dataclass
@@ -238,8 +247,7 @@ def run_pass1(model: nn.Module, layers: list[Layer], batches, state: Pass1State,
                     labels = labels.to(device, non_blocking=True)
                     recorder.kth = state.top_k.kth()
                     model(images)
-                    maxima = torch.cat([recorder.maxima[layer.name].float() for layer in layers], dim=1)
-                    positions = torch.cat([recorder.positions[layer.name] for layer in layers], dim=1)
+                    maxima, positions = recorder.batch()
                     taken = summit(maxima)
                     state.top_k.update(maxima, positions, image_ids.to(device))
                     state.classes.update(maxima, taken, labels)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .models import Layer
+from .capture import Layer
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def feeding_map(model: nn.Module, layers: list[Layer]) -> list[Feed]:
     feeds = []
     for i, layer in enumerate(layers):
         upstream = previous(i)
-        branches = mixed_branches(modules[layer.name])
+        branches = mixed_branches(modules[layer.module_name]) if layer.layout == "nchw" and layer.item is None else None
         if branches is None:
             if upstream is not None:
                 feeds.append(Feed(upstream, i, 0, layer.channels))

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from .feeding import Feed
-from .models import Layer, neuron_offsets
+from .capture import Layer, LayerCapture, as_maps
+from .models import neuron_offsets
 
 
 def class_nodes(class_row: np.ndarray, layers: list[Layer], cluster_labels: np.ndarray,
@@ -68,7 +69,6 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     feed differentiates only its own channels and only down to its own upstream layer (a 3×3
     branch's channels stop at their bottleneck instead of going on to the layer before it).
     """
-    modules = dict(model.named_modules())
     feeds_used = []     # (feed index, feed, its rows of channels[feed.downstream], their channels as a tensor)
     for k, feed in enumerate(feeds):
         chosen = channels.get(feed.downstream, np.empty(0, dtype=np.int64))
@@ -76,30 +76,29 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
         if len(rows):
             feeds_used.append((k, feed, rows, torch.from_numpy(chosen[rows]).to(device)))
     involved = sorted({f.upstream for _, f, _, _ in feeds_used} | set(channels))
-    captured: dict[int, torch.Tensor] = {}
-    handles = [modules[layers[i].name].register_forward_hook(
-        lambda _m, _i, output, i=i: captured.__setitem__(i, output)) for i in involved]
+    maps: dict[int, torch.Tensor] = {}
     sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels)) for k, f, _, _ in feeds_used}
     n_images = 0
     parameters = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        for images in batches:
-            images = images.to(device).requires_grad_(True)
-            with torch.enable_grad():
-                model(images)
-                maxima = {i: captured[i].flatten(2).amax(dim=2) for i in channels}
-                for k, feed, rows, chosen in feeds_used:
-                    activation = captured[feed.upstream]
-                    for chunk, grad in _gradients(maxima[feed.downstream][:, chosen], activation, max_batched_elements):
-                        if grad is not None:
-                            sums[k][rows[chunk]] += (grad * activation.detach()).sum(dim=(1, 3, 4)).double().cpu().numpy()
-            n_images += len(images)
-            captured.clear()
+        with LayerCapture(model, layers, maps.__setitem__, involved, isolate=True) as capture:
+            for images in batches:
+                images = images.to(device).requires_grad_(True)
+                with torch.enable_grad():
+                    model(images)
+                    maxima = {i: maps[i].flatten(2).amax(dim=2) for i in channels}
+                    for k, feed, rows, chosen in feeds_used:
+                        upstream, activation = capture.raw[feed.upstream], maps[feed.upstream].detach()
+                        for chunk, grad in _gradients(maxima[feed.downstream][:, chosen], upstream, max_batched_elements):
+                            if grad is not None:
+                                grad = as_maps(grad.flatten(0, 1), layers[feed.upstream]).unflatten(0, grad.shape[:2])
+                                sums[k][rows[chunk]] += (grad * activation).sum(dim=(1, 3, 4)).double().cpu().numpy()
+                n_images += len(images)
+                maps.clear()
+                capture.raw.clear()
     finally:
-        for handle in handles:
-            handle.remove()
         for p, flag in zip(model.parameters(), parameters):
             p.requires_grad_(flag)
     return sums, n_images

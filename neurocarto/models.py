@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .capture import Layer, ModuleCall, call_name, layer_of_call, record_calls, why_not_a_map
 from .errors import NeuroCartoError, suggest
 from .zoo import fashion_inception, parts
 
@@ -53,16 +54,6 @@ class LoadedModel:
     weights: str                 # what the weights were: a path, DEFAULT, the zoo file or "random"
     weights_checksum: str
     extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A selected layer: its module name and the shape of one image's output map."""
-
-    name: str
-    channels: int
-    height: int
-    width: int
 
 
 def _file_checksum(path: Path) -> str:
@@ -155,6 +146,15 @@ def torchvision_classifiers() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def _size_arguments(name: str, image_size: int) -> dict:
+    """Constructor arguments of the models whose architecture is built for one input size (random weights)."""
+    if name.startswith("vit_"):
+        return {"image_size": image_size}
+    if name.startswith("maxvit"):
+        return {"input_size": (image_size, image_size)}
+    return {}
+
+
 def _load_torchvision(name: str, weights: str | None, seed: int, image_size: int | None) -> LoadedModel:
     import torchvision
     valid = torchvision_classifiers()
@@ -176,7 +176,14 @@ def _load_torchvision(name: str, weights: str | None, seed: int, image_size: int
         return LoadedModel(name, module, chosen.transforms() if image_size is None else transform, list(chosen.meta.get("categories") or []) or None,
                            GOOGLENET_LAYERS if name == "googlenet" else [], "DEFAULT", chosen.url.rsplit("/", 1)[-1])
     torch.manual_seed(seed)
-    module = torchvision.models.get_model(name, weights=None, **kwargs)
+    if image_size and not weights:
+        kwargs.update(_size_arguments(name, image_size))
+    try:
+        module = torchvision.models.get_model(name, weights=None, **kwargs)
+    except (ValueError, AssertionError, RuntimeError) as error:
+        raise NeuroCartoError(f"torchvision cannot build {name} for --image-size {image_size}: "
+                              f"{str(error).splitlines()[0]} — choose another --image-size (224 always works for "
+                              "torchvision's classifiers)") from error
     if weights:
         checksum = _load_state_dict(module, weights)
         class_names = list(enum.DEFAULT.meta.get("categories") or []) or None
@@ -229,74 +236,128 @@ def load_model(spec: str | None, weights: str | None = None, seed: int = 0,
     return loaded
 
 
-def candidate_blocks(model: nn.Module) -> list[str]:
-    """The default layers of a model without a layer map: its top-level blocks.
+def _is_stack(module: nn.Module) -> bool:
+    """A Sequential/ModuleList of at least 4 blocks of one type (a transformer's or a stage's layers)."""
+    children = list(module.children())
+    return (isinstance(module, (nn.Sequential, nn.ModuleList)) and len(children) >= 4
+            and len({type(child) for child in children}) == 1 and all(any(True for _ in c.children()) for c in children))
 
-    Top-level children, with plain nn.Sequential containers opened; a run of conv → norm →
-    activation counts as one block whose output is taken after its last follower; pooling,
-    dropout and linear layers are not blocks. Which of them output 4-D maps is checked later.
+
+def candidate_blocks(model: nn.Module, calls: list[ModuleCall]) -> list[str]:
+    """The default layers of a model without a layer map: its top-level blocks, as layer names.
+
+    Blocks are the top-level children, with plain nn.Sequential containers and ModuleLists opened, and
+    a top-level child that holds a stack of blocks (e.g. a ViT's encoder) opened too; pooling, dropout
+    and linear layers are not blocks. They are taken as the forward pass calls them, one layer per
+    call: a norm or activation called right after a block of the same container, with the same output
+    shape, replaces it (conv → norm → activation is one block, read after its activation), so a module
+    that forward() reuses, such as a shared activation, joins each block it follows.
     """
-    blocks: list[str] = []
+    modules: dict[str, nn.Module] = {}
 
     def visit(prefix: str, module: nn.Module) -> None:
         for name, child in module.named_children():
             full = f"{prefix}{name}"
-            if type(child) is nn.Sequential or isinstance(child, nn.ModuleList):
+            if type(child) is nn.Sequential or isinstance(child, nn.ModuleList) or (
+                    not prefix and any(_is_stack(grandchild) for grandchild in child.children())):
                 visit(f"{full}.", child)
-            elif isinstance(child, _SKIPPED):
-                continue
-            elif isinstance(child, _FOLLOWERS) and blocks and blocks[-1].rpartition(".")[0] == prefix.rstrip("."):
-                blocks[-1] = full
-            elif not isinstance(child, _FOLLOWERS):
-                blocks.append(full)
+            elif not isinstance(child, _SKIPPED):
+                modules[full] = child
 
     visit("", model)
-    return blocks
-
-
-def probe_shapes(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, tuple]:
-    """Output shape of each named module for one example batch (shape None: not a tensor)."""
-    modules = dict(model.named_modules())
-    shapes: dict[str, tuple] = {}
-    handles = []
-    for name in names:
-        def hook(_module, _inputs, output, name=name):
-            shapes[name] = tuple(output.shape) if torch.is_tensor(output) else None
-        handles.append(modules[name].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes
-
-
-def resolve_layers(loaded: LoadedModel, requested: list[str] | None, example: torch.Tensor) -> list[Layer]:
-    """The layers of a run, with their shapes; clear messages for unknown or non-4-D layers."""
-    modules = dict(loaded.module.named_modules())
-    valid = [name for name in modules if name]
-    explicit = bool(requested)
-    names = list(requested) if explicit else (loaded.default_layers or candidate_blocks(loaded.module))
-    for name in names:
-        if name not in modules or not name:
-            raise NeuroCartoError(f"unknown layer {name!r} in {loaded.spec}: {suggest(name, valid)}")
-    if len(set(names)) != len(names):
-        raise NeuroCartoError(f"--layers names a layer twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-    shapes = probe_shapes(loaded.module, names, example)
-    layers = []
-    for name in names:
-        shape = shapes.get(name)
-        if shape is None or len(shape) != 4:
-            if explicit:
-                what = "is never called in the forward pass" if name not in shapes else (
-                    "does not output a tensor" if shape is None else f"outputs shape {list(shape)}")
-                raise NeuroCartoError(f"layer {name!r} {what}, not a 4-D feature map (batch, channels, "
-                                      "height, width): choose a convolutional block")
+    blocks: list[ModuleCall] = []
+    for call in calls:
+        module = modules.get(call.module)
+        if module is None:
             continue
-        layers.append(Layer(name, shape[1], shape[2], shape[3]))
+        if isinstance(module, _FOLLOWERS):
+            previous = blocks[-1] if blocks else None
+            if (previous is not None and previous.module.rpartition(".")[0] == call.module.rpartition(".")[0]
+                    and previous.outputs[:1] == call.outputs[:1]):
+                blocks[-1] = call
+        else:
+            blocks.append(call)
+    return [call.name for call in blocks]
+
+
+def _fx_node_names(model: nn.Module) -> set[str]:
+    """Names torchvision's FX feature extraction gives the model's operations (empty if it cannot trace it)."""
+    try:
+        from torchvision.models.feature_extraction import get_graph_node_names
+        train_nodes, eval_nodes = get_graph_node_names(model)
+    except Exception:
+        return set()
+    finally:
+        model.eval()
+    return set(train_nodes) | set(eval_nodes)
+
+
+def _explicit_layer(loaded: LoadedModel, name: str, calls: dict[str, ModuleCall], image: tuple[int, int],
+                    valid: list[str], notes: list[str]) -> Layer:
+    call = calls.get(name)
+    if call is not None:
+        layer = layer_of_call(call, image)
+        if layer is None:
+            raise NeuroCartoError(f"layer {name!r} {why_not_a_map(call)}: choose a block with spatial output; "
+                                  f"{suggest(name, valid)}")
+        repeats = sum(1 for other in calls.values() if other.module == call.module)
+        if repeats > 1 and call.call == 0:
+            others = ", ".join(call_name(call.module, c) for c in range(1, repeats))
+            notes.append(f"{name} is called {repeats} times per forward pass; its first call is used ({others} "
+                         "name the others)")
+        return layer
+    modules = dict(loaded.module.named_modules())
+    if name in modules and name:
+        raise NeuroCartoError(f"layer {name!r} is never called in the forward pass: choose one that is; "
+                              f"{suggest(name, valid)}")
+    if name in _fx_node_names(loaded.module):
+        owner = name.rpartition(".")[0]
+        raise NeuroCartoError(
+            f"layer {name!r} is an operation inside a forward() (an FX graph node), not a module: NeuroCarto reads "
+            f"module outputs; name the module that holds it{f' ({owner})' if owner in modules else ''} or one of "
+            f"the model's module calls: {suggest(name, valid)}")
+    raise NeuroCartoError(f"unknown layer {name!r} in {loaded.spec}: {suggest(name, valid)}")
+
+
+def resolve_layers(loaded: LoadedModel, requested: list[str] | None, example: torch.Tensor,
+                   notes: list[str] | None = None) -> list[Layer]:
+    """The layers of a run, with their shapes and layouts; clear messages for unknown or map-less layers.
+
+    Requested layers keep their order; a default map is ordered as the forward pass reaches it, and what it
+    leaves out (no maps, never called) goes to `notes`.
+    """
+    notes = [] if notes is None else notes
+    image = (int(example.shape[-2]), int(example.shape[-1]))
+    calls = record_calls(loaded.module, example)
+    by_name = {call.name: call for call in calls}
+    valid = [call.name for call in calls if layer_of_call(call, image) is not None]
+    if requested:
+        if len(set(requested)) != len(requested):
+            raise NeuroCartoError(f"--layers names a layer twice: "
+                                  f"{', '.join(sorted({n for n in requested if requested.count(n) > 1}))}")
+        return [_explicit_layer(loaded, name, by_name, image, valid, notes) for name in requested]
+    if loaded.default_layers:
+        occurrences: dict[str, int] = {}
+        names = []
+        for module in loaded.default_layers:
+            names.append(call_name(module, occurrences.get(module, 0)))
+            occurrences[module] = occurrences.get(module, 0) + 1
+    else:
+        names = candidate_blocks(loaded.module, calls)
+    layers, left_out = [], []
+    for name in names:
+        layer = layer_of_call(by_name[name], image) if name in by_name else None
+        if layer is None:
+            left_out.append(f"{name} ({why_not_a_map(by_name[name]) if name in by_name else 'never called'})")
+        else:
+            layers.append(layer)
     if not layers:
-        raise NeuroCartoError(f"{loaded.spec} has no block with a 4-D output map; name layers with --layers")
+        raise NeuroCartoError(
+            f"{loaded.spec} has no block whose output reads as feature maps or patch tokens (its blocks: "
+            f"{'; '.join(left_out) or 'none: its forward uses functional calls only'}); name layers with --layers "
+            f"(module calls with maps: {', '.join(valid[:12]) or 'none'}), or wrap the operations to study in modules")
+    if left_out:
+        notes.append(f"default layer map of {loaded.spec}: {len(layers)} layers; left out: {'; '.join(left_out)}")
     return layers
 
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .models import Layer
+from .capture import Layer, LayerCapture
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,14 @@ class Box:
 
 def receptive_fields(model: nn.Module, layers: list[Layer], example: torch.Tensor) -> list[tuple[int, int]]:
     """(height, width) in input pixels that one central unit of each layer depends on."""
-    modules = dict(model.named_modules())
     sizes = []
-    for layer in layers:
+    for index in range(len(layers)):
         captured = {}
-        handle = modules[layer.name].register_forward_hook(lambda _m, _i, out: captured.__setitem__("map", out))
         image = (torch.randn_like(example) * 0.1 + example).requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                model(image)
-                feature = captured["map"]
-                feature[0, :, feature.shape[2] // 2, feature.shape[3] // 2].sum().backward()
-        finally:
-            handle.remove()
+        with LayerCapture(model, layers, captured.__setitem__, [index], isolate=True), torch.enable_grad():
+            model(image)
+            feature = captured[index]
+            feature[0, :, feature.shape[2] // 2, feature.shape[3] // 2].sum().backward()
         touched = (image.grad[0].abs().sum(0) > 0).nonzero()
         if len(touched) == 0:
             sizes.append((example.shape[2], example.shape[3]))

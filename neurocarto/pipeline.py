@@ -30,7 +30,7 @@ def _new_manifest(run: PreparedRun) -> dict:
         "config": run.config.as_dict(), "identity": run.identity,
         "model": {"spec": run.model.spec, "weights": run.model.weights, "checksum": run.model.weights_checksum},
         "data": data,
-        "layers": [{"name": l.name, "channels": l.channels, "height": l.height, "width": l.width} for l in run.layers],
+        "layers": [layer.describe() for layer in run.layers],
         "counts": {"images": int(len(run.indices)), "neurons": run.n_neurons, "classes": len(run.dataset.class_names),
                    "skipped": 0},
         "stages": {},
@@ -116,6 +116,9 @@ def _lead(run: PreparedRun, store: Store, config: RunConfig, execution: Executio
     if owner is not None:       # a generated name (model-data-images) shared by runs of other parameters
         manifest["name"] += f"-{run.key[:6]}"
     manifest["config"] = config.as_dict()
+    manifest["layer_notes"] = run.notes
+    for note in run.notes:
+        log(note)
     todo = []
     for stage in STAGES:
         if stage.name not in wanted:

@@ -73,6 +73,7 @@ class PreparedRun:
     layers: list[Layer]
     identity: dict
     key: str
+    notes: list[str]               # what choosing the layers left out or assumed, for the log and the manifest
 
     @property
     def n_neurons(self) -> int:
@@ -113,13 +114,14 @@ def prepare(config: RunConfig, execution: ExecutionConfig) -> PreparedRun:
         raise NeuroCartoError(f"--top-k {config.top_k} is larger than the {len(indices)} images of this run: "
                               f"choose --top-k ≤ {len(indices)} or more images")
     example = _first_readable(dataset, indices, model.transform)
-    layers = resolve_layers(model, list(config.layers) if config.layers else None, example)
+    notes: list[str] = []
+    layers = resolve_layers(model, list(config.layers) if config.layers else None, example, notes)
     identity = {
         "model": model.spec, "weights_checksum": model.weights_checksum,
         "data_fingerprint": dataset.fingerprint, "layers": [layer.name for layer in layers],
         "top_k": config.top_k, "threshold": config.threshold, "max_images": config.max_images,
         "seed": config.seed, "amp": config.amp, "image_size": config.image_size,
     }
-    return PreparedRun(config, model, dataset, indices, layers, identity, stable_hash(identity))
+    return PreparedRun(config, model, dataset, indices, layers, identity, stable_hash(identity), notes)
 
 

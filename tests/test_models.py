@@ -3,6 +3,7 @@ import pytest
 import torch
 import torchvision
 
+from neurocarto.capture import record_calls
 from neurocarto.errors import NeuroCartoError
 from neurocarto.models import (GOOGLENET_LAYERS, Layer, candidate_blocks, load_model, neuron_ids,
                                parse_neuron_id, resolve_layers)
@@ -21,10 +22,11 @@ def test_googlenet_default_map_is_the_originals_25_blocks():
 
 
 def test_generic_blocks_merge_conv_norm_activation_and_open_sequentials():
-    resnet = torchvision.models.resnet18(weights=None)
-    assert candidate_blocks(resnet) == ["relu"] + [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
-    vgg = torchvision.models.vgg11(weights=None)
-    blocks = candidate_blocks(vgg)
+    resnet = torchvision.models.resnet18(weights=None).eval()
+    assert candidate_blocks(resnet, record_calls(resnet, torch.randn(1, 3, 64, 64))) == ["relu"] + [
+        f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    vgg = torchvision.models.vgg11(weights=None).eval()
+    blocks = candidate_blocks(vgg, record_calls(vgg, torch.randn(1, 3, 64, 64)))
     assert len(blocks) == 8 and all(isinstance(dict(vgg.named_modules())[b], torch.nn.ReLU) for b in blocks)
 
 
@@ -48,7 +50,7 @@ def test_unknown_layer_lists_close_matches():
 
 def test_layer_without_4d_output_says_so():
     loaded = load_model(None)
-    with pytest.raises(NeuroCartoError, match=r"layer 'fc' outputs shape \[1, 10\], not a 4-D feature map"):
+    with pytest.raises(NeuroCartoError, match=r"layer 'fc' outputs shape \(batch, 10\), which is neither a feature map"):
         resolve_layers(loaded, ["fc"], torch.randn(1, 1, 28, 28))
 
 

@@ -209,7 +209,7 @@ def run_cli(capsys, *args) -> tuple[int, str]:
 @pytest.mark.parametrize("args, message", [
     (["--model", "resnet5O"], "unknown model 'resnet5O': did you mean resnet50"),
     (["--layers", "mixed4b,mixed9"], "unknown layer 'mixed9'"),
-    (["--layers", "fc"], "not a 4-D feature map"),
+    (["--layers", "fc"], "outputs shape (batch, 10), which is neither a feature map"),
     (["--layers", " , "], "names no layer"),
     (["--top-k", "500"], "--top-k 500 is larger than the 37 images of this run"),
     (["--top-k", "0"], "--top-k must be at least 1"),
