@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from .feeding import Feed
-from .capture import Layer, LayerCapture, as_maps
+from .capture import Layer, LayerCapture, ModuleCall, as_maps
+from .conv_paths import ConvPath, candidate_paths, identify, path_sums
 from .models import neuron_offsets
 
 
@@ -60,15 +61,66 @@ def needed_channels(nodes: list[dict], layers: list[Layer], feeds: list[Feed]) -
     return {layer: np.array(sorted(channels), dtype=np.int64) for layer, channels in fed.items() if channels}
 
 
+class FeedPaths:
+    """Which feeds are one convolution (`conv_paths`): verified paths, feeds without one, and candidates.
+
+    A feed is decided on the first batch that uses it: autograd computes its sums, and the first candidate
+    whose closed-form sums agree becomes its path for every later batch and class.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[Layer], feeds: list[Feed], calls: list[ModuleCall] | None):
+        self.decided: dict[int, ConvPath | None] = {}
+        self.candidates: dict[int, list[ConvPath]] = {}
+        for k, feed in enumerate(feeds):
+            layer = layers[feed.downstream]
+            options = [] if calls is None or layer.layout != "nchw" or layer.item is not None else candidate_paths(
+                model, calls, layer.module_name, feed.stop - feed.start)
+            if options:
+                self.candidates[k] = options
+            else:
+                self.decided[k] = None
+
+    def path(self, k: int) -> ConvPath | None:
+        return self.decided.get(k)
+
+    def pending(self, k: int) -> bool:
+        return k not in self.decided
+
+    def decide(self, k: int, feed: Feed, inputs: dict[str, torch.Tensor], maps: torch.Tensor, chosen: torch.Tensor,
+               reference: np.ndarray) -> None:
+        """Keep the first candidate that reproduces `maps` and autograd's `reference` sums on this batch."""
+        self.decided[k] = None
+        scale = np.abs(reference).max() if reference.size else 0.0
+        for candidate in self.candidates.pop(k):
+            path = identify(candidate, inputs, maps, chosen - feed.start)
+            if path is None or inputs[path.source].shape[1] != reference.shape[1]:
+                continue
+            fast = path_sums(path, inputs, maps, chosen - feed.start)
+            if fast is not None and np.allclose(fast.cpu().numpy(), reference, rtol=1e-3, atol=1e-4 * scale + 1e-12):
+                self.decided[k] = path
+                return
+
+    def reject(self, k: int) -> None:
+        """A path failed its check on a batch: the feed goes back to autograd."""
+        self.decided[k] = None
+
+    def convs(self) -> set[str]:
+        """Conv modules whose inputs a batch needs: those of verified paths and of undecided candidates."""
+        paths = [path for path in self.decided.values() if path is not None]
+        paths += [path for options in self.candidates.values() for path in options]
+        return {name for path in paths for name in (path.conv, path.source)}
+
+
 def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
                          batches: Iterable[torch.Tensor], device: torch.device | str = "cpu",
-                         max_batched_elements: int = 2 ** 26) -> tuple[dict[int, np.ndarray], int]:
+                         paths: FeedPaths | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Σ over images of gradient × activation, per feed: (downstream channels, upstream channels), and the image count.
 
-    Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0. Each
-    feed differentiates only its own channels and only down to its own upstream layer (a 3×3
-    branch's channels stop at their bottleneck instead of going on to the layer before it).
+    Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0. A feed that
+    `paths` knows to be one convolution is summed in closed form; every other feed differentiates only its
+    own channels and only down to its own upstream layer (a 3×3 branch's channels stop at their bottleneck).
     """
+    paths = paths or FeedPaths(model, layers, feeds, None)
     feeds_used = []     # (feed index, feed, its rows of channels[feed.downstream], their channels as a tensor)
     for k, feed in enumerate(feeds):
         chosen = channels.get(feed.downstream, np.empty(0, dtype=np.int64))
@@ -77,44 +129,72 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
             feeds_used.append((k, feed, rows, torch.from_numpy(chosen[rows]).to(device)))
     involved = sorted({f.upstream for _, f, _, _ in feeds_used} | set(channels))
     maps: dict[int, torch.Tensor] = {}
+    conv_inputs: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
     sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels)) for k, f, _, _ in feeds_used}
     n_images = 0
     parameters = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
+    handles = [modules[name].register_forward_pre_hook(
+        lambda _m, inputs, name=name: conv_inputs.__setitem__(name, inputs[0].detach())) for name in paths.convs()]
+    def one_pass(images: torch.Tensor, autograd: list, closed_form: list) -> list:
+        """Add one batch's sums of these feeds; returns the closed-form feeds whose path failed on it."""
+        failed = []
+        images = images.to(device).requires_grad_(bool(autograd))
+        with torch.set_grad_enabled(bool(autograd)):
+            model(images)
+            maxima = {i: maps[i].flatten(2).amax(dim=2) for i in channels}
+            for k, feed, rows, chosen in autograd:
+                batch_sums = np.zeros((len(rows), layers[feed.upstream].channels))
+                upstream, activation = capture.raw[feed.upstream], maps[feed.upstream].detach()
+                for column, grad in _gradients(maxima[feed.downstream][:, chosen], upstream):
+                    if grad is not None:
+                        batch_sums[column] = torch.einsum("bchw,bchw->c", as_maps(grad, layers[feed.upstream]),
+                                                          activation).double().cpu().numpy()
+                sums[k][rows] += batch_sums
+                if paths.pending(k):
+                    paths.decide(k, feed, conv_inputs, maps[feed.downstream][:, chosen].detach(), chosen, batch_sums)
+        for item in closed_form:
+            k, feed, rows, chosen = item
+            batch_sums = path_sums(paths.path(k), conv_inputs, maps[feed.downstream][:, chosen], chosen - feed.start)
+            if batch_sums is None:
+                paths.reject(k)
+                failed.append(item)
+            else:
+                sums[k][rows] += batch_sums.cpu().numpy()
+        maps.clear()
+        capture.raw.clear()
+        conv_inputs.clear()
+        return failed
+
     try:
         with LayerCapture(model, layers, maps.__setitem__, involved, isolate=True) as capture:
             for images in batches:
-                images = images.to(device).requires_grad_(True)
-                with torch.enable_grad():
-                    model(images)
-                    maxima = {i: maps[i].flatten(2).amax(dim=2) for i in channels}
-                    for k, feed, rows, chosen in feeds_used:
-                        upstream, activation = capture.raw[feed.upstream], maps[feed.upstream].detach()
-                        for chunk, grad in _gradients(maxima[feed.downstream][:, chosen], upstream, max_batched_elements):
-                            if grad is not None:
-                                grad = as_maps(grad.flatten(0, 1), layers[feed.upstream]).unflatten(0, grad.shape[:2])
-                                sums[k][rows[chunk]] += (grad * activation).sum(dim=(1, 3, 4)).double().cpu().numpy()
+                autograd = [item for item in feeds_used if paths.path(item[0]) is None]
+                failed = one_pass(images, autograd, [item for item in feeds_used if item not in autograd])
+                if failed:      # a path that no longer holds: this batch again, those feeds by autograd
+                    one_pass(images, failed, [])
                 n_images += len(images)
-                maps.clear()
-                capture.raw.clear()
     finally:
+        for handle in handles:
+            handle.remove()
         for p, flag in zip(model.parameters(), parameters):
             p.requires_grad_(flag)
     return sums, n_images
 
 
-def _gradients(maxima: torch.Tensor, upstream: torch.Tensor, max_elements: int):
-    """Yield (column indices, grad of those columns of maxima, summed over images, w.r.t. upstream: (columns, *shape))."""
-    n_columns = maxima.shape[1]
-    chunk = max(1, min(n_columns, max_elements // max(upstream.numel(), 1)))
-    for start in range(0, n_columns, chunk):
-        columns = np.arange(start, min(start + chunk, n_columns))
-        selector = torch.zeros((len(columns),) + tuple(maxima.shape), device=maxima.device, dtype=maxima.dtype)
-        selector[torch.arange(len(columns)), :, torch.from_numpy(columns)] = 1.0
-        (grads,) = torch.autograd.grad(maxima, [upstream], grad_outputs=selector, retain_graph=True,
-                                       is_grads_batched=True, allow_unused=True)
-        yield columns, grads
+def _gradients(maxima: torch.Tensor, upstream: torch.Tensor):
+    """Yield (column, gradient of that column of maxima, summed over images, w.r.t. upstream).
+
+    One backward per column: on CPU, plain backward passes beat one vmapped (`is_grads_batched`) pass over
+    all columns by 1.5–3× on the blocks measured (benchmarks/graph_speed.py)."""
+    selector = torch.zeros_like(maxima)
+    for column in range(maxima.shape[1]):
+        selector.zero_()
+        selector[:, column] = 1.0
+        (grad,) = torch.autograd.grad(maxima, [upstream], grad_outputs=selector, retain_graph=True, allow_unused=True)
+        yield column, grad
 
 
 def node_edges(nodes: list[dict], layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
@@ -149,10 +229,10 @@ def node_edges(nodes: list[dict], layers: list[Layer], feeds: list[Feed], channe
 
 def class_graph(model: nn.Module, layers: list[Layer], feeds: list[Feed], class_row: np.ndarray,
                 cluster_labels: np.ndarray, batches: Callable[[], Iterable[torch.Tensor]], device: torch.device | str,
-                top_fraction: float = 0.1, max_in_edges: int = 10) -> dict:
+                top_fraction: float = 0.1, max_in_edges: int = 10, paths: FeedPaths | None = None) -> dict:
     """One class's graph: {"nodes": [...], "edges": [...], "images": n}."""
     nodes = class_nodes(class_row, layers, cluster_labels, top_fraction)
     channels = needed_channels(nodes, layers, feeds)
-    sums, n_images = channel_attributions(model, layers, feeds, channels, batches(), device) if channels else ({}, 0)
+    sums, n_images = channel_attributions(model, layers, feeds, channels, batches(), device, paths) if channels else ({}, 0)
     return {"nodes": nodes, "edges": node_edges(nodes, layers, feeds, channels, sums, n_images, max_in_edges),
             "images": n_images}

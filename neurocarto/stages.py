@@ -16,6 +16,7 @@ from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
 from .distributed import Group
 from .extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
+from .capture import record_calls
 from .feeding import feeding_map
 from .interrupt import deferred_interrupt
 from .models import neuron_ids
@@ -271,6 +272,8 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
                              if group.leader else None)
     class_matrix = inputs["class_matrix"]
     feeds = feeding_map(model, run.layers)
+    readable = np.setdiff1d(np.arange(len(run.indices)), inputs["skipped"])[:1]
+    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, run.load_images(readable).to(device)))
     per_class = params.per_class(len(run.indices), len(class_matrix))
     batch_size = max(1, min(execution.batch_size, 64))
     graphs = {}
@@ -283,7 +286,7 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
                 yield run.load_images(ids[start:start + batch_size])
 
         graphs[label] = graph.class_graph(model, run.layers, feeds, class_matrix[label], inputs["cluster_labels"],
-                                          batches, device, params.top_fraction, params.max_in_edges)
+                                          batches, device, params.top_fraction, params.max_in_edges, paths)
     gathered = group.gather(graphs)
     if not group.leader:
         return {}
@@ -293,6 +296,7 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
         totals["nodes"] += len(class_graph["nodes"])
         totals["edges"] += len(class_graph["edges"])
     return {"classes": len(class_matrix), "images_per_class": per_class, "feeds": len(feeds),
+            "one_conv_feeds": sum(path is not None for path in paths.decided.values()),
             "processes": group.world, **totals}
 
 

@@ -114,3 +114,30 @@ def test_user_models_with_reused_modules_tuples_dicts_and_one_channel_input(tmp_
     manifest = small_run(tmp_path / "cache", image_folder, f"{path}:{factory}")
     check_complete(tmp_path / "cache", manifest)
     assert [(layer["name"], layer["channels"]) for layer in manifest["layers"]] == layers
+
+
+TIMM = '''
+import timm
+
+
+def make(name):
+    return timm.create_model(name, pretrained=False, num_classes=3)
+
+
+def mobilenet():
+    return make("mobilenetv3_small_050")
+
+
+def resnet():
+    return make("resnet10t")
+'''
+
+
+@pytest.mark.parametrize("factory", ["mobilenet", "resnet"])
+def test_models_of_another_library_run_every_stage(tmp_path, image_folder, factory):
+    pytest.importorskip("timm")
+    path = tmp_path / "timm_models.py"
+    path.write_text(TIMM)
+    manifest = small_run(tmp_path / "cache", image_folder, f"{path}:{factory}", 64)
+    check_complete(tmp_path / "cache", manifest)
+    assert len(manifest["layers"]) >= 4
