@@ -13,8 +13,8 @@ bottleneck Z = act₁(W₁'X + b₁') before the conv (InceptionV1's 3×3 and 5�
 becomes Σ_ij Σ_m W'[d, m, i, j] · act₁'(z_m) · W₁'[m, u] · X[u, ·]. Tied maxima share the gradient
 evenly, as torch's amax does.
 
-A path is recognised by its values, not by source code: candidate convs inside the downstream layer's
-module, with the batch norm that follows each (if any) and one of the common activations, must
+A path is recognised by its values, not by source code: candidate convs called between the upstream and
+the downstream layer, with the batch norm that follows each (if any) and one of the common activations, must
 reproduce the conv's input and the downstream maxima, and their sums must equal autograd's on a batch;
 otherwise the feed keeps autograd.
 """
@@ -86,16 +86,17 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor,
     return weight * scale[:, None, None, None], (bias - norm.running_mean) * scale + shift
 
 
-def _convs_with_norms(model: nn.Module, calls: list[ModuleCall], within: str):
-    """(position, name, conv, [norm or None, ...]) of every conv inside `within` that forward() calls once."""
+def _convs_with_norms(model: nn.Module, calls: list[ModuleCall], after: int, before: int):
+    """(position, name, conv, [norm or None, ...]) of every conv that forward() calls once, between the calls at
+    positions `after` and `before` (the upstream and the downstream layer)."""
     modules = dict(model.named_modules())
     times_called: dict[str, int] = {}
     for call in calls:
         times_called[call.module] = times_called.get(call.module, 0) + 1
-    for position, call in enumerate(calls):
+    for position in range(after + 1, before):
+        call = calls[position]
         conv = modules[call.module]
-        if not (isinstance(conv, nn.Conv2d) and (call.module + ".").startswith(within + ".")
-                and times_called[call.module] == 1 and conv.padding_mode == "zeros"
+        if not (isinstance(conv, nn.Conv2d) and times_called[call.module] == 1 and conv.padding_mode == "zeros"
                 and not isinstance(conv.padding, str) and not conv.training):
             continue
         norms = [None]
@@ -125,10 +126,12 @@ def _bottleneck(name: str, conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> Bott
     return Bottleneck(name, weight.flatten(1), bias)
 
 
-def candidate_paths(model: nn.Module, calls: list[ModuleCall], within: str, channels: int) -> list[ConvPath]:
-    """Possible paths to `channels` channels of the module `within`: convs called once, with and without the
-    batch norm called next, alone or after a 1×1 bottleneck; activations are left to `identify`."""
-    convs = list(_convs_with_norms(model, calls, within))
+def candidate_paths(model: nn.Module, calls: list[ModuleCall], after: int, before: int, channels: int
+                    ) -> list[ConvPath]:
+    """Possible paths to `channels` channels of the layer called at position `before` from the layer called at
+    `after`: convs called once in between, with and without the batch norm called next, alone or after a 1×1
+    bottleneck; activations are left to `identify`."""
+    convs = list(_convs_with_norms(model, calls, after, before))
     candidates = []
     for position, name, conv, norms in convs:
         if conv.out_channels != channels:

@@ -207,8 +207,10 @@ def project_2d(embedding: np.ndarray, seed: int | None = 0, n_neighbors: int = 1
     """UMAP to 2D with the cosine metric and PCA initialisation; reproducible when seed is given."""
     import umap
 
+    from .threads import cpu_budget
+
     if len(embedding) <= 3:
         return np.zeros((len(embedding), 2), dtype=np.float32)
     reducer = umap.UMAP(n_components=2, metric="cosine", init="pca", n_neighbors=min(n_neighbors, len(embedding) - 1),
-                        min_dist=min_dist, random_state=seed, n_jobs=1 if seed is not None else -1)
+                        min_dist=min_dist, random_state=seed, n_jobs=1 if seed is not None else cpu_budget())
     return reducer.fit_transform(embedding).astype(np.float32)

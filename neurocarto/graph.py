@@ -71,10 +71,12 @@ class FeedPaths:
     def __init__(self, model: nn.Module, layers: list[Layer], feeds: list[Feed], calls: list[ModuleCall] | None):
         self.decided: dict[int, ConvPath | None] = {}
         self.candidates: dict[int, list[ConvPath]] = {}
+        position = {} if calls is None else {(call.module, call.call): i for i, call in enumerate(calls)}
         for k, feed in enumerate(feeds):
-            layer = layers[feed.downstream]
-            options = [] if calls is None or layer.layout != "nchw" or layer.item is not None else candidate_paths(
-                model, calls, layer.module_name, feed.stop - feed.start)
+            layer, upstream = layers[feed.downstream], layers[feed.upstream]
+            ends = position.get((upstream.module_name, upstream.call)), position.get((layer.module_name, layer.call))
+            options = [] if None in ends or layer.layout != "nchw" or layer.item is not None else candidate_paths(
+                model, calls, ends[0], ends[1], feed.stop - feed.start)
             if options:
                 self.candidates[k] = options
             else:
@@ -138,7 +140,8 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
         p.requires_grad_(False)
     handles = [modules[name].register_forward_pre_hook(
         lambda _m, inputs, name=name: conv_inputs.__setitem__(name, inputs[0].detach())) for name in paths.convs()]
-    def one_pass(images: torch.Tensor, autograd: list, closed_form: list) -> list:
+
+    def one_pass(capture: LayerCapture, images: torch.Tensor, autograd: list, closed_form: list) -> list:
         """Add one batch's sums of these feeds; returns the closed-form feeds whose path failed on it."""
         failed = []
         images = images.to(device).requires_grad_(bool(autograd))
@@ -148,10 +151,10 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
             for k, feed, rows, chosen in autograd:
                 batch_sums = np.zeros((len(rows), layers[feed.upstream].channels))
                 upstream, activation = capture.raw[feed.upstream], maps[feed.upstream].detach()
-                for column, grad in _gradients(maxima[feed.downstream][:, chosen], upstream):
-                    if grad is not None:
-                        batch_sums[column] = torch.einsum("bchw,bchw->c", as_maps(grad, layers[feed.upstream]),
-                                                          activation).double().cpu().numpy()
+                for columns, grads in _gradients(maxima[feed.downstream][:, chosen], upstream):
+                    if grads is not None:
+                        grads = as_maps(grads.flatten(0, 1), layers[feed.upstream]).unflatten(0, grads.shape[:2])
+                        batch_sums[columns] = torch.einsum("kbchw,bchw->kc", grads, activation).double().cpu().numpy()
                 sums[k][rows] += batch_sums
                 if paths.pending(k):
                     paths.decide(k, feed, conv_inputs, maps[feed.downstream][:, chosen].detach(), chosen, batch_sums)
@@ -172,9 +175,10 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
         with LayerCapture(model, layers, maps.__setitem__, involved, isolate=True) as capture:
             for images in batches:
                 autograd = [item for item in feeds_used if paths.path(item[0]) is None]
-                failed = one_pass(images, autograd, [item for item in feeds_used if item not in autograd])
+                closed_form = [item for item in feeds_used if paths.path(item[0]) is not None]
+                failed = one_pass(capture, images, autograd, closed_form)
                 if failed:      # a path that no longer holds: this batch again, those feeds by autograd
-                    one_pass(images, failed, [])
+                    one_pass(capture, images, failed, [])
                 n_images += len(images)
     finally:
         for handle in handles:
@@ -184,17 +188,27 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     return sums, n_images
 
 
-def _gradients(maxima: torch.Tensor, upstream: torch.Tensor):
-    """Yield (column, gradient of that column of maxima, summed over images, w.r.t. upstream).
+def _gradients(maxima: torch.Tensor, upstream: torch.Tensor, max_elements: int = 2 ** 20):
+    """Yield (column indices, gradients of those columns of maxima, summed over images, w.r.t. upstream:
+    (columns, *upstream.shape)).
 
-    One backward per column: on CPU, plain backward passes beat one vmapped (`is_grads_batched`) pass over
-    all columns by 1.5–3× on the blocks measured (benchmarks/graph_speed.py)."""
-    selector = torch.zeros_like(maxima)
-    for column in range(maxima.shape[1]):
-        selector.zero_()
-        selector[:, column] = 1.0
-        (grad,) = torch.autograd.grad(maxima, [upstream], grad_outputs=selector, retain_graph=True, allow_unused=True)
-        yield column, grad
+    Columns share one vmapped backward pass (`is_grads_batched`) while their gradients stay under
+    `max_elements`; on CPU, larger maps go one plain backward pass per column, which beat one vmapped pass
+    over all columns by 1.5–3× on the blocks measured (small maps are the other way round: per-pass overhead)."""
+    n_columns = maxima.shape[1]
+    chunk = max(1, min(n_columns, max_elements // max(upstream.numel(), 1)))
+    for start in range(0, n_columns, chunk):
+        columns = np.arange(start, min(start + chunk, n_columns))
+        selector = torch.zeros((len(columns),) + tuple(maxima.shape), device=maxima.device, dtype=maxima.dtype)
+        selector[torch.arange(len(columns)), :, torch.from_numpy(columns)] = 1.0
+        if len(columns) == 1:
+            (grad,) = torch.autograd.grad(maxima, [upstream], grad_outputs=selector[0], retain_graph=True,
+                                          allow_unused=True)
+            yield columns, None if grad is None else grad[None]
+        else:
+            (grads,) = torch.autograd.grad(maxima, [upstream], grad_outputs=selector, retain_graph=True,
+                                           is_grads_batched=True, allow_unused=True)
+            yield columns, grads
 
 
 def node_edges(nodes: list[dict], layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],

@@ -33,20 +33,23 @@ class Box:
 
 
 def receptive_fields(model: nn.Module, layers: list[Layer], example: torch.Tensor) -> list[tuple[int, int]]:
-    """(height, width) in input pixels that one central unit of each layer depends on."""
+    """(height, width) in input pixels that one central unit of each layer depends on (one forward pass, a
+    backward pass per layer)."""
+    captured = {}
+    image = (torch.randn_like(example) * 0.1 + example).requires_grad_(True)
     sizes = []
-    for index in range(len(layers)):
-        captured = {}
-        image = (torch.randn_like(example) * 0.1 + example).requires_grad_(True)
-        with LayerCapture(model, layers, captured.__setitem__, [index], isolate=True), torch.enable_grad():
-            model(image)
+    with LayerCapture(model, layers, captured.__setitem__, isolate=True), torch.enable_grad():
+        model(image)
+        for index in range(len(layers)):
             feature = captured[index]
-            feature[0, :, feature.shape[2] // 2, feature.shape[3] // 2].sum().backward()
-        touched = (image.grad[0].abs().sum(0) > 0).nonzero()
-        if len(touched) == 0:
-            sizes.append((example.shape[2], example.shape[3]))
-        else:
-            sizes.append((int(touched[:, 0].max() - touched[:, 0].min() + 1), int(touched[:, 1].max() - touched[:, 1].min() + 1)))
+            (grad,) = torch.autograd.grad(feature[0, :, feature.shape[2] // 2, feature.shape[3] // 2].sum(), image,
+                                          retain_graph=True, allow_unused=True)
+            touched = (grad[0].abs().sum(0) > 0).nonzero() if grad is not None else torch.empty(0, 2)
+            if len(touched) == 0:
+                sizes.append((example.shape[2], example.shape[3]))
+            else:
+                sizes.append((int(touched[:, 0].max() - touched[:, 0].min() + 1),
+                              int(touched[:, 1].max() - touched[:, 1].min() + 1)))
     return sizes
 
 

@@ -17,6 +17,7 @@ from .errors import NeuroCartoError
 from .run import PreparedRun, prepare
 from .stages import STAGES
 from .store import Store
+from .threads import limit_threads
 
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 
@@ -82,6 +83,7 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
     manifest; the others join the sharded stages (pass 1, graphs) and return None.
     """
     wanted = wanted_stages(stages)
+    limit_threads()
     group = distributed.join(execution.device)
     try:
         execution = replace(execution, device=distributed.device_for(group, execution.device))

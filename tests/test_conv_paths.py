@@ -89,20 +89,21 @@ def test_every_feed_type_equals_autograd_and_others_keep_it():
         "grouped": ("gelu", False), "dilated": ("hardswish", False), "residual": None}
 
 
-@pytest.mark.parametrize("spec, size", [(None, 28), ("googlenet", 64)])
+@pytest.mark.parametrize("spec, size", [(None, 28), ("googlenet", 32), ("vgg11", 32)])
 def test_inception_feeds_equal_autograd(spec, size):
     loaded = load_model(spec, image_size=size)
     channels_in = 1 if spec is None else 3
     example = torch.randn(1, channels_in, size, size)
     layers = resolve_layers(loaded, None, example)
     rng = np.random.default_rng(0)
-    channels = {i: np.sort(rng.choice(layer.channels, min(20, layer.channels), replace=False))
+    channels = {i: np.sort(rng.choice(layer.channels, min(8, layer.channels), replace=False))
                 for i, layer in enumerate(layers)}
     torch.manual_seed(0)
-    images = [torch.randn(8, channels_in, size, size) for _ in range(2)]
+    images = [torch.randn(6, channels_in, size, size) for _ in range(2)]
     feeds, paths = compare(loaded.module, layers, example, images, channels)
-    closed_form = sum(paths.path(k) is not None for k in range(len(feeds)))
-    assert closed_form >= len(feeds) - 2, f"{closed_form} of {len(feeds)} feeds in closed form"
+    used = [k for k in range(len(feeds)) if not paths.pending(k)]
+    closed_form = [k for k in used if paths.path(k) is not None]
+    assert len(closed_form) >= len(used) - 1, f"{len(closed_form)} of {len(used)} feeds in closed form"
 
 
 def test_a_path_that_fails_on_a_later_batch_goes_back_to_autograd():

@@ -97,3 +97,13 @@ def test_default_weights_that_cannot_be_fetched_say_what_to_do(monkeypatch, tmp_
     monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)   # never touch the network
     with pytest.raises(NeuroCartoError, match=r"--weights DEFAULT for resnet18.*hub cache.*--weights PATH"):
         load_model("resnet18", "DEFAULT")
+
+
+@pytest.mark.parametrize("name, size, message", [
+    ("inception_v3", 32, r"failed on a probe batch of shape \[2, 3, 32, 32\].*--image-size"),
+    ("maxvit_t", 64, r"torchvision cannot build maxvit_t for --image-size 64.*partition size.*224 always works"),
+])
+def test_an_image_size_a_model_cannot_take_names_the_choice(name, size, message):
+    with pytest.raises(NeuroCartoError, match=message):
+        loaded = load_model(name, image_size=size)
+        resolve_layers(loaded, None, torch.randn(1, 3, size, size))
