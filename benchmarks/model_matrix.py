@@ -44,20 +44,20 @@ def precompute_one(model: str, data: str | None, images: int, size: int | None, 
             "seconds": {name: stage["seconds"] for name, stage in manifest["stages"].items()}}
 
 
-INTRO = """# Models: every torchvision classifier, and timm's
+INTRO = """# Models: torchvision's classifiers, and timm's
 
-Every classification model `torchvision.models.list_models(module=torchvision.models)` lists, through
-every stage (pass 1, cluster, embed, graph, patches) with its default layer map, random weights
-(seeded), on {images} Fashion-MNIST images at the smallest input side among 64, 96 and 224 that the
-model builds and runs with (ViTs are built for that size; MaxViT needs 224), keeping the top 4
-images per neuron, 1 patch of 32², 2 embedding epochs and graph nodes from the top 2 % of each layer
-(a smoke run of every code path, not a study). Then timm
-models with random weights and default parameters on {timm_images} images of an image folder (Fashion-MNIST test images written as PNGs
-in class folders) at 224². All run in one process on 2 CPU cores; the first model's wall time includes
-numba's first-use compilation.
+Classification models of torchvision, each through every stage (pass 1, cluster, embed, graph, patches)
+with its default layer map and random weights (seeded), on {images} images of --data (here three
+Fashion-MNIST classes, Trouser, Sneaker and Bag, written as PNGs in class folders), at the smallest
+input side among 64, 96 and 224 that the model builds and runs with (ViTs are built for that size;
+MaxViT needs 224), keeping the top 4 images per neuron, 1 patch of 32², 2 embedding epochs and graph
+nodes from the top 2 % of each layer: a smoke run of every code path, not a study. Then timm models
+with random weights and default parameters on {timm_images} images of an image folder (Fashion-MNIST
+test images in class folders) at 224². All run in one process on 2 CPU cores; the first model's wall
+time includes numba's first-use compilation.
 
 ```bash
-python benchmarks/model_matrix.py --out docs/models.md --timm-folder FOLDER   # pip install timm
+python benchmarks/model_matrix.py --data FOLDER --out docs/models.md [--only NAME …] [--timm-folder FOLDER]
 ```
 
 Layouts: `nchw` feature maps, `nhwc` channels-last maps (Swin), `tokens` transformer tokens on the
