@@ -147,7 +147,7 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
         images = images.to(device).requires_grad_(bool(autograd))
         with torch.set_grad_enabled(bool(autograd)):
             model(images)
-            maxima = {i: maps[i].flatten(2).amax(dim=2) for i in channels}
+            maxima = {i: maps[i].flatten(2).amax(dim=2) for i in {feed.downstream for _, feed, _, _ in autograd}}
             for k, feed, rows, chosen in autograd:
                 batch_sums = np.zeros((len(rows), layers[feed.upstream].channels))
                 upstream, activation = capture.raw[feed.upstream], maps[feed.upstream].detach()
