@@ -1,6 +1,7 @@
 """Similar-neuron search at scale: numba MinHash + LSH + verification vs exact all-pairs vs datasketch.
 
     python benchmarks/clustering_scale.py [--sizes 10000 100000 1000000] [--datasketch-max 100000]
+                                          [--floor-sizes 100000 1000000]
 
 Synthetic neurons with k = 100 top images out of 1.28M image ids: planted groups of 5–10
 members (each keeps 55–90 of its group's 100 core images, so member pairs span Jaccard ~0.2–0.8)
@@ -9,6 +10,12 @@ candidates, verification), candidates per neuron (linear growth ⇔ constant), r
 with Jaccard ≥ 0.3; exact all-pairs by sparse A·Aᵀ where it still runs; datasketch's MinHashLSH
 (threshold 0.3, 128 permutations) where it is not too slow. Recall is against exact all-pairs
 where it ran, else against the planted pairs measured exactly (random singletons never reach 0.3).
+
+Then the concept hierarchy at the floor J = 0.05, as the cluster stage builds it: neurons in layers of
+1,024 (candidates share a layer), planted groups inside a layer whose members keep 8–90 of their core's
+100 images (pair Jaccard from ~0.03 to ~0.8); signatures, candidates and verification at the floor's
+banding, then the average-linkage merge order. Recall at the floor: the share of planted pairs with
+J ≥ 0.05 that are verified (random pairs share ~0.008 images and never reach it).
 """
 from __future__ import annotations
 
@@ -17,13 +24,16 @@ import time
 
 import numpy as np
 
-from neurocarto.cluster import Banding, exact_similar_pairs, lsh_candidates, minhash_signatures, pair_jaccard
+from neurocarto.cluster import (Banding, exact_similar_pairs, linkage_merges, lsh_candidates, minhash_signatures,
+                                pair_jaccard)
 
-K, N_IMAGES, THRESHOLD = 100, 1_280_000, 0.3
+K, N_IMAGES, THRESHOLD, FLOOR, LAYER = 100, 1_280_000, 0.3, 0.05, 1024
 
 
-def synthetic(n_neurons: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(neurons × K image ids, planted pair first, planted pair second)."""
+def synthetic(n_neurons: int, seed: int = 0, kept: tuple[int, int] = (55, 91),
+              layer: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(neurons × K image ids, planted pair first, planted pair second); with `layer`, no planted group
+    crosses a boundary between blocks of that many neurons."""
     rng = np.random.default_rng(seed)
     sets = rng.integers(0, N_IMAGES, size=(n_neurons, K), dtype=np.int64)
     n_grouped = n_neurons // 2
@@ -32,9 +42,13 @@ def synthetic(n_neurons: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
     first, second, start = [], [], 0
     cores = rng.integers(0, N_IMAGES, size=(len(sizes), K), dtype=np.int64)
     for group, size in enumerate(sizes):
+        if layer and start // layer != (start + size - 1) // layer:
+            start = (start // layer + 1) * layer
+        if start + size > n_neurons:
+            break
         members = np.arange(start, start + size)
         for member in members:
-            keep = rng.integers(55, 91)
+            keep = rng.integers(*kept)
             sets[member, :keep] = rng.choice(cores[group], keep, replace=False)
         a, b = np.triu_indices(size, k=1)
         first.append(members[a])
@@ -58,6 +72,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--exact-max", type=int, default=100_000)
     parser.add_argument("--datasketch-max", type=int, default=10_000)
+    parser.add_argument("--floor-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     args = parser.parse_args()
     banding = Banding.for_threshold(THRESHOLD)
     print(f"banding: {banding.bands} bands × {banding.rows} rows; P(candidate) at J = 0.2, 0.3, 0.5: "
@@ -90,6 +105,31 @@ def main() -> None:
         ours_time = t_signatures + t_candidates + t_verify
         print(f"| {size:,} | {ours_time:.1f} ({t_signatures:.1f} + {t_candidates:.1f} + {t_verify:.1f}) | "
               f"{len(first) / size:.2f} | {recall:.3f} of {len(truth):,} | {exact_time} | {sketch_time} |", flush=True)
+    if args.floor_sizes:
+        hierarchy_at_floor(args.floor_sizes)
+
+
+def hierarchy_at_floor(sizes: list[int]) -> None:
+    """Candidates, verification and the merge order down to the floor, per layer, as the cluster stage."""
+    banding = Banding.for_threshold(FLOOR)
+    print(f"\nfloor {FLOOR}: {banding.bands} bands × {banding.rows} rows, layers of {LAYER:,} neurons")
+    print("| neurons | signatures + candidates + verify + hierarchy (s) | candidates / neuron | recall (J ≥ 0.05) "
+          "| merges |")
+    print("|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        sets, planted_first, planted_second = synthetic(size, kept=(8, 91), layer=LAYER)
+        layers = np.arange(size) // LAYER
+        signatures, t_signatures = timed(lambda: minhash_signatures(sets, banding.hashes))
+        (first, second), t_candidates = timed(lambda: lsh_candidates(signatures, banding, layers))
+        jaccard, t_verify = timed(lambda: pair_jaccard(sets, first, second))
+        keep = jaccard >= FLOOR
+        merges, t_hierarchy = timed(lambda: linkage_merges(size, first[keep], second[keep], jaccard[keep], FLOOR))
+        planted_jaccard = pair_jaccard(sets, planted_first, planted_second)
+        truth = planted_first[planted_jaccard >= FLOOR] * size + planted_second[planted_jaccard >= FLOOR]
+        recall = np.isin(truth, first[keep] * size + second[keep]).mean()
+        total = t_signatures + t_candidates + t_verify + t_hierarchy
+        print(f"| {size:,} | {total:.1f} ({t_signatures:.1f} + {t_candidates:.1f} + {t_verify:.1f} + {t_hierarchy:.1f}) "
+              f"| {len(first) / size:.2f} | {recall:.3f} of {len(truth):,} | {len(merges):,} |", flush=True)
 
 
 def datasketch_pairs(sets: np.ndarray) -> set[tuple[int, int]]:

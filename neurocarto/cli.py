@@ -34,7 +34,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image-folder tree (root/<class>/<image>) or folder of Fashion-MNIST IDX files "
                              "(default: Fashion-MNIST)")
     parser.add_argument("--layers", default=None, help="comma-separated module names (default: the model's map)")
-    parser.add_argument("--top-k", type=int, default=100, help="top images kept per neuron (default 100)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="top images kept per neuron (default: 2·√images, between 100 and 1000)")
     parser.add_argument("--threshold", type=float, default=0.03,
                         help="cumulative share of a layer's channel maxima counted in A (default 0.03)")
     parser.add_argument("--max-images", type=int, default=None, help="a seeded sample of N images")
@@ -50,8 +51,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save pass 1's state every N batches (default 20)")
     parser.add_argument("--stages", default=None, metavar="S1,S2",
                         help="compute only these stages and what they need (pass1, cluster, embed, graph, patches)")
-    parser.add_argument("--cluster-threshold", type=float, default=0.3,
-                        help="Jaccard of top-k sets for similar neurons and the clustering cut (default 0.3)")
+    parser.add_argument("--cluster-threshold", type=cut_value, default=None, metavar="auto|J",
+                        help="where the concept hierarchy is cut: a mean Jaccard of top-k sets, or auto (default: "
+                             "each layer's own, from how much its neurons overlap with other layers')")
+    parser.add_argument("--cluster-floor", type=float, default=0.05,
+                        help="similar pairs and the hierarchy are kept down to this Jaccard (default 0.05)")
+    parser.add_argument("--cluster-min-coactive", type=float, default=0.25,
+                        help="keep pairs co-active on at least this share of their shared top images (default 0.25)")
+    parser.add_argument("--cluster-max-share", type=float, default=0.15,
+                        help="no cluster holds more than this share of its layer (default 0.15)")
     parser.add_argument("--cluster-method", default="lsh", choices=["lsh", "exact"],
                         help="candidate pairs by MinHash + LSH (default) or exact sparse all-pairs")
     parser.add_argument("--cluster-across-layers", action="store_true", help="cluster neurons of different layers together")
@@ -67,6 +75,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def cut_value(text: str) -> float | None:
+    """`auto` (None) or a number, for --cluster-threshold."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a number between the floor and 1") from None
+
+
 def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
     layers = None if args.layers is None else tuple(name.strip() for name in args.layers.split(",") if name.strip())
     if layers == ():
@@ -75,7 +93,9 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
     run = RunConfig(model=args.model, weights=args.weights, data=args.data, layers=layers, top_k=args.top_k,
                     threshold=args.threshold, max_images=args.max_images, seed=args.seed, amp=args.amp,
                     image_size=args.image_size,
-                    cluster=ClusterParams(threshold=args.cluster_threshold, method=args.cluster_method,
+                    cluster=ClusterParams(threshold=args.cluster_threshold, floor=args.cluster_floor,
+                                          min_coactive=args.cluster_min_coactive, max_share=args.cluster_max_share,
+                                          method=args.cluster_method,
                                           per_layer=not args.cluster_across_layers),
                     embed=EmbedParams(dimensions=args.embed_dimensions, epochs=args.embed_epochs,
                                       threads=args.embed_threads, projection_seed=args.projection_seed),
@@ -168,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = commands.add_parser("evaluate", help="score the run's clusters and embedding against baselines")
     add_cache_argument(evaluation)
     evaluation.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
-    evaluation.add_argument("--trials", type=int, default=20, help="intruder trials per cluster (default 20)")
+    evaluation.add_argument("--trials", type=int, default=100, help="intruder trials per cluster (default 100)")
+    evaluation.add_argument("--truth", choices=["held-out", "top-images"], default="held-out",
+                            help="Parts: read each neuron's part from a second sample (default) or, as before, "
+                                 "from the run's own top images")
+    evaluation.add_argument("--intruders", choices=["other-concept", "any"], default="other-concept",
+                            help="draw intruders among neurons of another part (default) or, as before, any")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
     evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
     args = parser.parse_args(argv)
@@ -194,7 +219,8 @@ def run_command(args: argparse.Namespace) -> None:
         print(f"wrote {len(written)} files to {args.out}")
     elif args.command == "evaluate":
         with Store(args.cache) as store:
-            result = evaluate_run(store, args.run, args.trials, seed=args.seed)
+            result = evaluate_run(store, args.run, args.trials, seed=args.seed, truth=args.truth,
+                                  intruders=args.intruders)
         print(format_report(result))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))

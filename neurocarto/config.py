@@ -15,24 +15,30 @@ DEFAULT_CACHE = Path("cache")
 class ClusterParams:
     """Neuron clustering (cluster.py, coactivation.py)."""
 
-    threshold: float = 0.3        # Jaccard of top-k sets: LSH target and average-linkage cut
-    recall: float = 0.97          # P(candidate) at the threshold, which sets the LSH banding
+    threshold: float | None = None  # the cut (average Jaccard of top-k sets); None: each layer's own, from its null
+    floor: float = 0.05           # similar pairs and the merge order are kept down to this Jaccard
+    null_quantile: float = 0.995  # a layer's cut: this quantile of Jaccard between its neurons and other layers'
+    max_share: float = 0.15       # no cluster holds more than this share of its layer
+    recall: float = 0.97          # P(candidate) at the floor, which sets the LSH banding
     max_hashes: int = 128
     per_layer: bool = True
     method: str = "lsh"           # lsh | exact (sparse all pairs)
     sample: int = 8               # shared top images checked per pair for co-activation
     active: float = 0.5           # active where a map reaches this share of its maximum
     overlap: float = 0.5          # co-active when the active places' Jaccard reaches this
-    min_coactive: float = 0.5     # keep pairs co-active on at least this share of the sample
+    min_coactive: float = 0.25    # keep pairs co-active on at least this share of the sample
     seed: int = 1
 
     def check(self) -> None:
         if self.method not in ("lsh", "exact"):
             raise NeuroCartoError(f"--cluster-method {self.method!r}: valid: lsh, exact")
-        for name in ("threshold", "recall", "active", "overlap", "min_coactive"):
+        for name in ("floor", "null_quantile", "max_share", "recall", "active", "overlap", "min_coactive"):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise NeuroCartoError(f"cluster {name} must be in (0, 1] (got {value})")
+        if self.threshold is not None and not self.floor <= self.threshold <= 1:
+            raise NeuroCartoError(f"--cluster-threshold {self.threshold}: the cut must be between the floor "
+                                  f"{self.floor} and 1, or auto (each layer's own)")
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class RunConfig:
     weights: str | None = None
     data: str | None = None            # None: Fashion-MNIST
     layers: tuple[str, ...] | None = None
-    top_k: int = 100
+    top_k: int | None = None           # None: 2·√images, within [100, 1000] and at most a quarter of the images
     threshold: float = 0.03            # Summit's cumulative-share threshold for A
     max_images: int | None = None
     seed: int = 0
@@ -110,7 +116,7 @@ class RunConfig:
     patches: PatchParams = PatchParams()
 
     def check(self) -> None:
-        if self.top_k < 1:
+        if self.top_k is not None and self.top_k < 1:
             raise NeuroCartoError(f"--top-k must be at least 1 (got {self.top_k})")
         if not 0 < self.threshold <= 1:
             raise NeuroCartoError(f"--threshold must be in (0, 1] (got {self.threshold})")
@@ -125,6 +131,25 @@ class RunConfig:
         values = asdict(self)
         values["layers"] = list(self.layers) if self.layers else None
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """The config `as_dict` wrote (a manifest's `config`); unknown keys are ignored."""
+        nested = {"cluster": ClusterParams, "embed": EmbedParams, "graph": GraphParams, "patches": PatchParams}
+        known = {name: value for name, value in values.items() if name in cls.__dataclass_fields__}
+        for name, params in nested.items():
+            if name in known:
+                known[name] = params(**{k: v for k, v in known[name].items() if k in params.__dataclass_fields__})
+        if known.get("layers") is not None:
+            known["layers"] = tuple(known["layers"])
+        return cls(**known)
+
+
+def default_top_k(n_images: int) -> int:
+    """Top images per neuron when not given: 2·√images within [100, 1000], and at most a quarter of the
+    images. Two detectors of one concept draw their top sets from the same pool of its images; the larger
+    the pool, the more of it the sets must cover for their overlap to rise above sampling noise."""
+    return max(1, min(max(100, min(1000, round(2 * n_images ** 0.5))), n_images // 4))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from torch.nn import functional as F
 
 from .capture import ModuleCall
 
+MAX_WEIGHT_ELEMENTS = 2 ** 24   # convs whose dense (groups expanded) weight is larger keep autograd
+
 ACTIVATIONS = {"relu": F.relu, "identity": lambda y: y, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu,
                "hardswish": F.hardswish, "leaky_relu": F.leaky_relu}
 
@@ -88,7 +90,9 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor,
 
 def _convs_with_norms(model: nn.Module, calls: list[ModuleCall], after: int, before: int):
     """(position, name, conv, [norm or None, ...]) of every conv that forward() calls once, between the calls at
-    positions `after` and `before` (the upstream and the downstream layer)."""
+    positions `after` and `before` (the upstream and the downstream layer), whose dense weight stays under
+    MAX_WEIGHT_ELEMENTS (a grouped conv is expanded to dense form for the closed form: RegNet's widest grouped
+    convs would take gigabytes)."""
     modules = dict(model.named_modules())
     times_called: dict[str, int] = {}
     for call in calls:
@@ -97,7 +101,8 @@ def _convs_with_norms(model: nn.Module, calls: list[ModuleCall], after: int, bef
         call = calls[position]
         conv = modules[call.module]
         if not (isinstance(conv, nn.Conv2d) and times_called[call.module] == 1 and conv.padding_mode == "zeros"
-                and not isinstance(conv.padding, str) and not conv.training):
+                and not isinstance(conv.padding, str) and not conv.training
+                and conv.out_channels * conv.in_channels * conv.weight[0, 0].numel() <= MAX_WEIGHT_ELEMENTS):
             continue
         norms = [None]
         norm = _next_norm(modules, calls, position, conv.out_channels)
@@ -121,28 +126,32 @@ def _next_norm(modules: dict[str, nn.Module], calls: list[ModuleCall], position:
     return None
 
 
-def _bottleneck(name: str, conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> Bottleneck:
-    weight, bias = _folded(conv, norm)
-    return Bottleneck(name, weight.flatten(1), bias)
-
-
-def candidate_paths(model: nn.Module, calls: list[ModuleCall], after: int, before: int, channels: int
-                    ) -> list[ConvPath]:
+def candidate_paths(model: nn.Module, calls: list[ModuleCall], after: int, before: int, channels: int,
+                    folded: dict | None = None) -> list[ConvPath]:
     """Possible paths to `channels` channels of the layer called at position `before` from the layer called at
     `after`: convs called once in between, with and without the batch norm called next, alone or after a 1×1
-    bottleneck; activations are left to `identify`."""
+    bottleneck; activations are left to `identify`. Each conv is folded with each norm once, in `folded`
+    (share it between calls for one model)."""
+    folded = {} if folded is None else folded
+
+    def fold(name: str, conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (name, id(norm))
+        if key not in folded:
+            folded[key] = _folded(conv, norm)
+        return folded[key]
+
     convs = list(_convs_with_norms(model, calls, after, before))
     candidates = []
     for position, name, conv, norms in convs:
         if conv.out_channels != channels:
             continue
         bottlenecks = [None] + [
-            _bottleneck(first_name, first, norm) for first_position, first_name, first, first_norms in convs
-            for norm in first_norms
+            Bottleneck(first_name, fold(first_name, first, norm)[0].flatten(1), fold(first_name, first, norm)[1])
+            for first_position, first_name, first, first_norms in convs for norm in first_norms
             if first_position < position and first.out_channels == conv.in_channels and first.groups == 1
             and first.kernel_size == (1, 1) and first.stride == (1, 1) and first.padding == (0, 0)]
         for norm in norms:
-            weight, bias = _folded(conv, norm)
+            weight, bias = fold(name, conv, norm)
             for bottleneck in bottlenecks:
                 candidates.append(ConvPath(name, weight, bias, tuple(conv.stride), tuple(conv.padding),
                                            tuple(conv.dilation), bottleneck=bottleneck))

@@ -12,7 +12,7 @@ images. Everything is read from the store; nothing is recomputed but the baselin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -45,6 +45,8 @@ class RunArrays:
     image_labels: np.ndarray
     class_names: list[str]
     cluster_labels: np.ndarray
+    merges: np.ndarray
+    caps: np.ndarray
     embedding: np.ndarray
     config: dict
 
@@ -63,7 +65,8 @@ def load_arrays(store: Store, reference: str) -> RunArrays:
         top_images=store.get_array(key, "top_images"), top_values=store.get_array(key, "top_values"),
         top_positions=store.get_array(key, "top_positions"), image_index=store.get_array(key, "image_index"),
         image_labels=store.get_array(key, "image_labels"), class_names=store.get_json(key, "class_names"),
-        cluster_labels=store.get_array(key, "cluster_labels"), embedding=store.get_array(key, "embedding"),
+        cluster_labels=store.get_array(key, "cluster_labels"), merges=store.get_array(key, "cluster_merges"),
+        caps=store.get_array(key, "cluster_caps"), embedding=store.get_array(key, "embedding"),
         config=manifest["config"])
 
 
@@ -137,14 +140,18 @@ def purity(labels: np.ndarray, concepts: np.ndarray) -> np.ndarray:
 
 
 def intruder_accuracy(labels: np.ndarray, concepts: np.ndarray, layer_of: np.ndarray, rng: np.random.Generator,
-                      trials: int = 20) -> float:
-    """3 members of a cluster (≥ 3) and 1 other neuron of its layer; the judge names the neuron whose
-    concept is rarest among the four (ties: a uniform guess among them). Expected accuracy."""
+                      trials: int = 50, other_concept: bool = True) -> float:
+    """3 members of a cluster (≥ 3) and 1 other neuron of its layer, the intruder; the judge names the
+    neuron whose concept is rarest among the four (ties: a uniform guess among them). Expected accuracy.
+    With `other_concept`, as in word-intrusion tests, the intruder's concept is not the cluster's
+    majority concept (else a perfect cluster could score 1/4: there is nothing to tell)."""
     scores = []
     for group in groups_of(labels):
         if len(group) < 3:
             continue
         others = np.setdiff1d(np.flatnonzero(layer_of == layer_of[group[0]]), group)
+        if other_concept:
+            others = others[concepts[others] != np.bincount(concepts[group]).argmax()]
         if not len(others):
             continue
         for _ in range(trials):
@@ -254,31 +261,107 @@ def _mean(values) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _part_maps(arrays: RunArrays) -> np.ndarray | None:
-    """Part maps of the run's top images (indexed by run image id), if the run is on Parts data."""
-    if not arrays.data or not (arrays.data == "parts" or arrays.data.startswith("parts:")):
-        return None
+CUTS = (0.05, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+
+
+def _part_maps(spec: str, top_images: np.ndarray, image_index: np.ndarray) -> np.ndarray:
+    """Part maps of a Parts run's top images, indexed by run image id."""
     from .zoo.parts import SIZE, PartsDataset
 
-    dataset = PartsDataset.from_spec(arrays.data)
-    maps = np.zeros((len(arrays.image_index), SIZE, SIZE), dtype=np.uint8)
-    for image in np.unique(arrays.top_images):
-        maps[image] = dataset.part_map(int(arrays.image_index[image]))
+    dataset = PartsDataset.from_spec(spec)
+    maps = np.zeros((len(image_index), SIZE, SIZE), dtype=np.uint8)
+    for image in np.unique(top_images):
+        maps[image] = dataset.part_map(int(image_index[image]))
     return maps
 
 
-def evaluate_run(store: Store, reference: str, trials: int = 20, repeats: int = 10, seed: int = 0) -> dict:
-    """Every score of the report, ours and the baselines, as a dict (see `format_report`)."""
+def is_parts(data: str | None) -> bool:
+    return bool(data) and (data == "parts" or data.startswith("parts:"))
+
+
+def held_out_spec(data: str) -> str:
+    """Another sample of the same Parts distribution: as many images, the next seed."""
+    from .zoo.parts import PartsDataset
+
+    dataset = PartsDataset.from_spec(data)
+    return f"parts:{dataset.n_images}:{dataset.seed + 1}"
+
+
+def held_out_concepts(store: Store, arrays: RunArrays, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron's part read from images the clustering never saw: pass 1 of the same model and layers on
+    the Parts sample `spec` (computed once into the store), then the part under its argmax there."""
+    from .config import ExecutionConfig, RunConfig
+    from .pipeline import precompute
+
+    config = RunConfig.from_dict(arrays.config)
+    held_out = replace(config, data=spec, max_images=None, top_k=None, name=f"{arrays.name}-held-out")
+    manifest = precompute(held_out, ExecutionConfig(cache=store.directory, progress=False), log=lambda _: None,
+                          stages=["pass1"])
+    key = manifest["key"]
+    if manifest["counts"]["neurons"] != len(arrays.layer_of):
+        raise NeuroCartoError(f"the held-out run {manifest['name']} has {manifest['counts']['neurons']} neurons, "
+                              f"this run {len(arrays.layer_of)}: rebuild it, or use --truth top-images")
+    top_images, top_values, top_positions = (store.get_array(key, name)
+                                             for name in ("top_images", "top_values", "top_positions"))
+    maps = _part_maps(spec, top_images, store.get_array(key, "image_index"))
+    return neuron_concepts(top_images, top_values, top_positions, arrays.layer_of, arrays.layers, maps)
+
+
+def clustered_share(labels: np.ndarray) -> float:
+    return float(sum(len(group) for group in groups_of(labels)) / len(labels))
+
+
+def cut_point(labels: np.ndarray, arrays: RunArrays, histograms: np.ndarray, truth: tuple | None,
+              rng: np.random.Generator, trials: int, other_concept: bool) -> dict:
+    """The scores of one grouping: on any data, and against the parts where they are known."""
+    groups = groups_of(labels)
+    sizes = np.bincount(arrays.layer_of)
+    point = {"clusters": len(groups), "clustered": clustered_share(labels),
+             "layers with clusters": len({int(arrays.layer_of[g[0]]) for g in groups}),
+             "largest share of a layer": max((len(g) / sizes[arrays.layer_of[g[0]]] for g in groups), default=0.0),
+             "class agreement": class_agreement(labels, histograms)}
+    if truth is not None:
+        concepts, clear = truth
+        in_cluster = labels >= 0
+        point.update({"coverage": float((in_cluster & clear).sum() / max(clear.sum(), 1)),
+                      "purity": _mean(purity(labels, concepts)),
+                      "intruder accuracy": intruder_accuracy(labels, concepts, arrays.layer_of, rng, trials,
+                                                             other_concept)})
+    return point
+
+
+def above_original(ours: list[dict], original: list[dict]) -> float | None:
+    """Smallest margin of our purity over the original's at each coverage the original reaches (ours
+    interpolated along our curve); None where our curve does not reach it."""
+    points = sorted((p["coverage"], p["purity"]) for p in ours if p["clusters"])
+    margins = []
+    for point in original:
+        if point["clusters"] and points and points[0][0] <= point["coverage"] <= points[-1][0]:
+            ours_at = np.interp(point["coverage"], [c for c, _ in points], [q for _, q in points])
+            margins.append(ours_at - point["purity"])
+    return float(min(margins)) if margins else None
+
+
+def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int = 10, seed: int = 0,
+                 truth: str = "held-out", intruders: str = "other-concept") -> dict:
+    """Every score of the report, ours and the baselines, as a dict (see `format_report`).
+
+    `truth` (Parts data): `held-out` reads each neuron's part from a second Parts sample, `top-images` from
+    the run's own top images (which the clustering also used). `intruders`: `other-concept` draws each
+    intruder among neurons of another concept than the cluster's, `any` among all other neurons."""
     if trials < 1:
         raise NeuroCartoError(f"--trials {trials}: the intruder test needs at least 1 trial per cluster")
+    if truth not in ("held-out", "top-images") or intruders not in ("other-concept", "any"):
+        raise NeuroCartoError(f"--truth {truth} --intruders {intruders}: valid: --truth held-out|top-images, "
+                              "--intruders other-concept|any")
     arrays = load_arrays(store, reference)
     rng = np.random.default_rng(seed)
     cluster_config, layer_of = arrays.config["cluster"], arrays.layer_of
     sets = clustering_sets(arrays.top_images, arrays.top_values, len(arrays.image_index))
     groups = layer_of if cluster_config["per_layer"] else np.zeros_like(layer_of)
+    default_cut = cluster_config["threshold"]
     groupings = {"ours": arrays.cluster_labels,
-                 "original (LSH buckets)": original_grouping(sets, groups, cluster_config["threshold"],
-                                                             cluster_config["seed"])}
+                 "original (LSH buckets)": original_grouping(sets, groups, default_cut or 0.3, cluster_config["seed"])}
     randoms = [random_grouping(arrays.cluster_labels, layer_of, rng) for _ in range(repeats)]
     params = EmbedParams(**{k: v for k, v in arrays.config["embed"].items() if k in EmbedParams.__dataclass_fields__})
     offsets, words = embed.image_sentences(sets)
@@ -286,7 +369,9 @@ def evaluate_run(store: Store, reference: str, trials: int = 20, repeats: int = 
                   "original update rule": original_rule_embedding(offsets, words, len(layer_of), params),
                   "random": rng.normal(size=arrays.embedding.shape)}
     result = {"run": arrays.name, "key": arrays.key, "neurons": len(layer_of),
-              "clusters": {name: len(groups_of(labels)) for name, labels in groupings.items()}}
+              "clusters": {name: len(groups_of(labels)) for name, labels in groupings.items()},
+              "cut": "automatic" if default_cut is None else default_cut,
+              "definitions": {"truth": truth, "intruders": intruders, "trials": trials}}
 
     histograms = class_histograms(arrays.top_images, arrays.top_values, arrays.image_labels, len(arrays.class_names))
     agreement = {name: class_agreement(labels, histograms) for name, labels in groupings.items()}
@@ -297,12 +382,18 @@ def evaluate_run(store: Store, reference: str, trials: int = 20, repeats: int = 
         "cluster class agreement": agreement,
         "embedding": {name: embedding_scores(vectors[fired], dominant[fired]) for name, vectors in embeddings.items()}}
 
-    maps = _part_maps(arrays)
-    if maps is not None:
+    truth_arrays = None
+    if is_parts(arrays.data):
         from .zoo.parts import OBJECT_OF_PART, PART_NAMES
 
-        concepts, dominance = neuron_concepts(arrays.top_images, arrays.top_values, arrays.top_positions, layer_of,
-                                              arrays.layers, maps)
+        if truth == "held-out":
+            concepts, dominance = held_out_concepts(store, arrays, held_out_spec(arrays.data))
+        else:
+            maps = _part_maps(arrays.data, arrays.top_images, arrays.image_index)
+            concepts, dominance = neuron_concepts(arrays.top_images, arrays.top_values, arrays.top_positions,
+                                                  layer_of, arrays.layers, maps)
+        clear = (concepts > 0) & (dominance >= 0.5)
+        truth_arrays = (concepts, clear)
         per_layer = []
         for index, layer in enumerate(arrays.layers):
             in_layer = layer_of == index
@@ -314,19 +405,38 @@ def evaluate_run(store: Store, reference: str, trials: int = 20, repeats: int = 
             per_layer.append(row)
         purities = {name: _mean(purity(labels, concepts)) for name, labels in groupings.items()}
         purities["random groups"] = _mean([_mean(purity(labels, concepts)) for labels in randoms])
-        intruders = {name: intruder_accuracy(labels, concepts, layer_of, rng, trials) for name, labels in groupings.items()}
-        intruders["random groups"] = _mean([intruder_accuracy(labels, concepts, layer_of, rng, trials)
-                                            for labels in randoms[:3]])
-        clear = (concepts > 0) & (dominance >= 0.5)
+        other_concept = intruders == "other-concept"
+        intruder_scores = {name: intruder_accuracy(labels, concepts, layer_of, rng, trials, other_concept)
+                           for name, labels in groupings.items()}
+        intruder_scores["random groups"] = _mean([intruder_accuracy(labels, concepts, layer_of, rng, trials,
+                                                                    other_concept) for labels in randoms[:3]])
         neuron_ids = store.get_json(arrays.key, "neuron_ids")
         result["parts"] = {
             "neurons": [{"id": neuron_ids[n], "concept": PART_NAMES[concepts[n]], "dominance": round(float(dominance[n]), 3)}
                         for n in range(len(concepts))],
             "concepts": {PART_NAMES[p]: int((concepts[clear] == p).sum()) for p in range(1, len(PART_NAMES))},
             "neurons with a clear part": int(clear.sum()),
-            "purity": purities, "purity per layer": per_layer, "intruder accuracy": intruders,
+            "purity": purities, "purity per layer": per_layer, "intruder accuracy": intruder_scores,
             "embedding": {name: embedding_scores(vectors[clear], OBJECT_OF_PART[concepts[clear]], concepts[clear])
                           for name, vectors in embeddings.items()}}
+
+    other_concept = intruders == "other-concept"
+    floor = cluster_config["floor"]
+    merge_group = cluster.merge_groups(len(layer_of), arrays.merges, groups)
+    caps = arrays.caps[merge_group]
+    curves = {"ours": [], "original (LSH buckets)": []}
+    for cut in (t for t in CUTS if t >= floor):
+        labels = cluster.cut_labels(len(layer_of), arrays.merges, cut, caps)
+        curves["ours"].append({"cut": cut, **cut_point(labels, arrays, histograms, truth_arrays, rng, trials,
+                                                       other_concept)})
+        original = original_grouping(sets, groups, cut, cluster_config["seed"])
+        curves["original (LSH buckets)"].append({"cut": cut, **cut_point(original, arrays, histograms, truth_arrays,
+                                                                         rng, trials, other_concept)})
+    result["along the cut"] = curves
+    result["default cut"] = cut_point(arrays.cluster_labels, arrays, histograms, truth_arrays, rng, trials,
+                                      other_concept)
+    if truth_arrays is not None:
+        result["purity margin over the original"] = above_original(curves["ours"], curves["original (LSH buckets)"])
     return result
 
 
@@ -338,12 +448,17 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def format_report(result: dict) -> str:
     """The scores as Markdown tables."""
+    definitions = result["definitions"]
     blocks = [f"# Evaluation of {result['run']} ({result['key']}), {result['neurons']} neurons",
-              "clusters (≥ 2 neurons): " + ", ".join(f"{name} {count}" for name, count in result["clusters"].items())]
+              f"clusters (≥ 2 neurons) at the {result['cut']} cut: "
+              + ", ".join(f"{name} {count}" for name, count in result["clusters"].items())]
     parts = result.get("parts")
+    blocks.append(format_curves(result))
     if parts:
+        source = ("a second Parts sample the clustering never saw" if definitions["truth"] == "held-out"
+                  else "the run's own top images")
         blocks.append(f"## Ground truth (Parts)\n{parts['neurons with a clear part']} neurons have a clear part "
-                      "(the same part under the argmax for ≥ 50% of their top images): "
+                      f"(the same part under the argmax for ≥ 50% of their top images in {source}): "
                       + ", ".join(f"{name} {count}" for name, count in parts["concepts"].items()))
         names = list(parts["purity"])
         blocks.append("Cluster purity (share of members with the cluster's majority concept; mean over clusters)\n\n"
@@ -351,7 +466,10 @@ def format_report(result: dict) -> str:
                                [[row["layer"], row["clusters"]] + [row[n] for n in names]
                                 for row in parts["purity per layer"] if row["clusters"]]
                                + [["all layers", result["clusters"]["ours"]] + [parts["purity"][n] for n in names]]))
-        blocks.append("Intruder test (3 members + 1 other neuron of the layer; chance 0.25)\n\n"
+        intruder = ("another neuron of the layer whose part is not the cluster's"
+                    if definitions["intruders"] == "other-concept" else "any other neuron of the layer")
+        blocks.append(f"Intruder test (3 members + 1 intruder, {intruder}; {definitions['trials']} trials per "
+                      "cluster; chance 0.25)\n\n"
                       + _table(["grouping", "accuracy"], [[n, v] for n, v in parts["intruder accuracy"].items()]))
         blocks.append("Embedding: mean cosine of pairs of neurons with clear parts; neighbours = share of the 10 "
                       "nearest whose part belongs to the same object\n\n"
@@ -370,3 +488,23 @@ def format_report(result: dict) -> str:
                            [[n, s["same group"], s["other groups"], s["neighbours in group"], s["chance"]]
                             for n, s in proxy["embedding"].items()]))
     return "\n\n".join(blocks)
+
+
+def format_curves(result: dict) -> str:
+    """The default cut and both groupings along the cut, as one table."""
+    parts = "coverage" in result["default cut"]
+    columns = (["coverage", "purity", "intruder accuracy"] if parts else []) + \
+        ["clustered", "layers with clusters", "largest share of a layer", "class agreement", "clusters"]
+    rows = [["ours, default cut", "—"] + [result["default cut"][c] for c in columns]]
+    for name, points in result["along the cut"].items():
+        rows += [[name, point["cut"]] + [point[c] for c in columns] for point in points]
+    coverage = "coverage = share of neurons with a clear part that are in a cluster of ≥ 2; " if parts else ""
+    text = ("## Along the cut\nEach grouping cut at each mean Jaccard (the original: its LSH tuned to that "
+            f"threshold); {coverage}clustered = share of all neurons in a cluster of ≥ 2\n\n"
+            + _table(["grouping", "cut"] + columns, rows))
+    margin = result.get("purity margin over the original")
+    if margin is not None:
+        text += (f"\n\nOurs against the original at every coverage it reaches: purity higher by at least "
+                 f"{margin:.3f}" if margin > 0 else f"\n\nOurs is not purer than the original everywhere "
+                 f"(smallest margin {margin:.3f})")
+    return text

@@ -9,6 +9,9 @@ Writes into OUT:
   class_matrix.npz       class_matrix (classes × neurons, Summit's counts A), class_mean_maxima
   clusters.json          per cluster: id, layer(s), member ids, mean within-cluster Jaccard,
                          number of distinct top images
+  hierarchy.json         the concept hierarchy: every average-linkage merge down to the floor
+                         (a, b: a neuron id or "merge:R", the group merge R made; similarity; size),
+                         and the cut the clusters were read at (per layer: cut and size cap)
   embedding.npz          embedding (neurons × dims), projection (neurons × 2), neighbors and
                          neighbor_similarity (neurons × n, cosine, full dimension)
   graphs/CLASS.json      per class: nodes (id, layer, cluster, members, score) and edges
@@ -81,6 +84,7 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
                              "mean_jaccard": float(similarity[label]),
                              "top_images": int(image_offsets[label + 1] - image_offsets[label])})
         write_json("clusters.json", clusters)
+        write_json("hierarchy.json", hierarchy(store, key, manifest, neuron_ids))
     if _done(manifest, "embed"):
         write_npz("embedding.npz", ["embedding", "projection", "neighbors", "neighbor_similarity"])
     if _done(manifest, "graph"):
@@ -91,3 +95,21 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
                 node["listed"] = [neuron_ids[n] for n in node["listed"]]
             write_json(f"graphs/{label:04d}.json", {"class": name, **graph})
     return written
+
+
+def hierarchy(store: Store, key: str, manifest: dict, neuron_ids: list[str]) -> dict:
+    """The merge order and the cut of a clustered run, with readable ids."""
+    merges = store.get_array(key, "cluster_merges")
+    cuts, caps = store.get_array(key, "cluster_cuts"), store.get_array(key, "cluster_caps")
+    params = manifest["config"]["cluster"]
+    n = len(neuron_ids)
+
+    def name(item: float) -> str:
+        return neuron_ids[int(item)] if item < n else f"merge:{int(item) - n}"
+
+    layers = [layer["name"] for layer in manifest["layers"]]
+    per_group = layers if params["per_layer"] else ["all layers"]
+    return {"floor": params["floor"], "cut": "automatic" if params["threshold"] is None else params["threshold"],
+            "cuts": {group: {"cut": float(cut), "largest_cluster": int(cap)} for group, cut, cap in zip(per_group, cuts, caps)},
+            "merges": [{"a": name(a), "b": name(b), "similarity": float(similarity), "size": int(size)}
+                       for a, b, similarity, size in merges]}

@@ -72,11 +72,12 @@ class FeedPaths:
         self.decided: dict[int, ConvPath | None] = {}
         self.candidates: dict[int, list[ConvPath]] = {}
         position = {} if calls is None else {(call.module, call.call): i for i, call in enumerate(calls)}
+        folded: dict = {}           # each conv folded with its norm once for all feeds; undecided ones go later
         for k, feed in enumerate(feeds):
             layer, upstream = layers[feed.downstream], layers[feed.upstream]
             ends = position.get((upstream.module_name, upstream.call)), position.get((layer.module_name, layer.call))
             options = [] if None in ends or layer.layout != "nchw" or layer.item is not None else candidate_paths(
-                model, calls, ends[0], ends[1], feed.stop - feed.start)
+                model, calls, ends[0], ends[1], feed.stop - feed.start, folded)
             if options:
                 self.candidates[k] = options
             else:

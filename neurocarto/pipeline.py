@@ -96,16 +96,17 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
             group.barrier()     # leave together: a process that tears down while rank 0 works can abort
             return None
         with Store(execution.cache) as store:
-            manifest = _lead(run, store, config, execution, rebuild, log, wanted, group)
+            manifest = _lead(run, store, execution, rebuild, log, wanted, group)
         group.barrier()
         return manifest
     finally:
         distributed.leave(group)
 
 
-def _lead(run: PreparedRun, store: Store, config: RunConfig, execution: ExecutionConfig, rebuild: bool, log,
+def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: bool, log,
           wanted: set[str], group: distributed.Group) -> dict:
     """Rank 0's (or the only process's) part: the store, the manifest and every unsharded stage."""
+    config = run.config                 # with the defaults that depend on the data resolved (top-k)
     inputs = stage_inputs(config, run.key)
     if rebuild:
         store.delete_run(run.key)
@@ -159,15 +160,18 @@ def summary(manifest: dict) -> str:
              f"  {counts['images']} images ({counts['skipped']} unreadable, skipped), {counts['neurons']} neurons "
              f"in {len(manifest['layers'])} layers, {counts['classes']} classes"]
     clusters = {row["layer"]: row for row in stages.get("cluster", {}).get("per_layer", [])}
-    lines.append(f"    {'layer':<36} {'neurons':>7} {'map':>7} {'clusters':>8} {'clustered':>9} {'largest':>7}")
+    lines.append(f"    {'layer':<36} {'neurons':>7} {'map':>7} {'clusters':>8} {'clustered':>9} {'largest':>7} {'cut':>6}")
     for layer in manifest["layers"]:
         row = clusters.get(layer["name"], {})
+        cut = f"{row['cut']:.3f}" if row.get("cut") is not None else "-"
         lines.append(f"    {layer['name']:<36} {layer['channels']:>7} {str(layer['height']) + '×' + str(layer['width']):>7} "
-                     f"{row.get('clusters', '-'):>8} {row.get('clustered', '-'):>9} {row.get('largest', '-'):>7}")
+                     f"{row.get('clusters', '-'):>8} {row.get('clustered', '-'):>9} {row.get('largest', '-'):>7} {cut:>6}")
     if "cluster" in stages and stages["cluster"].get("status") == "done":
         c = stages["cluster"]
+        cut = "each layer's own cut" if c.get("cut") == "automatic" else f"cut {c.get('cut')}"
         lines.append(f"  clustering: {c['candidates']} LSH candidates, {c['verified_pairs']} verified pairs, "
-                     f"{c['coactive_pairs']} co-active, {c['clusters']} clusters")
+                     f"{c['coactive_pairs']} co-active, {c.get('merges', '-')} merges in the hierarchy, "
+                     f"{c['clusters']} clusters at {cut}")
     if "embed" in stages and stages["embed"].get("status") == "done":
         e = stages["embed"]
         lines.append(f"  embedding: {e['sentences']} sentences, loss per epoch {e['loss']}")

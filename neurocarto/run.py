@@ -5,13 +5,13 @@ parameters) before any long work, so bad input fails in seconds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import ExecutionConfig, RunConfig, stable_hash
+from .config import ExecutionConfig, RunConfig, default_top_k, stable_hash
 from .data import open_dataset, subsample
 from .errors import NeuroCartoError
 from .models import Layer, LoadedModel, load_model, resolve_layers
@@ -110,6 +110,8 @@ def prepare(config: RunConfig, execution: ExecutionConfig) -> PreparedRun:
     if len(dataset) == 0:
         raise NeuroCartoError(f"the dataset {dataset.describe()} has no images")
     indices = subsample(len(dataset), config.max_images, config.seed)
+    if config.top_k is None:
+        config = replace(config, top_k=default_top_k(len(indices)))
     if config.top_k > len(indices):
         raise NeuroCartoError(f"--top-k {config.top_k} is larger than the {len(indices)} images of this run: "
                               f"choose --top-k ≤ {len(indices)} or more images")

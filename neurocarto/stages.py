@@ -187,11 +187,11 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
     sets = clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
     groups = _layer_of_neuron(run) if params.per_layer else np.zeros(run.n_neurons, dtype=np.int64)
     if params.method == "exact":
-        first, second, jaccard = cluster.exact_similar_pairs(sets, params.threshold, groups)
+        first, second, jaccard = cluster.exact_similar_pairs(sets, params.floor, groups)
         candidates = len(first)
     else:
-        banding = cluster.Banding.for_threshold(params.threshold, params.recall, params.max_hashes)
-        first, second, jaccard, candidates = cluster.similar_pairs(sets, params.threshold, groups, banding, params.seed)
+        banding = cluster.Banding.for_threshold(params.floor, params.recall, params.max_hashes)
+        first, second, jaccard, candidates = cluster.similar_pairs(sets, params.floor, groups, banding, params.seed)
     progress.update()
     device = resolve_device(execution.device)
     rates = coactivation.coactivation_rates(
@@ -199,7 +199,13 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
         params.active, params.overlap, execution.batch_size, device, params.seed)
     progress.update()
     kept = rates >= params.min_coactive
-    labels = cluster.average_linkage(run.n_neurons, first[kept], second[kept], jaccard[kept], params.threshold)
+    merges = cluster.linkage_merges(run.n_neurons, first[kept], second[kept], jaccard[kept], params.floor)
+    layer_of = _layer_of_neuron(run)
+    cuts = (np.full(int(groups.max()) + 1, params.threshold) if params.threshold is not None else np.maximum(
+        cluster.null_cuts(sets, layer_of, groups, params.null_quantile, seed=params.seed), params.floor))
+    caps = np.floor(params.max_share * np.bincount(groups))
+    merge_group = cluster.merge_groups(run.n_neurons, merges, groups)
+    labels = cluster.cut_labels(run.n_neurons, merges, cuts[merge_group], caps[merge_group])
     progress.update()
     progress.close()
     members = [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]
@@ -212,15 +218,17 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
                         ("cluster_image_offsets", np.concatenate([[0], np.cumsum([len(u) for u in unions])]).astype(np.int64)),
                         ("cluster_images", np.concatenate(unions) if unions else np.empty(0, dtype=np.int64)),
                         ("pairs", np.stack([first, second]).T if len(first) else np.empty((0, 2), dtype=np.int64)),
-                        ("pair_jaccard", jaccard), ("pair_coactivation", rates)):
+                        ("pair_jaccard", jaccard), ("pair_coactivation", rates), ("cluster_merges", merges),
+                        ("cluster_cuts", cuts), ("cluster_caps", caps)):
         store.put_array(run.key, name, value)
-    layer_of = _layer_of_neuron(run)
     per_layer = []
     for index, layer in enumerate(run.layers):
         in_layer = [m for m in members if layer_of[m[0]] == index]
         per_layer.append({"layer": layer.name, "clusters": len(in_layer), "clustered": int(sum(len(m) for m in in_layer)),
-                          "largest": int(max((len(m) for m in in_layer), default=0))})
+                          "largest": int(max((len(m) for m in in_layer), default=0)),
+                          "cut": round(float(cuts[groups[layer_of == index][0]]), 4) if layer.channels else None})
     return {"candidates": int(candidates), "verified_pairs": int(len(first)), "coactive_pairs": int(kept.sum()),
+            "merges": len(merges), "cut": "automatic" if params.threshold is None else params.threshold,
             "clusters": len(members), "per_layer": per_layer}
 
 

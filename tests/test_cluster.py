@@ -4,8 +4,10 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from sklearn.metrics import adjusted_rand_score
 
-from neurocarto.cluster import (Banding, average_linkage, exact_similar_pairs, lsh_candidates, minhash_signatures,
-                                pair_jaccard, similar_pairs)
+from neurocarto import cluster
+from neurocarto.cluster import (Banding, cut_labels, exact_similar_pairs, linkage_merges,
+                                lsh_candidates, merge_groups, minhash_signatures, null_cuts, pair_jaccard,
+                                similar_pairs)
 
 
 def planted_sets(n_groups: int, group_size: int, n_singletons: int, k: int = 100, keep: int = 80,
@@ -143,3 +145,103 @@ def test_average_linkage_merges_a_clique_and_counts_missing_pairs_as_zero():
     similarity = np.array([0.9, 0.9, 0.9, 0.5])
     labels = average_linkage(4, first, second, similarity, 0.3)
     assert labels[0] == labels[1] == labels[2] and labels[3] == -1   # 3 joins at mean 0.5/3 < 0.3
+
+
+def average_linkage(n: int, first, second, similarity, threshold: float) -> np.ndarray:
+    """Labels at a cut of the merge order down to that cut."""
+    return cut_labels(n, linkage_merges(n, first, second, similarity, threshold), threshold)
+
+
+def brute_force_average_linkage(similarity: np.ndarray, threshold: float) -> list[frozenset]:
+    """Average linkage on a dense matrix: merge the pair of groups with the highest mean similarity
+    while it is ≥ threshold. O(n³), for small n."""
+    groups = [[i] for i in range(len(similarity))]
+    while True:
+        best, pair = threshold, None
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                mean = similarity[np.ix_(groups[a], groups[b])].mean()
+                if mean >= best:
+                    best, pair = mean, (a, b)
+        if pair is None:
+            return sorted(frozenset(g) for g in groups if len(g) > 1)
+        a, b = pair
+        groups[a] += groups.pop(b)
+
+
+def partition(labels: np.ndarray) -> list[frozenset]:
+    return sorted(frozenset(np.flatnonzero(labels == label).tolist()) for label in np.unique(labels[labels >= 0]))
+
+
+def random_graph(n: int, density: float, seed: int):
+    rng = np.random.default_rng(seed)
+    first, second = np.triu_indices(n, k=1)
+    keep = rng.random(len(first)) < density
+    first, second = first[keep], second[keep]
+    similarity = rng.uniform(0.05, 0.9, len(first))
+    dense = np.zeros((n, n))
+    dense[first, second] = dense[second, first] = similarity
+    return first, second, similarity, dense
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dense_up_to", [4096, 3])       # 3: every component of more than 3 through the heap
+def test_a_cut_of_the_merge_order_is_average_linkage_at_that_threshold(seed, dense_up_to, monkeypatch):
+    monkeypatch.setattr(cluster, "DENSE_COMPONENT", dense_up_to)
+    first, second, similarity, dense = random_graph(24, 0.3 if seed % 2 else 0.08, seed)
+    merges = linkage_merges(24, first, second, similarity, floor=0.05)
+    assert np.all(np.diff(merges[:, 2]) <= 1e-12)           # no inversions: similarities never increase
+    for threshold in (0.05, 0.1, 0.2, 0.3, 0.5):
+        assert partition(cut_labels(24, merges, threshold)) == brute_force_average_linkage(dense, threshold)
+
+
+def test_merge_rows_name_items_and_earlier_groups():
+    # two cliques {0,1,2} (0.9) and {3,4} (0.8), joined weakly by one pair (0.3)
+    first, second = np.array([0, 0, 1, 3, 2]), np.array([1, 2, 2, 4, 3])
+    similarity = np.array([0.9, 0.9, 0.9, 0.8, 0.3])
+    merges = linkage_merges(5, first, second, similarity, floor=0.01)
+    assert merges[:, 3].tolist() == [2, 3, 2, 5]                         # sizes
+    assert set(merges[-1, :2].tolist()) == {5 + 1, 5 + 2}                # the last joins rows 1 and 2
+    assert merges[-1, 2] == pytest.approx(0.3 / 6)                       # one pair of six counts
+    assert partition(cut_labels(5, merges, 0.5)) == [frozenset({0, 1, 2}), frozenset({3, 4})]
+    assert partition(cut_labels(5, merges, 0.01)) == [frozenset(range(5))]
+    assert partition(cut_labels(5, merges, 0.01, max_sizes=3)) == [frozenset({0, 1, 2}), frozenset({3, 4})]
+    assert (cut_labels(5, merges, 0.95) == -1).all()
+
+
+def test_a_cut_per_group_is_each_group_cut_alone():
+    first_a, second_a, similarity_a, _ = random_graph(12, 0.5, 1)
+    first_b, second_b, similarity_b, _ = random_graph(12, 0.5, 2)
+    first, second = np.r_[first_a, first_b + 12], np.r_[second_a, second_b + 12]
+    merges = linkage_merges(24, first, second, np.r_[similarity_a, similarity_b], floor=0.05)
+    groups = np.repeat([0, 1], 12)
+    rows = merge_groups(24, merges, groups)
+    labels = cut_labels(24, merges, np.array([0.2, 0.4])[rows])
+    alone_a = cut_labels(12, linkage_merges(12, first_a, second_a, similarity_a, 0.05), 0.2)
+    alone_b = cut_labels(12, linkage_merges(12, first_b, second_b, similarity_b, 0.05), 0.4)
+    assert partition(labels[:12]) == partition(alone_a)
+    assert [frozenset(i - 12 for i in g) for g in partition(np.where(groups == 1, labels, -1))] == partition(alone_b)
+
+
+def test_null_cuts_are_the_quantile_of_cross_layer_pairs():
+    rng = np.random.default_rng(0)
+    sets = np.stack([rng.choice(60, 10, replace=False) for _ in range(9)])
+    layer_of = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2])
+    cuts = null_cuts(sets, layer_of, layer_of, quantile=0.9, samples=10_000)
+    for layer in range(3):
+        inside, outside = np.flatnonzero(layer_of == layer), np.flatnonzero(layer_of != layer)
+        reference = [len(np.intersect1d(sets[a], sets[b])) / len(np.union1d(sets[a], sets[b]))
+                     for a in inside for b in outside]
+        assert cuts[layer] == pytest.approx(np.quantile(reference, 0.9), abs=1e-6)
+    one_layer = null_cuts(sets, np.zeros(9, dtype=int), np.zeros(9, dtype=int), quantile=0.5, samples=10_000)
+    within = [len(np.intersect1d(sets[a], sets[b])) / len(np.union1d(sets[a], sets[b]))
+              for a in range(9) for b in range(a + 1, 9)]
+    assert one_layer[0] == pytest.approx(np.quantile(within, 0.5), abs=1e-6)
+
+
+def test_null_cuts_sampled_match_the_exact_quantile():
+    sets, _ = planted_sets(20, 5, 300, k=50, keep=40, n_images=3000, seed=4)
+    layer_of = np.arange(len(sets)) % 4
+    exact = null_cuts(sets, layer_of, layer_of, quantile=0.99, samples=10 ** 6)
+    sampled = null_cuts(sets, layer_of, layer_of, quantile=0.99, samples=20_000)
+    np.testing.assert_allclose(sampled, exact, atol=0.01)

@@ -1,4 +1,6 @@
 """The coherence evaluation: each score against a hand-computed case, the Parts data, and the command."""
+import json
+
 import numpy as np
 import pytest
 
@@ -52,7 +54,15 @@ def test_purity_and_intruders_on_designed_clusters():
     rng = np.random.default_rng(0)
     assert intruder_accuracy(pure, concepts, layer_of, rng) == 1.0           # the odd concept is the intruder
     same = np.ones(10, dtype=int)
-    assert intruder_accuracy(pure, same, layer_of, rng) == pytest.approx(0.25)   # nothing to tell: a guess
+    assert intruder_accuracy(pure, same, layer_of, rng, other_concept=False) == pytest.approx(0.25)  # a guess
+    assert np.isnan(intruder_accuracy(pure, same, layer_of, rng))      # no intruder of another concept exists
+    # {1, 1, 2}: the intruder is never of the majority concept 1, so always a 2, which ties with the member 2
+    concepts = np.array([1, 1, 2, 1, 1, 1, 2, 2])
+    labels = np.array([0, 0, 0, -1, -1, -1, -1, -1])
+    assert intruder_accuracy(labels, concepts, np.zeros(8, dtype=int), rng) == pytest.approx(0.25)
+    # any intruder: a 1 (3 of 5) leaves the member 2 rarest (0); a 2 (2 of 5) ties all four (1/4): 0.1 expected
+    assert intruder_accuracy(labels, concepts, np.zeros(8, dtype=int), rng, trials=400,
+                             other_concept=False) == pytest.approx(0.1, abs=0.03)
 
 
 def test_embedding_scores_and_the_original_rule_recover_planted_cooccurrence():
@@ -99,18 +109,32 @@ def test_parts_images_are_reproducible_and_their_maps_match_the_drawing():
         PartsDataset.from_spec("parts:many")
 
 
+def _runs_json(cache) -> str:
+    from neurocarto.cli import run_rows
+    from neurocarto.store import Store
+
+    with Store(cache) as store:
+        return json.dumps([{k: v for k, v in row.items() if k in ("name", "data")} for row in run_rows(store)])
+
+
+def evaluate_run_json(cache, run: str, *flags: str) -> dict:
+    from neurocarto.cli import main
+
+    assert main(["evaluate", "--cache", str(cache), "--run", run, "--json", str(cache / "legacy.json"), *flags]) == 0
+    return json.loads((cache / "legacy.json").read_text())
+
+
 def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     from neurocarto.cli import main
     from neurocarto.config import ExecutionConfig, RunConfig
     from neurocarto.pipeline import precompute
 
-    manifest = precompute(RunConfig(model="parts-inception", data="parts:1800", top_k=30),
+    manifest = precompute(RunConfig(model="parts-inception", data="parts:1800"),
                           ExecutionConfig(cache=tmp_path, progress=False, batch_size=200), stages=["cluster", "embed"],
                           log=lambda _: None)
     assert main(["evaluate", "--cache", str(tmp_path), "--run", manifest["name"], "--json", str(tmp_path / "e.json")]) == 0
     report = capsys.readouterr().out
     assert "## Ground truth (Parts)" in report and "Intruder test" in report and "## Class-label proxy" in report
-    import json
 
     result = json.loads((tmp_path / "e.json").read_text())
     parts = result["parts"]
@@ -119,6 +143,15 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     assert len(clear) == parts["neurons with a clear part"] and ":" in clear[0]["id"]
     assert parts["purity"]["ours"] > parts["purity"]["random groups"] + 0.2
     assert parts["intruder accuracy"]["ours"] > parts["intruder accuracy"]["random groups"] + 0.2
+    # the truth came from a second sample (pass 1 only, stored as its own run), and the curve covers the cut
+    held_out = next(row for row in json.loads(_runs_json(tmp_path)) if row["name"].endswith("-held-out"))
+    assert held_out["data"].startswith("Parts (1800 generated images, seed 1)")
+    curve = result["along the cut"]["ours"]
+    assert [point["cut"] for point in curve] == [0.05, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
+    assert curve[0]["coverage"] >= curve[-1]["coverage"] and 0 < result["default cut"]["coverage"] <= 1
+    assert all(point["largest share of a layer"] <= 0.15 for point in curve)
+    legacy = evaluate_run_json(tmp_path, manifest["name"], "--truth", "top-images", "--intruders", "any")
+    assert legacy["definitions"] == {"truth": "top-images", "intruders": "any", "trials": 100}
     ours, random = parts["embedding"]["ours"], parts["embedding"]["random"]
     assert ours["neighbours in group"] > 2 * ours["chance"] and random["neighbours in group"] < 1.5 * random["chance"]
     assert main(["evaluate", "--cache", str(tmp_path), "--run", "nope"]) == 2

@@ -29,6 +29,25 @@ def test_export_writes_every_documented_file(small_fashion_run, tmp_path, capsys
     top = np.load(out / "top_images.npz")
     assert top["top_images"].shape == (n_neurons, 20) and len(top["image_index"]) == 600
     assert json.loads((out / "manifest.json").read_text())["key"] == manifest["key"]
+    hierarchy = json.loads((out / "hierarchy.json").read_text())
+    assert hierarchy["floor"] == 0.05 and hierarchy["cut"] == "automatic"
+    assert set(hierarchy["cuts"]) == {layer["name"] for layer in manifest["layers"]}
+    merges = hierarchy["merges"]
+    assert merges and all(a["similarity"] >= b["similarity"] for a, b in zip(merges, merges[1:]))
+    made = {f"merge:{row}" for row in range(len(merges))}
+    assert all(m[side] in made or m[side] in {row["id"] for row in rows} for m in merges for side in ("a", "b"))
+    # the clusters are the merges above each layer's cut and under its cap, replayed here
+    members_of: dict[str, set] = {}
+    applied: dict[str, set] = {}
+    for row, merge in enumerate(merges):
+        parts = [members_of.get(merge[side], {merge[side]}) for side in ("a", "b")]
+        members_of[f"merge:{row}"] = members = parts[0] | parts[1]
+        cut = hierarchy["cuts"][next(iter(members)).rpartition(":")[0]]
+        if merge["similarity"] >= cut["cut"] and merge["size"] <= cut["largest_cluster"]:
+            applied.pop(merge["a"], None)
+            applied.pop(merge["b"], None)
+            applied[f"merge:{row}"] = members
+    assert sorted(sorted(g) for g in applied.values()) == sorted(sorted(c["members"]) for c in clusters)
 
 
 def test_export_of_an_unknown_run_or_to_a_file_and_a_store_in_a_file_are_clear(small_fashion_run, tmp_path, capsys):
