@@ -122,3 +122,33 @@ def test_a_path_that_fails_on_a_later_batch_goes_back_to_autograd():
     exact, _ = channel_attributions(model, layers, feeds, channels, images)
     assert paths.path(0) is None
     np.testing.assert_allclose(fast[0], exact[0], rtol=1e-5, atol=1e-6)
+
+
+def test_convs_too_large_to_expand_keep_autograd_and_each_conv_is_folded_once(monkeypatch):
+    from neurocarto import conv_paths
+
+    torch.manual_seed(1)
+    model = randomised(Feeds())
+    example = torch.randn(1, 3, 16, 16)
+    loaded = LoadedModel("feeds", model, None, None, [], "random", "x")
+    names = ["stem", "strided", "pooled", "bottleneck", "grouped", "dilated", "residual"]
+    layers = resolve_layers(loaded, names, example)
+    feeds = feeding_map(model, layers)
+    folds = []
+    real_fold = conv_paths._folded
+    monkeypatch.setattr(conv_paths, "_folded", lambda conv, norm: folds.append((id(conv), id(norm))) or
+                        real_fold(conv, norm))
+    paths = FeedPaths(model, layers, feeds, record_calls(model, example))
+    assert folds and len(folds) == len(set(folds))          # shared across feeds and bottleneck options
+    grouped = next(k for k, feed in enumerate(feeds) if layers[feed.downstream].name == "grouped")
+    assert paths.pending(grouped)
+    # the grouped conv's dense weight is 6·9·3·3 = 486 elements: over a budget of 400 it keeps autograd
+    monkeypatch.setattr(conv_paths, "MAX_WEIGHT_ELEMENTS", 400)
+    small = FeedPaths(model, layers, feeds, record_calls(model, example))
+    assert not small.pending(grouped) and small.path(grouped) is None
+    channels = {i: np.arange(layer.channels) for i, layer in enumerate(layers)}
+    images = [torch.randn(4, 3, 16, 16)]
+    fast, _ = channel_attributions(model, layers, feeds, channels, images, paths=small)
+    exact, _ = channel_attributions(model, layers, feeds, channels, images)
+    for k in exact:
+        np.testing.assert_allclose(fast[k], exact[k], rtol=1e-4, atol=1e-6 * (np.abs(exact[k]).max() + 1e-12))
