@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import cluster, coactivation, embed, graph, patches
+from . import cluster, coactivation, embed, graph, hierarchy, patches
 from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
 from .distributed import Group
@@ -199,13 +199,13 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
         params.active, params.overlap, execution.batch_size, device, params.seed)
     progress.update()
     kept = rates >= params.min_coactive
-    merges = cluster.linkage_merges(run.n_neurons, first[kept], second[kept], jaccard[kept], params.floor)
+    merges = hierarchy.linkage_merges(run.n_neurons, first[kept], second[kept], jaccard[kept], params.floor)
     layer_of = _layer_of_neuron(run)
     cuts = (np.full(int(groups.max()) + 1, params.threshold) if params.threshold is not None else np.maximum(
-        cluster.null_cuts(sets, layer_of, groups, params.null_quantile, seed=params.seed), params.floor))
+        hierarchy.null_cuts(sets, layer_of, groups, params.null_quantile, seed=params.seed), params.floor))
     caps = np.floor(params.max_share * np.bincount(groups))
-    merge_group = cluster.merge_groups(run.n_neurons, merges, groups)
-    labels = cluster.cut_labels(run.n_neurons, merges, cuts[merge_group], caps[merge_group])
+    merge_group = hierarchy.merge_groups(run.n_neurons, merges, groups)
+    labels = hierarchy.cut_labels(run.n_neurons, merges, cuts[merge_group], caps[merge_group])
     progress.update()
     progress.close()
     members = [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]

@@ -4,10 +4,9 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from sklearn.metrics import adjusted_rand_score
 
-from neurocarto import cluster
-from neurocarto.cluster import (Banding, cut_labels, exact_similar_pairs, linkage_merges,
-                                lsh_candidates, merge_groups, minhash_signatures, null_cuts, pair_jaccard,
-                                similar_pairs)
+from neurocarto import hierarchy
+from neurocarto.cluster import Banding, exact_similar_pairs, lsh_candidates, minhash_signatures, pair_jaccard, similar_pairs
+from neurocarto.hierarchy import cut_labels, linkage_merges, merge_groups, null_cuts
 
 
 def planted_sets(n_groups: int, group_size: int, n_singletons: int, k: int = 100, keep: int = 80,
@@ -187,7 +186,7 @@ def random_graph(n: int, density: float, seed: int):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("dense_up_to", [4096, 3])       # 3: every component of more than 3 through the heap
 def test_a_cut_of_the_merge_order_is_average_linkage_at_that_threshold(seed, dense_up_to, monkeypatch):
-    monkeypatch.setattr(cluster, "DENSE_COMPONENT", dense_up_to)
+    monkeypatch.setattr(hierarchy, "DENSE_COMPONENT", dense_up_to)
     first, second, similarity, dense = random_graph(24, 0.3 if seed % 2 else 0.08, seed)
     merges = linkage_merges(24, first, second, similarity, floor=0.05)
     assert np.all(np.diff(merges[:, 2]) <= 1e-12)           # no inversions: similarities never increase

@@ -71,13 +71,18 @@ def compare(model, layers, example, images, channels):
     return feeds, paths
 
 
-def test_every_feed_type_equals_autograd_and_others_keep_it():
+def feeds_model():
+    """The Feeds model (randomised, seeded), an example input and its blocks as layers."""
     torch.manual_seed(1)
     model = randomised(Feeds())
     example = torch.randn(1, 3, 16, 16)
     loaded = LoadedModel("feeds", model, None, None, [], "random", "x")
     names = ["stem", "strided", "pooled", "bottleneck", "grouped", "dilated", "residual"]
-    layers = resolve_layers(loaded, names, example)
+    return model, example, resolve_layers(loaded, names, example)
+
+
+def test_every_feed_type_equals_autograd_and_others_keep_it():
+    model, example, layers = feeds_model()
     constant = torch.ones(2, 3, 16, 16)                   # flat maps: tied positive maxima
     images = [torch.cat([torch.randn(6, 3, 16, 16), constant]), torch.randn(5, 3, 16, 16)]
     channels = {i: np.arange(layer.channels) for i, layer in enumerate(layers)}
@@ -127,12 +132,7 @@ def test_a_path_that_fails_on_a_later_batch_goes_back_to_autograd():
 def test_convs_too_large_to_expand_keep_autograd_and_each_conv_is_folded_once(monkeypatch):
     from neurocarto import conv_paths
 
-    torch.manual_seed(1)
-    model = randomised(Feeds())
-    example = torch.randn(1, 3, 16, 16)
-    loaded = LoadedModel("feeds", model, None, None, [], "random", "x")
-    names = ["stem", "strided", "pooled", "bottleneck", "grouped", "dilated", "residual"]
-    layers = resolve_layers(loaded, names, example)
+    model, example, layers = feeds_model()
     feeds = feeding_map(model, layers)
     folds = []
     real_fold = conv_paths._folded

@@ -6,8 +6,9 @@ import pytest
 
 from neurocarto.config import EmbedParams
 from neurocarto.embed import image_sentences
-from neurocarto.evaluate import (class_agreement, class_histograms, embedding_scores, groups_of, intruder_accuracy,
-                                 neuron_concepts, original_grouping, original_rule_embedding, purity, random_grouping)
+from neurocarto.embedding_scores import embedding_scores, original_rule_embedding
+from neurocarto.evaluate import (class_agreement, class_histograms, groups_of, intruder_accuracy, neuron_concepts,
+                                 original_grouping, purity, random_grouping)
 from neurocarto.models import Layer
 from neurocarto.zoo.parts import OBJECT_OF_PART, PARTS_OF_CLASS, PartsDataset
 
