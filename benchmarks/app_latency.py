@@ -5,10 +5,11 @@
 For each run the real app (`python app.py --run KEY`) is started on 127.0.0.1 and driven by Playwright
 (Debian's Chromium): first render is the time from navigation until both views are drawn (the first
 load also loads the run into the server; later loads are warm). Then a user's interactions are played
-(class switch through the search box, hover and click a graph node, move the score slider, hover and
-click a projection point), every Dash callback request they cause is recorded, and each request is
-replayed --repeats times against the server: its p50/p95 is the server time of that callback
-(localhost round trip included). An interaction's time is the sum over the callbacks it causes.
+(class switch through the search box, hover and click a graph node, move the score slider, move the
+concept-granularity slider, hover and click a projection point), every Dash callback request they cause
+is recorded, and each request is replayed --repeats times against the server: its p50/p95 is the server
+time of that callback (localhost round trip included). A cut step is replayed at a different cut each
+time (0.05, 0.06, …), so every replay regroups the graph instead of hitting a cache. An interaction's time is the sum over the callbacks it causes.
 Baseline in the same run: the graph-node hover's projection request replayed as a whole-figure
 redraw, which is what every hover cost before overlays were sent as a Patch.
 The default run comes from the store under --cache (computed first if missing, ~4 min); the 100K-neuron
@@ -132,6 +133,11 @@ def record_interactions(browser, url: str, class_name: str) -> dict[str, list[st
         page.locator("#threshold [role=slider]").first.focus()
         page.keyboard.press("ArrowRight")
     act("slider step", slide)
+
+    def cut_step():
+        page.locator("#cut [role=slider]").first.focus()
+        page.keyboard.press("ArrowLeft")
+    act("cut step (a new cut each replay)", cut_step)
     px, py = point_position()
     act("hover projection point", lambda: page.mouse.move(px, py))
     act("click projection point", lambda: page.mouse.click(px, py))
@@ -140,11 +146,21 @@ def record_interactions(browser, url: str, class_name: str) -> dict[str, list[st
     return recorded
 
 
-def replay(base: str, body: str, repeats: int) -> tuple[list[float], int]:
+def with_cut(body: str, repeat: int) -> str:
+    """The request with the slider at another cut for every repeat (0.05, 0.06, …), so no cache answers it."""
+    request = json.loads(body)
+    for item in request.get("inputs", []) + request.get("state", []):
+        if isinstance(item, dict) and item.get("id") == "cut-choice" and item.get("property") == "data":
+            item["value"] = round(0.05 + 0.01 * (repeat % 56), 2)
+    return json.dumps(request)
+
+
+def replay(base: str, body: str, repeats: int, vary_cut: bool = False) -> tuple[list[float], int]:
     """Server round trips of one recorded callback request, in ms, and its response size."""
     times, size = [], 0
-    for _ in range(repeats + 1):
-        request = urllib.request.Request(base + "/_dash-update-component", data=body.encode(),
+    for repeat in range(repeats + 1):
+        data = with_cut(body, repeat) if vary_cut else body
+        request = urllib.request.Request(base + "/_dash-update-component", data=data.encode(),
                                          headers={"Content-Type": "application/json"})
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -174,7 +190,8 @@ def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repea
         rows.append(f"| {label} | first render in Chromium, warm (median of {loads - 1}) | | "
                     f"{statistics.median(renders[1:]):.0f} | | |")
         for interaction, bodies in record_interactions(browser, url, class_name).items():
-            per_callback = [(callback_name(body), *replay(server.base, body, repeats)) for body in bodies]
+            vary_cut = interaction.startswith("cut step")
+            per_callback = [(callback_name(body), *replay(server.base, body, repeats, vary_cut)) for body in bodies]
             totals = [sum(times[i] for _, times, _ in per_callback) for i in range(repeats)]
             worst = max(per_callback, key=lambda item: percentile(item[1], 0.95))
             rows.append(f"| {label} | {interaction} | {len(bodies)} | {percentile(totals, 0.5):.1f} | "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocarto import graph, stages
+from neurocarto import concept_graph, graph, stages
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.pipeline import precompute
 from neurocarto.run import prepare
@@ -79,12 +79,17 @@ def _class_graphs(run, store: Store, classes: list[int], execution: ExecutionCon
                                                                   "skipped")}
     feeds = feeding_map(model, run.layers)
     paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, run.load_images(np.array([0]))))
+    offsets = np.concatenate([[0], np.cumsum([layer.channels for layer in run.layers])])
+    layer_of = np.repeat(np.arange(len(run.layers)), [layer.channels for layer in run.layers])
+    labels = inputs["cluster_labels"]
     for label in classes:
         ids = stages._class_image_ids(inputs["image_labels"], inputs["skipped"], label, None, 0)
         batches = lambda ids=ids: (run.load_images(ids[s:s + 64]) for s in range(0, len(ids), 64))  # noqa: E731
-        store.put_json(run.key, f"graph/{label}", graph.class_graph(
-            model, run.layers, feeds, inputs["class_matrix"][label], inputs["cluster_labels"], batches, "cpu",
-            run.config.graph.top_fraction, run.config.graph.max_in_edges, paths))
+        chosen, weights, images = graph.class_weights(model, run.layers, feeds, inputs["class_matrix"][label], batches,
+                                                      "cpu", run.config.graph.top_fraction, paths)
+        store.put_json(run.key, f"graph/{label}", concept_graph.class_graph_at(
+            chosen, weights, images, [layer.name for layer in run.layers], offsets, layer_of, labels,
+            concept_graph.cluster_anchors(labels, layer_of), run.config.graph.max_in_edges))
 
 
 def edge_difference(first: dict, second: dict) -> float:

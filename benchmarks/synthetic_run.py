@@ -2,7 +2,7 @@
 
     python benchmarks/synthetic_run.py --cache /tmp/big --neurons 100000
 
-Shaped like a real run (same keys, dtypes and graph structure, nodes built by graph.class_nodes),
+Shaped like a real run (same keys, dtypes and graph structure, graphs built by concept_graph),
 with random content: layers of equal width, sparse class counts, small clusters, a blob projection,
 a few distinct patch images. Nothing here is a result; it only gives the views their real sizes.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from neurocarto.graph import class_nodes
+from neurocarto.concept_graph import WEIGHT_DTYPE, chosen_neurons, class_graph_at, cluster_anchors
+from neurocarto.hierarchy import cut_labels, linkage_merges
 from neurocarto.models import Layer
 from neurocarto.patches import pack
 from neurocarto.store import Store
@@ -46,20 +47,24 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
     key = f"synthetic{neurons}"
     layer_of = np.repeat(np.arange(n_layers), width)
 
-    # small clusters inside layers: a third of the neurons, in groups of 2-6
-    labels = np.full(neurons, -1, dtype=np.int64)
+    # small clusters inside layers: a third of the neurons, in groups of 2-6 at the run's cut, joined into
+    # larger ones below it (a real merge order of random similarities within each layer)
     clustered = rng.permutation(neurons)[: neurons // 3]
     clustered = clustered[np.argsort(layer_of[clustered], kind="stable")]
-    members, offsets, start = [], [0], 0
+    first, second, similarity, start = [], [], [], 0
     while start < len(clustered) - 1:
         size = int(rng.integers(2, 7))
         group = clustered[start:start + size]
         group = group[layer_of[group] == layer_of[group[0]]]
-        if len(group) >= 2:
-            labels[group] = len(offsets) - 1
-            members.extend(sorted(group.tolist()))
-            offsets.append(len(members))
+        for a, b in zip(group[:-1], group[1:]):
+            first.append(a), second.append(b), similarity.append(rng.uniform(0.5, 0.9))
+        if start and layer_of[clustered[start - 1]] == layer_of[group[0]]:   # a weak link to the previous group
+            first.append(clustered[start - 1]), second.append(group[0]), similarity.append(rng.uniform(0.1, 0.4))
         start += size
+    merges = linkage_merges(neurons, np.array(first), np.array(second), np.array(similarity), 0.05)
+    cuts = np.full(n_layers, 0.3)
+    caps = np.full(n_layers, float(width // 6))
+    labels = cut_labels(neurons, merges, 0.3, caps[0])
     centres = rng.normal(scale=8, size=(n_layers * 4, 2))
     projection = (centres[layer_of * 4 + rng.integers(0, 4, neurons)] + rng.normal(size=(neurons, 2))).astype(np.float32)
 
@@ -70,25 +75,27 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
         store.put_array(key, "projection", projection)
         store.put_array(key, "neighbors", rng.integers(0, neurons, (neurons, 20), dtype=np.int64))
         store.put_array(key, "cluster_labels", labels)
-        store.put_array(key, "cluster_offsets", np.array(offsets, dtype=np.int64))
-        store.put_array(key, "cluster_members", np.array(members, dtype=np.int64))
-        store.put_array(key, "cluster_similarity", rng.uniform(0.3, 0.8, len(offsets) - 1).astype(np.float32))
+        store.put_array(key, "cluster_merges", merges)
+        store.put_array(key, "cluster_cuts", cuts)
+        store.put_array(key, "cluster_caps", caps)
         store.put_array(key, "top_images", rng.integers(0, n_images, (neurons, top_k), dtype=np.int64))
+        store.put_array(key, "top_values", rng.uniform(0.1, 1, (neurons, top_k)).astype(np.float32))
         store.put_array(key, "image_labels", rng.integers(0, n_classes, n_images, dtype=np.int64))
+        offsets = np.arange(n_layers + 1) * width
+        anchors = cluster_anchors(labels, layer_of)
         for label in range(n_classes):
             row = np.zeros(neurons, dtype=np.int64)
             active = rng.choice(neurons, size=neurons // 300, replace=False)
             row[active] = rng.integers(1, 200, len(active))
-            nodes = class_nodes(row, layers, labels)
-            by_layer: dict[int, list[str]] = {}
-            for node in nodes:
-                by_layer.setdefault(node["layer_index"], []).append(node["id"])
-            edges = []
-            for node in nodes:
-                below = by_layer.get(node["layer_index"] - 1, [])
-                for source in rng.permutation(below)[:5]:
-                    edges.append({"source": str(source), "target": node["id"], "weight": float(rng.exponential())})
-            store.put_json(key, f"graph/{label}", {"nodes": nodes, "edges": edges, "images": 50})
+            chosen = chosen_neurons(row, [width] * n_layers, 0.1)
+            in_layer = [chosen["neuron"][layer_of[chosen["neuron"]] == layer] for layer in range(n_layers)]
+            pairs = [(u, d) for layer in range(1, n_layers) for d in in_layer[layer] for u in in_layer[layer - 1]]
+            weights = np.rec.fromarrays([[u for u, _ in pairs], [d for _, d in pairs],
+                                         rng.normal(0.2, 1, len(pairs))], dtype=WEIGHT_DTYPE)
+            store.put_array(key, f"graph_neurons/{label}", chosen)
+            store.put_array(key, f"graph_weights/{label}", weights)
+            store.put_json(key, f"graph/{label}", class_graph_at(
+                chosen, weights, 50, [layer.name for layer in layers], offsets, layer_of, labels, anchors))
         packs = _patch_packs(rng, 16, patches)
         for neuron in range(neurons):
             store.put_bytes(key, f"patches/{neuron}", packs[neuron % len(packs)])
@@ -100,7 +107,7 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
                      "classes": n_classes},
             "counts": {"images": n_images, "neurons": neurons, "classes": n_classes, "skipped": 0},
             "layers": [{"name": layer.name, "channels": width, "height": 7, "width": 7} for layer in layers],
-            "config": {"patches": {"per_neuron": patches}},
+            "config": {"patches": {"per_neuron": patches}, "cluster": {"per_layer": True, "floor": 0.05}},
             "stages": {name: {"status": "done"} for name in REQUIRED_STAGES},
         })
     return key

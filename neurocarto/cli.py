@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("--select", default=None, metavar="ID,ID",
                       help="graph nodes and/or one neuron to select, e.g. mixed4b:c0 or mixed4b:17")
     snap.add_argument("--threshold", type=float, default=0.0, help="graph nodes below this share of the best hide")
+    snap.add_argument("--cut", default="auto", metavar="auto|J",
+                      help="concept granularity: each layer's default cut (auto) or clusters joined at Jaccard ≥ J")
     snap.add_argument("--cascade", action="store_true", help="concept cascade from the last selected node")
     snap.add_argument("--style", choices=["screen", "paper"], default="screen",
                       help="paper: white background, larger fonts, no controls")
@@ -226,7 +228,7 @@ def run_command(args: argparse.Namespace) -> None:
             args.json.write_text(json.dumps(result, indent=2))
     elif args.command == "snapshot":
         request = SnapshotRequest(
-            run=args.run, class_name=args.class_name, threshold=args.threshold, cascade=args.cascade,
+            run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,
             select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
             paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale)
         print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")

@@ -25,6 +25,14 @@ from numba import prange
 HASH_MASK = np.uint64(0xFFFFFFFF)
 
 
+def clustering_sets(top_images: np.ndarray, top_values: np.ndarray, n_images: int) -> np.ndarray:
+    """Top-k sets for Jaccard: entries where the neuron did not fire (value ≤ 0) become ids unique to
+    that neuron, so silent neurons' arbitrary zero-valued top images never make them similar."""
+    n_neurons, k = top_images.shape
+    unique_ids = n_images + np.arange(n_neurons * k, dtype=np.int64).reshape(n_neurons, k)
+    return np.where(top_values > 0, top_images, unique_ids)
+
+
 @dataclass(frozen=True)
 class Banding:
     """LSH banding: `bands` × `rows` MinHash values; candidates collide in ≥ 1 band."""

@@ -23,7 +23,6 @@ from .embedding_scores import cosine, embedding_scores, original_rule_embedding
 from .config import EmbedParams
 from .errors import NeuroCartoError
 from .models import Layer
-from .stages import clustering_sets
 from .store import Store
 
 
@@ -284,7 +283,7 @@ def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int =
     arrays = load_arrays(store, reference)
     rng = np.random.default_rng(seed)
     cluster_config, layer_of = arrays.config["cluster"], arrays.layer_of
-    sets = clustering_sets(arrays.top_images, arrays.top_values, len(arrays.image_index))
+    sets = cluster.clustering_sets(arrays.top_images, arrays.top_values, len(arrays.image_index))
     groups = layer_of if cluster_config["per_layer"] else np.zeros_like(layer_of)
     default_cut = cluster_config["threshold"]
     groupings = {"ours": arrays.cluster_labels,

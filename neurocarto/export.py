@@ -93,6 +93,9 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
             for node in graph["nodes"]:
                 node["members"] = [neuron_ids[n] for n in node["members"]]
                 node["listed"] = [neuron_ids[n] for n in node["listed"]]
+            weights = store.get_array(key, f"graph_weights/{label}")
+            graph["neuron_edges"] = [{"source": neuron_ids[s], "target": neuron_ids[t], "weight": float(w)}
+                                     for s, t, w in zip(weights["source"], weights["target"], weights["weight"])]
             write_json(f"graphs/{label:04d}.json", {"class": name, **graph})
     return written
 

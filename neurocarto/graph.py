@@ -1,19 +1,13 @@
-"""Per-class cluster graphs: how the concepts of one layer drive those of the next.
+"""Per-class neuron-level edge weights: how the neurons of one layer drive those of the next.
 
-Reads the class matrix A, the clusters, the layers and their feeding map (`feeding.py`); gives,
-per class, nodes and weighted edges.
-- Nodes: in every layer, the neurons in the top `top_fraction` of that layer by A[class] (A > 0)
-  become nodes: as their cluster when they are in one (score = mean A of the members present,
-  members listed in descending A), as themselves otherwise.
-- Edges: from each node of a layer that feeds another to the nodes it feeds. The weight is
-  gradient × activation: for a downstream neuron d (its spatial maximum) and an upstream
-  channel u, Σ_xy a_u · ∂max(a_d)/∂a_u, averaged over the class's images; a node-to-node weight
-  sums it over the upstream node's members and the downstream node's members that the upstream
-  layer feeds. Each downstream node keeps its `max_in_edges` strongest positive edges.
+Reads the class matrix A, the layers and their feeding map (`feeding.py`); gives, per class, the
+chosen neurons (the top `top_fraction` of each layer by A[class], A > 0) and the weight from every
+chosen upstream neuron u to every chosen downstream neuron d it feeds: gradient × activation, for d's
+spatial maximum, Σ_xy a_u · ∂max(a_d)/∂a_u, averaged over the class's images. The nodes and edges at
+any cut of the concept hierarchy are groupings and sums of these (`concept_graph.py`).
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import numpy as np
@@ -22,42 +16,19 @@ from torch import nn
 
 from .feeding import Feed
 from .capture import Layer, LayerCapture, ModuleCall, as_maps
+from .concept_graph import WEIGHT_DTYPE, chosen_neurons
 from .conv_paths import ConvPath, candidate_paths, identify, path_sums
 from .models import neuron_offsets
 
 
-def class_nodes(class_row: np.ndarray, layers: list[Layer], cluster_labels: np.ndarray,
-                top_fraction: float = 0.1, max_listed: int = 10) -> list[dict]:
-    """Nodes of one class from its row of A (neurons,), per layer in order, by descending score."""
-    nodes = []
-    for layer_index, (layer, offset) in enumerate(zip(layers, neuron_offsets(layers))):
-        counts = class_row[offset:offset + layer.channels]
-        take = max(1, math.ceil(top_fraction * layer.channels))
-        order = np.argsort(-counts, kind="stable")[:take]
-        chosen = [offset + int(c) for c in order if counts[c] > 0]
-        groups: dict[str, list[int]] = {}
-        for neuron in chosen:
-            label = int(cluster_labels[neuron])
-            groups.setdefault(f"{layer.name}:c{label}" if label >= 0 else f"{layer.name}:{neuron - offset}", []).append(neuron)
-        layer_nodes = []
-        for node_id, members in groups.items():
-            members = sorted(members, key=lambda n: (-class_row[n], n))
-            label = int(cluster_labels[members[0]])
-            layer_nodes.append({"id": node_id, "layer": layer.name, "layer_index": layer_index,
-                                "cluster": label, "members": members, "listed": members[:max_listed],
-                                "score": float(np.mean(class_row[members]))})
-        nodes += sorted(layer_nodes, key=lambda node: (-node["score"], node["id"]))
-    return nodes
-
-
-def needed_channels(nodes: list[dict], layers: list[Layer], feeds: list[Feed]) -> dict[int, np.ndarray]:
-    """Per downstream layer index, the channels of its nodes that some layer feeds."""
+def needed_channels(chosen: np.ndarray, layers: list[Layer], feeds: list[Feed]) -> dict[int, np.ndarray]:
+    """Per downstream layer index, its chosen channels (`concept_graph.chosen_neurons`) that some layer feeds."""
     offsets = neuron_offsets(layers)
+    layer_of = np.searchsorted(offsets, chosen["neuron"], side="right") - 1
     fed = {}
     for feed in feeds:
-        channels = [n - offsets[feed.downstream] for node in nodes if node["layer_index"] == feed.downstream
-                    for n in node["members"]]
-        fed.setdefault(feed.downstream, set()).update(c for c in channels if feed.start <= c < feed.stop)
+        channels = chosen["neuron"][layer_of == feed.downstream] - offsets[feed.downstream]
+        fed.setdefault(feed.downstream, set()).update(int(c) for c in channels if feed.start <= c < feed.stop)
     return {layer: np.array(sorted(channels), dtype=np.int64) for layer, channels in fed.items() if channels}
 
 
@@ -212,42 +183,30 @@ def _gradients(maxima: torch.Tensor, upstream: torch.Tensor, max_elements: int =
             yield columns, grads
 
 
-def node_edges(nodes: list[dict], layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
-               sums: dict[int, np.ndarray], n_images: int, max_in_edges: int = 10) -> list[dict]:
-    """Node-to-node edges with mean gradient × activation weights, strongest `max_in_edges` per target."""
+def neuron_weights(chosen: np.ndarray, layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
+                   sums: dict[int, np.ndarray], n_images: int) -> np.ndarray:
+    """Mean gradient × activation from every chosen upstream neuron to every chosen downstream neuron it feeds
+    (concept_graph.WEIGHT_DTYPE; zeros left out)."""
     offsets = neuron_offsets(layers)
-    by_layer: dict[int, list[dict]] = {}
-    for node in nodes:
-        by_layer.setdefault(node["layer_index"], []).append(node)
-    incoming: dict[str, dict[str, float]] = {}
+    layer_of = np.searchsorted(offsets, chosen["neuron"], side="right") - 1
+    parts = []
     for k, feed in enumerate(feeds):
         if k not in sums:
             continue
-        row_of = {int(c): r for r, c in enumerate(channels[feed.downstream])}
-        for target in by_layer.get(feed.downstream, []):
-            rows = [row_of[n - offsets[feed.downstream]] for n in target["members"]
-                    if feed.start <= n - offsets[feed.downstream] < feed.stop]
-            if not rows:
-                continue
-            per_upstream = sums[k][rows].sum(axis=0) / max(n_images, 1)
-            for source in by_layer.get(feed.upstream, []):
-                weight = float(per_upstream[[n - offsets[feed.upstream] for n in source["members"]]].sum())
-                if weight > 0:
-                    bucket = incoming.setdefault(target["id"], {})
-                    bucket[source["id"]] = bucket.get(source["id"], 0.0) + weight
-    edges = []
-    for target, sources in incoming.items():
-        strongest = sorted(sources.items(), key=lambda item: (-item[1], item[0]))[:max_in_edges]
-        edges += [{"source": source, "target": target, "weight": weight} for source, weight in strongest]
-    return edges
+        rows = np.flatnonzero((channels[feed.downstream] >= feed.start) & (channels[feed.downstream] < feed.stop))
+        sources = chosen["neuron"][layer_of == feed.upstream]
+        block = sums[k][rows][:, sources - offsets[feed.upstream]] / max(n_images, 1)
+        target, source = np.nonzero(block)
+        targets = offsets[feed.downstream] + channels[feed.downstream][rows]
+        parts.append(np.rec.fromarrays([sources[source], targets[target], block[target, source]], dtype=WEIGHT_DTYPE))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=WEIGHT_DTYPE)
 
 
-def class_graph(model: nn.Module, layers: list[Layer], feeds: list[Feed], class_row: np.ndarray,
-                cluster_labels: np.ndarray, batches: Callable[[], Iterable[torch.Tensor]], device: torch.device | str,
-                top_fraction: float = 0.1, max_in_edges: int = 10, paths: FeedPaths | None = None) -> dict:
-    """One class's graph: {"nodes": [...], "edges": [...], "images": n}."""
-    nodes = class_nodes(class_row, layers, cluster_labels, top_fraction)
-    channels = needed_channels(nodes, layers, feeds)
+def class_weights(model: nn.Module, layers: list[Layer], feeds: list[Feed], class_row: np.ndarray,
+                  batches: Callable[[], Iterable[torch.Tensor]], device: torch.device | str, top_fraction: float = 0.1,
+                  paths: FeedPaths | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """One class's chosen neurons, their neuron-level edge weights and the number of images averaged."""
+    chosen = chosen_neurons(class_row, [layer.channels for layer in layers], top_fraction)
+    channels = needed_channels(chosen, layers, feeds)
     sums, n_images = channel_attributions(model, layers, feeds, channels, batches(), device, paths) if channels else ({}, 0)
-    return {"nodes": nodes, "edges": node_edges(nodes, layers, feeds, channels, sums, n_images, max_in_edges),
-            "images": n_images}
+    return chosen, neuron_weights(chosen, layers, feeds, channels, sums, n_images), n_images

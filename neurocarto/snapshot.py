@@ -34,6 +34,7 @@ class SnapshotRequest:
     class_name: str | None = None
     select: tuple[str, ...] = ()
     threshold: float = 0.0
+    cut: str = "auto"               # the hierarchy's cut: "auto" (each layer's default) or a Jaccard threshold
     cascade: bool = False
     paper: bool = False
     view: str = "both"
@@ -51,7 +52,7 @@ def output_format(out: Path) -> str:
 
 def page_query(key: str, request: SnapshotRequest) -> str:
     """The app URL's query for the requested state (the same keys the app writes)."""
-    query = {"run": key, "threshold": f"{request.threshold:g}"}
+    query = {"run": key, "threshold": f"{request.threshold:g}", "cut": request.cut}
     if request.class_name is not None:
         query["class"] = request.class_name
     if request.select:

@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import cluster, coactivation, embed, graph, hierarchy, patches
+from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patches
 from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
 from .distributed import Group
@@ -171,20 +171,12 @@ def _layer_of_neuron(run: PreparedRun) -> np.ndarray:
     return np.repeat(np.arange(len(run.layers)), [layer.channels for layer in run.layers])
 
 
-def clustering_sets(top_images: np.ndarray, top_values: np.ndarray, n_images: int) -> np.ndarray:
-    """Top-k sets for Jaccard: entries where the neuron did not fire (value ≤ 0) become ids unique to
-    that neuron, so silent neurons' arbitrary zero-valued top images never make them similar."""
-    n_neurons, k = top_images.shape
-    unique_ids = n_images + np.arange(n_neurons * k, dtype=np.int64).reshape(n_neurons, k)
-    return np.where(top_values > 0, top_images, unique_ids)
-
-
 def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
     """Similar pairs (MinHash + LSH, exact Jaccard), co-activation refinement, average-linkage clusters."""
     params = run.config.cluster
     progress = tqdm(total=3, desc="cluster", unit="step", disable=not execution.progress)
     top_images = store.get_array(run.key, "top_images")
-    sets = clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
+    sets = cluster.clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
     groups = _layer_of_neuron(run) if params.per_layer else np.zeros(run.n_neurons, dtype=np.int64)
     if params.method == "exact":
         first, second, jaccard = cluster.exact_similar_pairs(sets, params.floor, groups)
@@ -241,7 +233,7 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
     """Co-occurrence sentences → skip-gram embedding → UMAP 2D and full-dimensional neighbours."""
     params = run.config.embed
     top_images = store.get_array(run.key, "top_images")
-    sets = clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
+    sets = cluster.clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
     offsets, words = embed.image_sentences(sets)
     if len(offsets) < 2:
         raise NeuroCartoError("no image is among the top images of two neurons: nothing co-occurs; "
@@ -270,7 +262,8 @@ def _class_image_ids(labels: np.ndarray, skipped: np.ndarray, label: int, limit:
 
 def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, execution: ExecutionConfig, log,
                 group: Group = Group()) -> dict:
-    """Per class: nodes from A and the clusters, edges from gradient × activation on the class's images.
+    """Per class: the chosen neurons and their neuron-level gradient × activation weights on the class's images,
+    and the graph at the run's cut (`concept_graph`).
     Across a torchrun group, classes are dealt round-robin and the graphs gathered on rank 0."""
     params = run.config.graph
     device = resolve_device(execution.device)
@@ -293,16 +286,25 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
             for start in range(0, len(ids), batch_size):
                 yield run.load_images(ids[start:start + batch_size])
 
-        graphs[label] = graph.class_graph(model, run.layers, feeds, class_matrix[label], inputs["cluster_labels"],
-                                          batches, device, params.top_fraction, params.max_in_edges, paths)
+        graphs[label] = graph.class_weights(model, run.layers, feeds, class_matrix[label], batches, device,
+                                            params.top_fraction, paths)
     gathered = group.gather(graphs)
     if not group.leader:
         return {}
-    totals = {"nodes": 0, "edges": 0}
-    for label, class_graph in sorted((item for part in gathered for item in part.items())):
+    layer_of = _layer_of_neuron(run)
+    offsets = np.concatenate([[0], np.cumsum([layer.channels for layer in run.layers])])
+    labels = inputs["cluster_labels"]
+    anchors = concept_graph.cluster_anchors(labels, layer_of)
+    totals = {"nodes": 0, "edges": 0, "neuron_weights": 0}
+    for label, (chosen, weights, images) in sorted((item for part in gathered for item in part.items())):
+        class_graph = concept_graph.class_graph_at(chosen, weights, images, [layer.name for layer in run.layers],
+                                                   offsets, layer_of, labels, anchors, params.max_in_edges)
         store.put_json(run.key, f"graph/{label}", class_graph)
+        store.put_array(run.key, f"graph_neurons/{label}", chosen)
+        store.put_array(run.key, f"graph_weights/{label}", weights)
         totals["nodes"] += len(class_graph["nodes"])
         totals["edges"] += len(class_graph["edges"])
+        totals["neuron_weights"] += len(weights)
     return {"classes": len(class_matrix), "images_per_class": per_class, "feeds": len(feeds),
             "one_conv_feeds": sum(path is not None for path in paths.decided.values()),
             "processes": group.world, **totals}
@@ -345,6 +347,7 @@ STAGES = [
     Stage("pass1", pass1, lambda config: None, (), sharded=True),
     Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",)),
     Stage("embed", embed_stage, lambda config: config.embed, ("pass1",), version=2),   # 2: centred vectors
-    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True),
+    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True,
+          version=2),                                                               # 2: neuron-level weights
     Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
 ]

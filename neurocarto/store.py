@@ -149,6 +149,9 @@ class Store:
     def put_array(self, run: str, name: str, array: np.ndarray) -> None:
         self._set(f"{run}/array/{name}", _to_npy(array))
 
+    def has_array(self, run: str, name: str) -> bool:
+        return f"{run}/array/{name}" in self._cache
+
     def get_array(self, run: str, name: str) -> np.ndarray:
         raw = self._require(run, f"{run}/array/{name}")
         try:

@@ -176,7 +176,56 @@ def test_a_session_in_the_browser(server, browser):
     other.screenshot(path=SHOTS / "09-restored-from-url.png")
 
 
+def node_count(page) -> int:
+    return page.evaluate(f"() => {CY}.nodes('[score]').length")
+
+
+def test_the_cut_regroups_the_graph_and_the_selection_follows(server, browser):
+    base, _ = server
+    page = open_page(browser, base + "/?class=Bag")
+    wait_graph(page)
+    page.wait_for_function("() => document.getElementById('graph-title').textContent.includes('Bag')")
+    own = node_count(page)
+    node = first_cluster_node(page)
+    members = page.evaluate(f"(id) => {CY}.getElementById(id).data('members').length", node)
+    x, y = node_point(page, node)
+    page.mouse.click(x, y)
+    page.wait_for_selector(".node-title")
+    page.wait_for_url(lambda url: "select=" in url and "cut=auto" in url)
+
+    handle = page.locator("#cut [role=slider]").first
+    handle.focus()
+    page.keyboard.press("Home")             # the floor: the coarsest cut, clusters merged into larger concepts
+    page.wait_for_url(lambda url: "cut=0.05" in url)
+    page.wait_for_function(f"() => {CY}.nodes('[score]').length < {own}")
+    assert not page.locator("#cut-auto input").is_checked()
+    coarse = node_count(page)
+    assert page.evaluate(f"() => {CY}.nodes('.selected').length") == 1       # the selection followed its neuron
+    page.wait_for_selector(".node-title")
+    assert page.evaluate(f"() => {CY}.nodes('.selected')[0].data('members').length") >= members
+    page.screenshot(path=SHOTS / "11-cut-coarse.png")
+
+    page.keyboard.press("End")              # the finest cut: only near-duplicates stay together
+    page.wait_for_url(lambda url: "cut=0.6" in url)
+    page.wait_for_function(f"() => {CY}.nodes('[score]').length > {coarse}")
+    fine = node_count(page)
+    assert fine >= own
+    page.screenshot(path=SHOTS / "12-cut-fine.png")
+
+    shared = page.url
+    page.click("#cut-auto input")           # back to each layer's own cut
+    page.wait_for_url(lambda url: "cut=auto" in url)
+    page.wait_for_function(f"() => {CY}.nodes('[score]').length === {own}")
+
+    other = open_page(browser, shared)      # the URL carries the cut
+    wait_graph(other)
+    other.wait_for_function(f"() => {CY}.nodes('[score]').length === {fine}")
+    assert not other.locator("#cut-auto input").is_checked()
+    assert other.evaluate(f"() => {CY}.nodes('.selected').length") == 1
+
+
 @pytest.mark.parametrize("query, message", [
+    ("?cut=0.9", "cut must be “auto” or a Jaccard threshold from 0.05 to 0.6, not “0.9”"),
     ("?run=nope", "Unknown run “nope”"),
     ("?class=Unicorn", "Unknown class “Unicorn”"),
     ("?select=mixed9:1", "Unknown neuron or node “mixed9:1”"),
@@ -188,6 +237,8 @@ def test_bad_urls_explain_and_stay_usable(server, browser, query, message):
     assert message in page.inner_text("#message")
     wait_graph(page)
     page.screenshot(path=SHOTS / f"10-bad-url-{query.split('=')[0].strip('?')}.png")
+    if "cut=" in query:
+        assert page.locator("#cut-auto input").is_checked()
 
 
 def test_image_routes(server):

@@ -26,6 +26,14 @@ def test_export_writes_every_documented_file(small_fashion_run, tmp_path, capsys
     assert embedding["neighbors"].shape == (n_neurons, 20)
     graphs = sorted((out / "graphs").glob("*.json"))
     assert len(graphs) == 10 and json.loads(graphs[9].read_text())["class"] == "Ankle boot"
+    boot = json.loads(graphs[9].read_text())       # its edges are the sums of its neuron-level edges
+    member_of = {m: node["id"] for node in boot["nodes"] for m in node["members"]}
+    sums: dict = {}
+    for edge in boot["neuron_edges"]:
+        pair = (member_of[edge["source"]], member_of[edge["target"]])
+        sums[pair] = sums.get(pair, 0.0) + edge["weight"]
+    assert boot["edges"] and all(abs(sums[(e["source"], e["target"])] - e["weight"]) <= 1e-5 * abs(e["weight"])
+                                 for e in boot["edges"])
     top = np.load(out / "top_images.npz")
     assert top["top_images"].shape == (n_neurons, 20) and len(top["image_index"]) == 600
     assert json.loads((out / "manifest.json").read_text())["key"] == manifest["key"]

@@ -1,27 +1,11 @@
 """Class graphs: nodes against a direct computation, edges only along the feeding map, and edges
 that mean something (ablating the strongest upstream node hurts more than the weakest)."""
 import numpy as np
-import pytest
 import torch
 
 from neurocarto.feeding import feeding_map
-from neurocarto.graph import class_nodes
-from neurocarto.models import Layer
 from neurocarto.run import prepare
 from neurocarto.store import Store
-
-
-def test_class_nodes_match_a_direct_computation():
-    layers = [Layer("a", 10, 4, 4), Layer("b", 20, 2, 2)]
-    row = np.zeros(30)
-    row[[1, 4, 7]] = [5, 9, 0]                 # layer a: top 10% = 1 channel → channel 4
-    row[10:30] = np.arange(20)                 # layer b: top 2 = channels 19, 18 (neurons 29, 28)
-    labels = np.full(30, -1)
-    labels[[28, 29, 15]] = 3                   # 28 and 29 form cluster 3 (15 is a member not in the top)
-    nodes = class_nodes(row, layers, labels, top_fraction=0.1)
-    assert [node["id"] for node in nodes] == ["a:4", "b:c3"]
-    assert nodes[0]["members"] == [4] and nodes[0]["score"] == 9
-    assert nodes[1]["members"] == [29, 28] and nodes[1]["score"] == pytest.approx((19 + 18) / 2)
 
 
 def test_edges_follow_the_feeding_map(small_fashion_run):
@@ -89,3 +73,61 @@ def test_ablating_the_strongest_edge_hurts_more_than_the_weakest(small_fashion_r
     fraction = float(np.mean(outcomes))
     print(f"strongest-edge ablation hurts more than weakest for {fraction:.0%} of {len(outcomes)} nodes")
     assert len(outcomes) >= 10 and fraction >= 0.75
+
+
+def test_any_cut_of_the_stored_weights_equals_attribution_recomputed_for_its_nodes(small_fashion_run):
+    """The graph the app builds at a cut from the stored neuron-level weights is the graph gradient × activation
+    gives those nodes directly: per feed, Σ over the target's rows and the source's columns of the attribution sums."""
+    from neurocarto.concept_graph import class_graph_at, cluster_anchors
+    from neurocarto.graph import channel_attributions, needed_channels
+    from neurocarto.hierarchy import cut_labels
+
+    config, execution, manifest = small_fashion_run
+    run = prepare(config, execution)
+    model = run.model.module
+    feeds = feeding_map(model, run.layers)
+    offsets = np.cumsum([0] + [layer.channels for layer in run.layers])
+    layer_of = np.repeat(np.arange(len(run.layers)), [layer.channels for layer in run.layers])
+    names = [layer.name for layer in run.layers]
+    label = 4
+    with Store(execution.cache) as store:
+        key = manifest["key"]
+        chosen, weights = store.get_array(key, f"graph_neurons/{label}"), store.get_array(key, f"graph_weights/{label}")
+        merges, stored = store.get_array(key, "cluster_merges"), store.get_json(key, f"graph/{label}")
+        ids = np.flatnonzero(store.get_array(key, "image_labels") == label)
+        auto = store.get_array(key, "cluster_labels")
+    assert class_graph_at(chosen, weights, stored["images"], names, offsets, layer_of, auto,
+                          cluster_anchors(auto, layer_of), 50) == stored
+    channels = needed_channels(chosen, run.layers, feeds)
+    sums, n_images = channel_attributions(model, run.layers, feeds, channels,
+                                          (run.load_images(ids[s:s + 50]) for s in range(0, len(ids), 50)))
+    assert n_images == stored["images"]
+    grouped = 0
+    for cut in (0.08, 0.2, 0.4):
+        labels = cut_labels(len(layer_of), merges, cut)
+        graph = class_graph_at(chosen, weights, n_images, names, offsets, layer_of, labels,
+                               cluster_anchors(labels, layer_of), 50)
+        grouped += sum(len(node["members"]) > 1 for node in graph["nodes"])
+        nodes = {node["id"]: node for node in graph["nodes"]}
+        expected = {}
+        for k, feed in enumerate(feeds):
+            if k not in sums:
+                continue
+            row_of = {int(c): r for r, c in enumerate(channels[feed.downstream])}
+            for target in (node for node in graph["nodes"] if node["layer_index"] == feed.downstream):
+                rows = [row_of[n - offsets[feed.downstream]] for n in target["members"]
+                        if feed.start <= n - offsets[feed.downstream] < feed.stop]
+                for source in graph["nodes"]:
+                    if rows and source["layer_index"] == feed.upstream:
+                        columns = [n - offsets[feed.upstream] for n in source["members"]]
+                        pair = (source["id"], target["id"])
+                        expected[pair] = expected.get(pair, 0.0) + sums[k][rows][:, columns].sum() / n_images
+        expected = {pair: weight for pair, weight in expected.items() if weight > 0}
+        found = {(edge["source"], edge["target"]): edge["weight"] for edge in graph["edges"]}
+        assert set(found) <= set(expected) and set(nodes) >= {target for _, target in found}
+        scale = max(expected.values())
+        assert all(abs(found[pair] - expected[pair]) <= 1e-5 * scale for pair in found)
+        for target in {target for _, target in expected}:     # each target keeps its strongest (here: all ≤ 50)
+            assert {p for p in found if p[1] == target} == {p for p in expected if p[1] == target} or \
+                sum(p[1] == target for p in found) == 50
+    assert grouped > 0

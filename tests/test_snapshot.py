@@ -44,6 +44,12 @@ def test_snapshot_png_and_svg_of_both_views(small_fashion_run):
     assert image.format == "PNG" and image.width > image.height > 500
     assert red_pixels(chained) > 20 * max(red_pixels(plain), 10)      # the cascade's chain is drawn
 
+    coarse = SHOTS / "snapshot-bag-graph-cut-0.05.svg"      # the coarsest cut: fewer, larger concept nodes
+    result = snapshot_cli(execution.cache, "--run", manifest["key"], "--class", "Bag", "--cut", "0.05",
+                          "--view", "graph", "--out", str(coarse))
+    assert result.returncode == 0, result.stderr
+    assert 0 < coarse.read_text().count("<image") < len(graph["nodes"])
+
     svg = SHOTS / "snapshot-bag-paper.svg"
     result = snapshot_cli(execution.cache, "--run", manifest["name"], "--class", "bag", "--style", "paper",
                           "--out", str(svg))
@@ -64,6 +70,7 @@ def test_snapshot_reports_what_is_wrong(small_fashion_run, tmp_path):
     result = snapshot_cli(execution.cache, "--run", "nope", "--out", str(tmp_path / "a.png"))
     assert result.returncode == 2 and "unknown run 'nope'" in result.stderr
     for flags, message in ((["--scale", "0"], "--scale 0: expected more than 0 and at most 8"),
+                           (["--cut", "0.9"], "cut must be “auto” or a Jaccard threshold from 0.05 to 0.6"),
                            (["--width", "10"], "--width 10 --height 900: the window must be from 640×360")):
         result = snapshot_cli(execution.cache, "--run", manifest["key"], *flags, "--out", str(tmp_path / "a.png"))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -75,9 +82,9 @@ def test_output_format_and_query():
     assert output_format(Path("f.PNG")) == "png" and output_format(Path("f.svg")) == "svg"
     with pytest.raises(NeuroCartoError, match="must end in .png or .svg"):
         output_format(Path("f.jpg"))
-    request = SnapshotRequest(run="r", class_name="T-shirt/top", select=("a:c0", "b:3"), threshold=0.25,
+    request = SnapshotRequest(run="r", class_name="T-shirt/top", select=("a:c0", "b:3"), threshold=0.25, cut="0.1",
                               cascade=True, paper=True)
-    assert page_query("abc", request) == ("?run=abc&threshold=0.25&class=T-shirt%2Ftop&select=a%3Ac0%2Cb%3A3"
+    assert page_query("abc", request) == ("?run=abc&threshold=0.25&cut=0.1&class=T-shirt%2Ftop&select=a%3Ac0%2Cb%3A3"
                                           "&mode=cascade&style=paper")
 
 

@@ -6,6 +6,8 @@ from urllib.parse import parse_qs, urlencode
 import numpy as np
 from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
+from ..errors import NeuroCartoError
+from .rundata import AUTO, parse_cut
 from .figures import (cascade, class_bar_figure, graph_elements, graph_stylesheet, node_title, overlay_traces,
                       projection_figure)
 
@@ -20,6 +22,7 @@ def register_callbacks(app: Dash, catalog) -> None:
 
     @app.callback(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
                   Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
+                  Output("cut-auto", "value"), Output("cut", "value"),
                   Output("selection", "data"), Output("message", "children"),
                   Input("url", "pathname"), State("url", "search"),
                   prevent_initial_call="initial_duplicate")
@@ -28,7 +31,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
         problems = []
         if not catalog.keys:
-            return (None, [], None, 0, [], [], EMPTY_SELECTION,
+            return (None, [], None, 0, [], [], ["auto"], no_update, EMPTY_SELECTION,
                     "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
         run_key = query.get("run") or catalog.keys[0]
         if catalog.get(run_key) is None:
@@ -43,17 +46,26 @@ def register_callbacks(app: Dash, catalog) -> None:
                 problems.append(f"Unknown class “{query['class']}”; showing {data.class_names[0]}. Classes: {names}.")
             else:
                 class_index = found
+        try:
+            cut = parse_cut(query.get("cut"), data.floor)
+        except NeuroCartoError as problem:
+            problems.append(f"{problem}; showing each layer's default.")
+            cut = AUTO
+        if cut != AUTO and not data.cuttable:
+            problems.append("This run's graphs hold its own cut only: run `python -m neurocarto precompute` for it "
+                            "again to store the weights any cut needs.")
+            cut = AUTO
         selection = dict(EMPTY_SELECTION)
         if "select" in query:
-            graph = data.graph(class_index)
-            node_ids = {node["id"] for node in graph["nodes"]}
+            graph = data.graph(class_index, cut)
             for item in query["select"].split(","):
-                if item in node_ids:
+                if data.resolve_nodes(graph, [item], cut):
                     selection["nodes"] = selection["nodes"] + [item]
                 elif data.neuron_index(item) is not None:
                     selection["neuron"] = data.neuron_index(item)
                 else:
-                    problems.append(f"Unknown neuron or node “{item}”: expected layer:channel, e.g. {data.neuron_ids[0]}.")
+                    problems.append(f"Unknown neuron or node “{item}”: expected layer:channel or layer:c<channel> "
+                                    f"(a cluster), e.g. {data.neuron_ids[0]}.")
         try:
             threshold = min(max(float(query.get("threshold", 0)), 0.0), 1.0)
         except ValueError:
@@ -61,17 +73,19 @@ def register_callbacks(app: Dash, catalog) -> None:
             threshold = 0.0
         mode = ["cascade"] if query.get("mode") == "cascade" else []
         paper = ["paper"] if query.get("style") == "paper" else []
-        return (run_key, class_options_of(data), class_index, threshold, mode, paper, selection,
+        cut_auto, cut_value = (["auto"], no_update) if cut == AUTO else ([], cut)  # the slider only moves for a value
+        return (run_key, class_options_of(data), class_index, threshold, mode, paper, cut_auto, cut_value, selection,
                 " ".join(problems) or None)
 
     @app.callback(Output("url", "search"), Input("run", "value"), Input("class", "value"),
                   Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
-                  Input("selection", "data"), prevent_initial_call=True)
-    def to_url(run_key, class_index, threshold, mode, paper, selection):
+                  Input("cut-choice", "data"), Input("selection", "data"), prevent_initial_call=True)
+    def to_url(run_key, class_index, threshold, mode, paper, cut_choice, selection):
         data = catalog.get(run_key)
         if data is None or class_index is None:
             return no_update
-        query = {"run": data.key, "class": data.class_names[class_index], "threshold": f"{threshold:g}"}
+        query = {"run": data.key, "class": data.class_names[class_index], "threshold": f"{threshold:g}",
+                 "cut": f"{chosen_cut(data, cut_choice)}"}
         selected = list(selection["nodes"]) + ([data.neuron_ids[selection["neuron"]]]
                                                if selection["neuron"] is not None else [])
         if selected:
@@ -82,6 +96,27 @@ def register_callbacks(app: Dash, catalog) -> None:
             query["style"] = "paper"
         return "?" + urlencode(query)
 
+    app.clientside_callback(       # moving the slider unticks the default; the views read only `cut-choice`
+        """function(cut, auto) {
+            const fired = window.dash_clientside.callback_context.triggered.map(t => t.prop_id);
+            const moved = fired.includes('cut.value') && !fired.includes('cut-auto.value');
+            const own = !moved && (auto || []).includes('auto');
+            return [moved ? [] : window.dash_clientside.no_update, own ? 'auto' : cut];
+        }""",
+        Output("cut-auto", "value", allow_duplicate=True), Output("cut-choice", "data"),
+        Input("cut", "value"), Input("cut-auto", "value"), prevent_initial_call=True)
+
+    @app.callback(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
+                  Output("cut-auto", "options"), Input("run", "value"))
+    def cut_control(run_key):
+        """The slider spans the run's hierarchy (its floor up to MAX_CUT); the checkbox names the run's own cut."""
+        data = catalog.get(run_key)
+        if data is None:
+            return no_update, no_update, True, no_update
+        marks = {data.floor: f"{data.floor:g}", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"}
+        label = f"each layer's default cut ({data.cut_range()})"
+        return data.floor, marks, not data.cuttable, [{"label": label, "value": "auto"}]
+
     @app.callback(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),
                   prevent_initial_call=True)
     def class_options(run_key, search):
@@ -89,35 +124,40 @@ def register_callbacks(app: Dash, catalog) -> None:
 
     @app.callback(Output("graph", "elements"), Output("graph-title", "children"),
                   Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
-                  Input("selection", "data"))
-    def draw_graph(run_key, class_index, threshold, mode, selection):
+                  Input("cut-choice", "data"), Input("selection", "data"))
+    def draw_graph(run_key, class_index, threshold, mode, cut_choice, selection):
         data = catalog.get(run_key)
         if data is None or class_index is None:
             return [], "Class graph"
-        graph = data.graph(int(class_index))
+        cut = chosen_cut(data, cut_choice)
+        graph = data.graph(int(class_index), cut)
+        selected = [node["id"] for node in data.resolve_nodes(graph, selection["nodes"], cut)]
         chain = None
-        if "cascade" in (mode or []) and selection["nodes"]:
-            chain = cascade(graph, selection["nodes"][-1])
+        if "cascade" in (mode or []) and selected:
+            chain = cascade(graph, selected[-1])
         elements = graph_elements(graph, data.layer_names, data.neuron_ids, patch_url(data.key), threshold or 0,
-                                  set(selection["nodes"]), chain)
+                                  set(selected), chain)
         return elements, f"Class graph: {data.class_names[int(class_index)]}"
 
     @app.callback(Output("projection", "figure"),
                   Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
-                  Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"))
-    def draw_projection(run_key, class_index, shown_filter, selection, hovered, paper):
+                  Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"),
+                  Input("cut-choice", "data"))
+    def draw_projection(run_key, class_index, shown_filter, selection, hovered, paper, cut_choice):
         """The whole scatter when what is shown changes; otherwise only its two overlay traces (a Patch)."""
         data = catalog.get(run_key)
         if data is None:
             return {}
-        graph = data.graph(int(class_index)) if class_index is not None else None
+        cut = chosen_cut(data, cut_choice)
+        graph = data.graph(int(class_index), cut) if class_index is not None else None
         highlighted = list(hovered or [])
         if selection["neuron"] is not None:
             highlighted += data.neighbors[selection["neuron"], :10].tolist()
         if graph is not None:
-            highlighted += selected_members(graph, selection)
+            highlighted += selected_members(data, graph, selection, cut)
         highlighted += list(selection.get("neurons") or [])
-        overlays_only = {"hovered.data"} | ({"selection.data"} if shown_filter != "clusters" else set())
+        overlays_only = {"hovered.data"} | ({"selection.data", "cut-choice.data"}
+                                           if shown_filter != "clusters" else set())
         triggered = set(ctx.triggered_prop_ids)
         if triggered and triggered <= overlays_only:
             patch, first = Patch(), len(data.layer_names)
@@ -130,7 +170,7 @@ def register_callbacks(app: Dash, catalog) -> None:
             shown[[n for node in graph["nodes"] for n in node["members"]]] = True
         elif shown_filter == "clusters" and graph is not None:
             shown = np.zeros(len(data.neuron_ids), dtype=bool)
-            shown[selected_members(graph, selection)] = True
+            shown[selected_members(data, graph, selection, cut)] = True
         return projection_figure(data.projection, data.layer_of, data.layer_names, shown, highlighted,
                                  selection["neuron"], paper=bool(paper))
 
@@ -200,12 +240,13 @@ def register_callbacks(app: Dash, catalog) -> None:
         return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]), grid]
 
     @app.callback(Output("examples", "children"), Input("run", "value"), Input("class", "value"),
-                  Input("selection", "data"))
-    def examples(run_key, class_index, selection):
+                  Input("cut-choice", "data"), Input("selection", "data"))
+    def examples(run_key, class_index, cut_choice, selection):
         data = catalog.get(run_key)
         if data is None:
             return [html.H2("Examples")]
-        graph = data.graph(int(class_index)) if class_index is not None else {"nodes": []}
+        cut = chosen_cut(data, cut_choice)
+        graph = data.graph(int(class_index), cut) if class_index is not None else {"nodes": []}
         url = patch_url(data.key)
         blocks = [html.H2("Examples")]
         if selection["neuron"] is not None:
@@ -219,15 +260,10 @@ def register_callbacks(app: Dash, catalog) -> None:
                                                             for r in range(min(4, data.patch_count))])])
                 for n in data.neighbors[neuron, :10]])
             blocks.append(related)
-        nodes = {node["id"]: node for node in graph["nodes"]}
-        for node_id in selection["nodes"]:
-            node = nodes.get(node_id)
-            if node is None:
-                continue
+        for node in data.resolve_nodes(graph, selection["nodes"], cut) if graph["nodes"] else []:
             members = node["members"]
-            cluster = node["cluster"]
-            size, similarity = (len(data.cluster_members[cluster]), data.cluster_similarity[cluster]) \
-                if cluster >= 0 else (0, 0.0)
+            size, similarity = data.cluster_similarity(cut, node["cluster"], node["layer_index"]) \
+                if node["cluster"] >= 0 else (0, 0.0)
             blocks.append(html.H3(node_title(node, size, similarity), className="node-title"))
             for member in members[:10]:
                 blocks += neuron_block(data, member, url, None, count=6)
@@ -259,9 +295,18 @@ def emphasised(name: str, search: str):
     return html.Span([name[:at], html.Mark(name[at:end]), name[end:]])
 
 
-def selected_members(graph: dict, selection: dict) -> list[int]:
-    chosen = set(selection["nodes"])
-    return [n for node in graph["nodes"] if node["id"] in chosen for n in node["members"]]
+def chosen_cut(data, cut_choice):
+    """The cut the controls ask for (`cut-choice`: "auto" or the slider's Jaccard), checked against the run."""
+    if not data.cuttable:
+        return AUTO
+    try:
+        return parse_cut(cut_choice, data.floor)
+    except NeuroCartoError:
+        return AUTO
+
+
+def selected_members(data, graph: dict, selection: dict, cut) -> list[int]:
+    return [n for node in data.resolve_nodes(graph, selection["nodes"], cut) for n in node["members"]]
 
 
 def neuron_block(data, neuron: int, url, heading: str | None, count: int = 9) -> list:

@@ -15,6 +15,9 @@ HELP = [
     html.P("Hover a node to see its members in the projection; click to select it (click again to release). "
            "Click a point to see the neuron and its closest relatives. Cascade mode follows the strongest edges "
            "from the selected node up and down."),
+    html.P("Concept granularity cuts the hierarchy of clusters: move it left and similar clusters merge into "
+           "larger concepts, right and they split; each layer's default cut is where its neurons overlap more "
+           "than neurons of different layers almost ever do."),
 ]
 
 
@@ -23,6 +26,7 @@ def page(run_options: list[dict]) -> html.Div:
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="selection", data={"nodes": [], "neuron": None, "neurons": []}),
         dcc.Store(id="hovered", data=[]),
+        dcc.Store(id="cut-choice", data="auto"),
         html.Header(className="header", children=[
             html.H1("NeuroCarto"),
             dcc.Dropdown(id="run", options=run_options, clearable=False, className="run-select",
@@ -62,6 +66,15 @@ def page(run_options: list[dict]) -> html.Div:
                     html.Label("minimum score (share of the best node)", htmlFor="threshold"),
                     dcc.Slider(id="threshold", min=0, max=1, step=0.05, value=0,
                                marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"}),
+                ]),
+                html.Div(className="slider cut-control", children=[
+                    html.Label("concept granularity: clusters join at Jaccard ≥ (left: coarser, right: finer)",
+                               htmlFor="cut"),
+                    dcc.Checklist(id="cut-auto", options=[{"label": "each layer's default cut", "value": "auto"}],
+                                  value=["auto"], inline=True),
+                    dcc.Slider(id="cut", min=0.05, max=0.6, step=0.01, value=0.2,
+                               marks={0.05: "0.05", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"},
+                               tooltip={"placement": "bottom"}),
                 ]),
                 cyto.Cytoscape(id="graph", elements=[], layout={"name": "preset", "fit": True, "padding": 30},
                                stylesheet=graph_stylesheet(), style={"width": "100%", "height": "100%"},

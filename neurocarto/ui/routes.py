@@ -1,4 +1,4 @@
-"""Image routes: example patches and cluster mosaics, keyed by run key and integers only.
+"""Image routes: example patches and mosaics of the run's own clusters, keyed by run key and integers only.
 
 Nothing in a request becomes a file path: the run must be one the app loaded, the neuron,
 rank and cluster are integers checked against the run; anything else is a 404.
@@ -10,6 +10,7 @@ import hashlib
 from flask import Flask, Response, abort, request
 
 from ..patches import mosaic
+from .rundata import AUTO
 
 CACHE_SECONDS = 7 * 24 * 3600
 
@@ -40,9 +41,10 @@ def register_routes(server: Flask, runs) -> None:
     @server.route("/mosaic/<run>/<int:cluster>.png")
     def cluster_mosaic(run: str, cluster: int):
         data = runs(run)
-        if data is None or not 0 <= cluster < len(data.cluster_members):
+        if data is None or not 0 <= cluster <= data.cluster_labels.max(initial=-1):
             abort(404)
-        return _png(mosaic([list(data.patches(int(n))) for n in data.cluster_members[cluster][:12]], per_member=4))
+        members = data.clustering(AUTO).members_of(cluster)
+        return _png(mosaic([list(data.patches(int(n))) for n in members[:12]], per_member=4))
 
     @server.route("/patch/<path:_anything>")
     @server.route("/mosaic/<path:_anything>")

@@ -1,16 +1,47 @@
-"""What the app shows of one run, read once through the store (per-class graphs on demand)."""
+"""What the app shows of one run, read once through the store; per-class graphs and the clusters at any cut
+of the concept hierarchy on demand."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from .. import cluster, concept_graph, hierarchy
 from ..errors import NeuroCartoError
 from ..patches import unpack
 from ..store import Store
 
 REQUIRED_STAGES = ("pass1", "cluster", "embed", "graph", "patches")
+AUTO = "auto"               # the run's own cut: each layer's default from the cluster stage
+MAX_CUT = 0.6               # the finest uniform cut the app offers
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """The clusters at one cut: a label per neuron (−1: alone) and each neuron's cluster anchor."""
+
+    labels: np.ndarray
+    anchors: np.ndarray
+
+    def members_of(self, label: int, layer_of: np.ndarray | None = None, layer: int | None = None) -> np.ndarray:
+        """The cluster's members (in `layer` only, if given)."""
+        inside = self.labels == label
+        return np.flatnonzero(inside if layer is None else inside & (layer_of == layer))
+
+
+def parse_cut(text, floor: float) -> str | float:
+    """A cut from a URL or a flag: "auto", or a Jaccard threshold in [floor, MAX_CUT] (rounded to 0.01)."""
+    if text is None or str(text).strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not floor <= value <= MAX_CUT:
+        raise NeuroCartoError(f"cut must be “auto” or a Jaccard threshold from {floor:g} to {MAX_CUT:g}, not “{text}”")
+    return round(value, 2)
 
 
 @dataclass
@@ -26,11 +57,16 @@ class RunData:
     class_names: list[str]
     projection: np.ndarray          # (neurons, 2)
     neighbors: np.ndarray           # (neurons, n) full-dimensional cosine neighbours
-    cluster_members: list[np.ndarray]
-    cluster_similarity: np.ndarray
+    cluster_labels: np.ndarray      # (neurons,) at the run's own cut
+    merges: np.ndarray              # the concept hierarchy's merge rows (hierarchy.linkage_merges)
+    merge_caps: np.ndarray          # (merges,) largest cluster each row may make
+    layer_cuts: np.ndarray          # (layers,) the run's own cut of each layer
+    floor: float                    # lowest cut the hierarchy holds
     top_images: np.ndarray          # (neurons, k) run image ids
+    top_sets: np.ndarray            # (neurons, k) top images as clustering compares them (cluster.clustering_sets)
     image_labels: np.ndarray        # (images,) class of each run image
     patch_count: int
+    max_in_edges: int
     _store: Store = field(repr=False, default=None)
 
     def neuron_index(self, neuron_id: str) -> int | None:
@@ -41,11 +77,61 @@ class RunData:
 
     def __post_init__(self) -> None:
         self._index = {neuron: i for i, neuron in enumerate(self.neuron_ids)}
-        self.graph = lru_cache(maxsize=64)(self._graph)
+        sizes = np.bincount(self.layer_of, minlength=len(self.layer_names))
+        self.layer_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.cuttable = self._store is not None and self._store.has_array(self.key, "graph_weights/0")
+        self._cached_graph = lru_cache(maxsize=64)(self._graph)
+        self.clustering = lru_cache(maxsize=16)(self._clustering)
+        self.cluster_similarity = lru_cache(maxsize=1024)(self._cluster_similarity)
+        self._class_weights = lru_cache(maxsize=32)(self._read_class_weights)
         self.patches = lru_cache(maxsize=4096)(self._patches)
 
-    def _graph(self, class_index: int) -> dict:
-        return self._store.get_json(self.key, f"graph/{class_index}")
+    def _clustering(self, cut: str | float) -> Clustering:
+        labels = self.cluster_labels if cut == AUTO else hierarchy.cut_labels(
+            len(self.neuron_ids), self.merges, float(cut), self.merge_caps)
+        return Clustering(labels, concept_graph.cluster_anchors(labels, self.layer_of))
+
+    def _read_class_weights(self, class_index: int) -> tuple[np.ndarray, np.ndarray]:
+        return (self._store.get_array(self.key, f"graph_neurons/{class_index}"),
+                self._store.get_array(self.key, f"graph_weights/{class_index}"))
+
+    def graph(self, class_index: int, cut: str | float = AUTO) -> dict:
+        """The class's graph at a cut: as stored for the run's own cut, else regrouped from the stored
+        neuron-level weights (a run without them has its own cut only)."""
+        return self._cached_graph(int(class_index), cut)
+
+    def _graph(self, class_index: int, cut: str | float) -> dict:
+        stored = self._store.get_json(self.key, f"graph/{class_index}")
+        if cut == AUTO or not self.cuttable:
+            return stored
+        chosen, weights = self._class_weights(class_index)
+        clustering = self.clustering(cut)
+        return concept_graph.class_graph_at(chosen, weights, stored["images"], self.layer_names, self.layer_offsets,
+                                            self.layer_of, clustering.labels, clustering.anchors, self.max_in_edges)
+
+    def _cluster_similarity(self, cut: str | float, label: int, layer: int) -> tuple[int, float]:
+        """A cluster's size and mean pairwise Jaccard of its members' top images."""
+        members = self.clustering(cut).members_of(label, self.layer_of, layer)
+        first, second = np.triu_indices(len(members), k=1)
+        similarity = cluster.pair_jaccard(self.top_sets, members[first], members[second]).mean() if len(first) else 0.0
+        return len(members), float(similarity)
+
+    def resolve_nodes(self, graph: dict, node_ids: list[str], cut: str | float) -> list[dict]:
+        """The nodes of `graph` that hold the neurons these ids name (ids of any cut), without repeats."""
+        labels, found, seen = self.clustering(cut).labels, [], set()
+        for node_id in node_ids:
+            neuron, via_cluster = concept_graph.anchor_neuron(node_id, self.neuron_index)
+            node = None if neuron is None else concept_graph.node_holding(graph, neuron, labels, self.layer_of,
+                                                                          via_cluster)
+            if node is not None and node["id"] not in seen:
+                seen.add(node["id"])
+                found.append(node)
+        return found
+
+    def cut_range(self) -> str:
+        """The run's own cut in words: one value, or the range over layers."""
+        low, high = float(self.layer_cuts.min()), float(self.layer_cuts.max())
+        return f"{low:.2f}" if math.isclose(low, high, abs_tol=0.005) else f"{low:.2f}–{high:.2f}"
 
     def _patches(self, neuron: int) -> tuple[bytes, ...]:
         return tuple(unpack(self._store.get_bytes(self.key, f"patches/{neuron}")))
@@ -77,20 +163,29 @@ def load_run(store: Store, key: str) -> RunData:
     if manifest is None or not all(manifest["stages"].get(s, {}).get("status") == "done" for s in REQUIRED_STAGES):
         raise NeuroCartoError(f"run {key} is not complete: finish it with `python -m neurocarto precompute`")
     layers = manifest["layers"]
-    offsets = store.get_array(key, "cluster_offsets")
-    members = store.get_array(key, "cluster_members")
+    layer_of = np.repeat(np.arange(len(layers)), [layer["channels"] for layer in layers])
+    cluster_config = manifest["config"].get("cluster", {})
+    groups = layer_of if cluster_config.get("per_layer", True) else np.zeros_like(layer_of)
+    merges = store.get_array(key, "cluster_merges")
+    cuts = store.get_array(key, "cluster_cuts")
+    top_images, image_labels = store.get_array(key, "top_images"), store.get_array(key, "image_labels")
     return RunData(
         key=key, name=manifest["name"], label=run_label(manifest),
         neuron_ids=store.get_json(key, "neuron_ids"),
         layer_names=[layer["name"] for layer in layers],
-        layer_of=np.repeat(np.arange(len(layers)), [layer["channels"] for layer in layers]),
+        layer_of=layer_of,
         class_names=store.get_json(key, "class_names"),
         projection=store.get_array(key, "projection"),
         neighbors=store.get_array(key, "neighbors"),
-        cluster_members=[members[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)],
-        cluster_similarity=store.get_array(key, "cluster_similarity"),
-        top_images=store.get_array(key, "top_images"),
-        image_labels=store.get_array(key, "image_labels"),
+        cluster_labels=store.get_array(key, "cluster_labels"),
+        merges=merges,
+        merge_caps=store.get_array(key, "cluster_caps")[hierarchy.merge_groups(len(layer_of), merges, groups)],
+        layer_cuts=cuts[groups[layer_of.searchsorted(np.arange(len(layers)))]] if len(layer_of) else cuts,
+        floor=float(cluster_config.get("floor", 0.05)),
+        top_images=top_images,
+        top_sets=cluster.clustering_sets(top_images, store.get_array(key, "top_values"), len(image_labels)),
+        image_labels=image_labels,
         patch_count=int(manifest["config"]["patches"]["per_neuron"]),
+        max_in_edges=int(manifest["config"].get("graph", {}).get("max_in_edges", 10)),
         _store=store,
     )
