@@ -2,6 +2,8 @@
 
 Screenshots of every step go to test-artifacts/screenshots/ (printed at the start).
 """
+import contextlib
+import io
 import socket
 import subprocess
 import sys
@@ -27,13 +29,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(small_fashion_run, tmp_path_factory):
-    _config, execution, manifest = small_fashion_run
+@contextlib.contextmanager
+def served_app(cache, key: str, log_path: Path):
+    """`python app.py --run KEY` on a free 127.0.0.1 port; yields its base URL; no traceback in its log."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "app.log"
     log = open(log_path, "w")     # a file, not a pipe: an unread pipe would fill and stall the server
-    process = subprocess.Popen([sys.executable, "app.py", "--run", manifest["key"], "--cache", str(execution.cache),
+    process = subprocess.Popen([sys.executable, "app.py", "--run", key, "--cache", str(cache),
                                 "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -46,13 +47,22 @@ def server(small_fashion_run, tmp_path_factory):
     else:
         process.kill()
         raise AssertionError(f"the app did not start: {log_path.read_text()[-2000:]}")
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(small_fashion_run, tmp_path_factory):
+    _config, execution, manifest = small_fashion_run
     SHOTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots in {SHOTS}")
-    yield base, manifest
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+    with served_app(execution.cache, manifest["key"], tmp_path_factory.mktemp("server") / "app.log") as base:
+        yield base, manifest
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +259,13 @@ def test_image_routes(server):
         assert response.read().startswith(b"\x89PNG")
     with urllib.request.urlopen(f"{base}/mosaic/{key}/0.png", timeout=20) as response:
         assert response.read().startswith(b"\x89PNG")
-    for bad in (f"/patch/{key}/999999/0.png", f"/patch/{key}/0/99.png", "/patch/nope/0/0.png",
+    with urllib.request.urlopen(f"{base}/members/{key}/0.1.2.png", timeout=20) as response:   # a cluster node's image
+        from PIL import Image
+        mosaic = Image.open(io.BytesIO(response.read()))
+        assert mosaic.size == (128, 128)        # 2×2 patches of 64²
+    for bad in (f"/members/{key}/0.1.2.3.4.png", f"/members/{key}/0..1.png", f"/members/{key}/a.1.png",
+                f"/members/{key}/99999999.png", f"/members/{key}/-1.2.png", f"/members/nope/0.png",
+                f"/patch/{key}/999999/0.png", f"/patch/{key}/0/99.png", "/patch/nope/0/0.png",
                 f"/patch/{key}/-1/0.png", f"/patch/{key}/..%2F..%2Fetc%2Fpasswd/0.png", f"/mosaic/{key}/99999.png",
                 f"/patch/{key}/0/0.png/../../../../app.py"):
         with pytest.raises(urllib.error.HTTPError, match="404") as error:
@@ -290,3 +306,70 @@ def test_exports_png_and_svg_of_both_views(server, browser, tmp_path):
             else:
                 assert b"<svg" in content[:2000] and len(content) > 2000, view
     assert errors == []
+
+
+READABILITY = f"""() => {{
+    const cy = {CY}, zoom = cy.zoom(), box = document.getElementById('graph').getBoundingClientRect();
+    const nodes = cy.nodes('[score]'), rows = cy.nodes('.row-label');
+    const sizes = nodes.map(n => n.renderedWidth()).sort((a, b) => a - b);
+    const fonts = nodes.map(n => parseFloat(n.style('font-size')) * zoom)
+        .concat(rows.map(n => parseFloat(n.style('font-size')) * zoom));
+    const inside = nodes.every(n => {{ const p = n.renderedPosition(); return p.x >= 0 && p.y >= 0
+        && p.x <= box.width && p.y <= box.height; }});
+    return {{nodes: nodes.length, edges: cy.edges().length, zoom: zoom, p5: sizes[Math.floor(0.05 * sizes.length)],
+             font: Math.min(...fonts), inside: inside, height: cy.elements('[score], .row-label').renderedBoundingBox().h,
+             panel: box.height}};
+}}"""
+
+
+def readability(page) -> dict:
+    page.wait_for_function(f"() => {CY}.nodes('.frame').length === 2")
+    page.wait_for_load_state("networkidle")
+    return page.evaluate(READABILITY)
+
+
+def assert_readable(page, label: str, graph_nodes: int) -> None:
+    """At 1600×900 and 1280×720: nodes ≥ 28 px (5th percentile), labels and layer names ≥ 11 px, ≤ 3 edges a node,
+    the panel's height used, every node on screen; "all nodes" shows them all."""
+    for width, height in ((1600, 900), (1280, 720)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_function(f"() => window.innerWidth === {width}")
+        page.wait_for_timeout(400)          # the panel's new size reaches the server, the summary is redrawn
+        found = readability(page)
+        page.screenshot(path=SHOTS / f"13-readable-{label}-{width}x{height}.png")
+        print(label, width, height, found)
+        assert found["p5"] >= 28 and found["font"] >= 11 and found["inside"], found
+        assert found["edges"] <= 3 * found["nodes"] and found["height"] >= 0.75 * found["panel"], found
+    page.click("#graph-detail input[value=all]")
+    page.wait_for_url(lambda url: "detail=all" in url)
+    page.wait_for_function(f"() => {CY}.nodes('[score]').length === {graph_nodes}")
+    page.screenshot(path=SHOTS / f"13-readable-{label}-all-nodes.png")
+
+
+def test_the_graph_summary_is_readable_without_zoom(server, browser, small_fashion_run):
+    base, manifest = server
+    _config, execution, _ = small_fashion_run
+    from neurocarto.store import Store
+
+    with Store(execution.cache) as store:
+        coat = store.get_json(manifest["key"], "graph/4")
+    page = open_page(browser, base + "/?class=Coat")
+    wait_graph(page)
+    assert_readable(page, "default", len(coat["nodes"]))
+
+
+def test_a_graph_of_hundreds_of_nodes_is_readable_without_zoom(browser, tmp_path):
+    """The synthetic 100K-neuron run: 40 layers, over 300 nodes per class."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from synthetic_run import write_synthetic_run
+
+    from neurocarto.store import Store
+
+    key = write_synthetic_run(tmp_path / "store", 100_000)
+    with Store(tmp_path / "store") as store:
+        nodes = len(store.get_json(key, "graph/123")["nodes"])
+    assert nodes >= 300
+    with served_app(tmp_path / "store", key, tmp_path / "app.log") as base:
+        page = open_page(browser, base + "/?class=class%20123")
+        wait_graph(page)
+        assert_readable(page, "synthetic", nodes)

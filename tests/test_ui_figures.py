@@ -3,28 +3,7 @@ import base64
 
 import numpy as np
 
-from neurocarto.ui.figures import (cascade, class_bar_figure, graph_elements, node_title, projection_figure,
-                                  visible_nodes)
-
-GRAPH = {
-    "nodes": [
-        {"id": "a:c0", "layer": "a", "layer_index": 0, "cluster": 0, "members": [0, 1], "listed": [0, 1], "score": 4.0},
-        {"id": "a:2", "layer": "a", "layer_index": 0, "cluster": -1, "members": [2], "listed": [2], "score": 1.0},
-        {"id": "b:0", "layer": "b", "layer_index": 1, "cluster": -1, "members": [3], "listed": [3], "score": 8.0},
-        {"id": "c:0", "layer": "c", "layer_index": 2, "cluster": -1, "members": [5], "listed": [5], "score": 2.0},
-    ],
-    "edges": [
-        {"source": "a:c0", "target": "b:0", "weight": 3.0},
-        {"source": "a:2", "target": "b:0", "weight": 1.0},
-        {"source": "b:0", "target": "c:0", "weight": 2.0},
-    ],
-}
-IDS = ["a:0", "a:1", "a:2", "b:0", "b:1", "c:0"]
-
-
-def url(neuron, rank):
-    return f"/patch/k/{neuron}/{rank}.png"
-
+from neurocarto.ui.figures import class_bar_figure, node_title, projection_figure
 
 def test_projection_has_a_trace_per_layer_and_highlights():
     projection = np.arange(12, dtype=np.float32).reshape(6, 2)
@@ -43,33 +22,6 @@ def test_projection_has_a_trace_per_layer_and_highlights():
 def decoded(typed: dict) -> np.ndarray:
     """Plotly.js's typed-array form back to numpy."""
     return np.frombuffer(base64.b64decode(typed["bdata"]), dtype={"f4": np.float32, "i4": np.int32}[typed["dtype"]])
-
-
-def test_graph_rows_put_the_input_side_at_the_bottom_and_rank_by_score():
-    elements = graph_elements(GRAPH, ["a", "b", "c"], IDS, url)
-    nodes = {e["data"]["id"]: e for e in elements if "source" not in e["data"] and not e["data"]["id"].startswith("row:")}
-    assert nodes["a:c0"]["position"]["y"] > nodes["b:0"]["position"]["y"] > nodes["c:0"]["position"]["y"]
-    assert nodes["a:c0"]["position"]["x"] < nodes["a:2"]["position"]["x"]          # higher score further left
-    assert nodes["a:c0"]["data"]["members"] == ["a:0", "a:1"] and nodes["a:c0"]["data"]["image"] == url(0, 0)
-    assert "cluster" in nodes["a:c0"]["classes"] and nodes["b:0"]["data"]["size"] > nodes["a:2"]["data"]["size"]
-    edges = [e for e in elements if "source" in e["data"]]
-    assert {e["data"]["id"] for e in edges} == {"a:c0->b:0", "a:2->b:0", "b:0->c:0"}
-    assert max(e["data"]["width"] for e in edges) == edges[0]["data"]["width"]
-
-
-def test_threshold_hides_nodes_and_their_edges():
-    assert visible_nodes(GRAPH, 0.2) == {"a:c0", "b:0", "c:0"}
-    elements = graph_elements(GRAPH, ["a", "b", "c"], IDS, url, threshold=0.2)
-    ids = {e["data"]["id"] for e in elements}
-    assert "a:2" not in ids and "a:2->b:0" not in ids and "a:c0->b:0" in ids
-
-
-def test_cascade_follows_the_strongest_edges_both_ways():
-    nodes, edges = cascade(GRAPH, "b:0")
-    assert nodes == {"a:c0", "b:0", "c:0"} and edges == {"a:c0->b:0", "b:0->c:0"}
-    elements = graph_elements(GRAPH, ["a", "b", "c"], IDS, url, selected={"b:0"}, chain=(nodes, edges))
-    by_id = {e["data"]["id"]: e["classes"] for e in elements}
-    assert "chain" in by_id["a:c0"] and "faded" in by_id["a:2"] and "selected" in by_id["b:0"]
 
 
 def test_class_bar_lists_classes_with_top_images():

@@ -8,8 +8,8 @@ from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from ..errors import NeuroCartoError
 from .rundata import AUTO, parse_cut
-from .figures import (cascade, class_bar_figure, graph_elements, graph_stylesheet, node_title, overlay_traces,
-                      projection_figure)
+from .figures import class_bar_figure, node_title, overlay_traces, projection_figure
+from .graph_view import Frame, NodeLook, cascade, graph_elements, graph_stylesheet
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -22,7 +22,7 @@ def register_callbacks(app: Dash, catalog) -> None:
 
     @app.callback(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
                   Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
-                  Output("cut-auto", "value"), Output("cut", "value"),
+                  Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
                   Output("selection", "data"), Output("message", "children"),
                   Input("url", "pathname"), State("url", "search"),
                   prevent_initial_call="initial_duplicate")
@@ -31,7 +31,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
         problems = []
         if not catalog.keys:
-            return (None, [], None, 0, [], [], ["auto"], no_update, EMPTY_SELECTION,
+            return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION,
                     "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
         run_key = query.get("run") or catalog.keys[0]
         if catalog.get(run_key) is None:
@@ -74,13 +74,15 @@ def register_callbacks(app: Dash, catalog) -> None:
         mode = ["cascade"] if query.get("mode") == "cascade" else []
         paper = ["paper"] if query.get("style") == "paper" else []
         cut_auto, cut_value = (["auto"], no_update) if cut == AUTO else ([], cut)  # the slider only moves for a value
-        return (run_key, class_options_of(data), class_index, threshold, mode, paper, cut_auto, cut_value, selection,
-                " ".join(problems) or None)
+        detail = "all" if query.get("detail") == "all" else "summary"
+        return (run_key, class_options_of(data), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
+                selection, " ".join(problems) or None)
 
     @app.callback(Output("url", "search"), Input("run", "value"), Input("class", "value"),
                   Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
-                  Input("cut-choice", "data"), Input("selection", "data"), prevent_initial_call=True)
-    def to_url(run_key, class_index, threshold, mode, paper, cut_choice, selection):
+                  Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
+                  prevent_initial_call=True)
+    def to_url(run_key, class_index, threshold, mode, paper, cut_choice, detail, selection):
         data = catalog.get(run_key)
         if data is None or class_index is None:
             return no_update
@@ -92,6 +94,8 @@ def register_callbacks(app: Dash, catalog) -> None:
             query["select"] = ",".join(selected)
         if mode:
             query["mode"] = "cascade"
+        if detail == "all":
+            query["detail"] = "all"
         if paper:
             query["style"] = "paper"
         return "?" + urlencode(query)
@@ -122,22 +126,26 @@ def register_callbacks(app: Dash, catalog) -> None:
     def class_options(run_key, search):
         return class_options_of(catalog.get(run_key), search or "")
 
-    @app.callback(Output("graph", "elements"), Output("graph-title", "children"),
+    @app.callback(Output("graph", "elements"), Output("graph", "layout"), Output("graph-title", "children"),
                   Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
-                  Input("cut-choice", "data"), Input("selection", "data"))
-    def draw_graph(run_key, class_index, threshold, mode, cut_choice, selection):
+                  Input("cut-choice", "data"), Input("selection", "data"), Input("graph-detail", "value"),
+                  Input("graph-size", "data"))
+    def draw_graph(run_key, class_index, threshold, mode, cut_choice, selection, detail, size):
+        """The summary laid out for the panel's measured size at zoom 1, or every node fitted."""
         data = catalog.get(run_key)
         if data is None or class_index is None:
-            return [], "Class graph"
+            return [], no_update, "Class graph"
         cut = chosen_cut(data, cut_choice)
         graph = data.graph(int(class_index), cut)
         selected = [node["id"] for node in data.resolve_nodes(graph, selection["nodes"], cut)]
         chain = None
         if "cascade" in (mode or []) and selected:
             chain = cascade(graph, selected[-1])
-        elements = graph_elements(graph, data.layer_names, data.neuron_ids, patch_url(data.key), threshold or 0,
-                                  set(selected), chain)
-        return elements, f"Class graph: {data.class_names[int(class_index)]}"
+        frame = None if detail == "all" else Frame.of(size)
+        elements = graph_elements(graph, data.layer_names, data.neuron_ids, node_looks(data, graph), threshold or 0,
+                                  set(selected), chain, frame)
+        layout = {"name": "preset", "fit": True, "padding": 0 if frame else 30, "animate": False}
+        return elements, layout, f"Class graph: {data.class_names[int(class_index)]}"
 
     @app.callback(Output("projection", "figure"),
                   Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
@@ -237,7 +245,8 @@ def register_callbacks(app: Dash, catalog) -> None:
         url = patch_url(data.key)
         grid = html.Div(className="patch-grid", children=[
             html.Img(src=url(neuron, rank), width=48, height=48) for rank in range(min(9, data.patch_count))])
-        return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]), grid]
+        return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]),
+                                     html.Div(f"top images: {data.concept_label([neuron])}", className="tooltip-label"), grid]
 
     @app.callback(Output("examples", "children"), Input("run", "value"), Input("class", "value"),
                   Input("cut-choice", "data"), Input("selection", "data"))
@@ -295,6 +304,20 @@ def emphasised(name: str, search: str):
     return html.Span([name[:at], html.Mark(name[at:end]), name[end:]])
 
 
+def node_looks(data, graph: dict) -> dict[str, NodeLook]:
+    """Each node's label (what its top images are, and a cluster's size) and image: a neuron's top patch, or a
+    2×2 mosaic of a cluster's first members' top patches."""
+    looks = {}
+    for node in graph["nodes"]:
+        label = data.concept_label(node["members"])
+        if len(node["members"]) > 1:
+            listed = ".".join(str(n) for n in node["listed"][:4])
+            looks[node["id"]] = NodeLook(f"{label} ({len(node['members'])})", f"/members/{data.key}/{listed}.png")
+        else:
+            looks[node["id"]] = NodeLook(label, f"/patch/{data.key}/{node['members'][0]}/0.png")
+    return looks
+
+
 def chosen_cut(data, cut_choice):
     """The cut the controls ask for (`cut-choice`: "auto" or the slider's Jaccard), checked against the run."""
     if not data.cuttable:
@@ -311,10 +334,8 @@ def selected_members(data, graph: dict, selection: dict, cut) -> list[int]:
 
 def neuron_block(data, neuron: int, url, heading: str | None, count: int = 9) -> list:
     """A neuron's id, the classes of its top images and its first patches."""
-    counts = data.top_image_classes([neuron])
-    top_class = data.class_names[int(np.argmax(counts))]
     children = [html.Div(className="neuron-title", children=[
-        html.Strong(data.neuron_ids[neuron]), html.Span(f" · top images mostly {top_class}")])]
+        html.Strong(data.neuron_ids[neuron]), html.Span(f" · top images: {data.concept_label([neuron])}")])]
     if heading:
         children.insert(0, html.H3(heading))
     children.append(html.Div(className="patches", children=[html.Img(src=url(neuron, r), width=56, height=56)

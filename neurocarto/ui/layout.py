@@ -4,7 +4,7 @@ from __future__ import annotations
 import dash_cytoscape as cyto
 from dash import dcc, html
 
-from .figures import graph_stylesheet
+from .graph_view import graph_stylesheet
 
 HELP = [
     html.P("Each point of the projection is a neuron (one channel of a layer, named layer:channel); neurons that "
@@ -27,6 +27,7 @@ def page(run_options: list[dict]) -> html.Div:
         dcc.Store(id="selection", data={"nodes": [], "neuron": None, "neurons": []}),
         dcc.Store(id="hovered", data=[]),
         dcc.Store(id="cut-choice", data="auto"),
+        dcc.Store(id="graph-size", data=None),          # the graph panel's size, measured in the browser
         html.Header(className="header", children=[
             html.H1("NeuroCarto"),
             dcc.Dropdown(id="run", options=run_options, clearable=False, className="run-select",
@@ -59,22 +60,25 @@ def page(run_options: list[dict]) -> html.Div:
             html.Section(className="view graph-view", children=[
                 html.Div(className="view-title", children=[
                     html.H2(id="graph-title", children="Class graph"),
+                    dcc.RadioItems(id="graph-detail", inline=True, value="summary", options=[
+                        {"label": "summary", "value": "summary"}, {"label": "all nodes", "value": "all"}]),
                     dcc.Checklist(id="mode", options=[{"label": "concept cascade", "value": "cascade"}], value=[],
                                   inline=True),
                 ]),
-                html.Div(className="slider", children=[
-                    html.Label("minimum score (share of the best node)", htmlFor="threshold"),
-                    dcc.Slider(id="threshold", min=0, max=1, step=0.05, value=0,
-                               marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"}),
-                ]),
-                html.Div(className="slider cut-control", children=[
-                    html.Label("concept granularity: clusters join at Jaccard ≥ (left: coarser, right: finer)",
-                               htmlFor="cut"),
-                    dcc.Checklist(id="cut-auto", options=[{"label": "each layer's default cut", "value": "auto"}],
-                                  value=["auto"], inline=True),
-                    dcc.Slider(id="cut", min=0.05, max=0.6, step=0.01, value=0.2,
-                               marks={0.05: "0.05", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"},
-                               tooltip={"placement": "bottom"}),
+                html.Div(className="graph-controls", children=[
+                    html.Div(className="slider", children=[
+                        html.Label("minimum score (share of the best)", htmlFor="threshold"),
+                        dcc.Slider(id="threshold", min=0, max=1, step=0.05, value=0,
+                                   marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"}),
+                    ]),
+                    html.Div(className="slider cut-control", children=[
+                        html.Label(["concept granularity (Jaccard cut: left coarser, right finer) ",
+                                    dcc.Checklist(id="cut-auto", inline=True, value=["auto"], options=[
+                                        {"label": "each layer's default", "value": "auto"}])], htmlFor="cut"),
+                        dcc.Slider(id="cut", min=0.05, max=0.6, step=0.01, value=0.2,
+                                   marks={0.05: "0.05", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"},
+                                   tooltip={"placement": "bottom"}),
+                    ]),
                 ]),
                 cyto.Cytoscape(id="graph", elements=[], layout={"name": "preset", "fit": True, "padding": 30},
                                stylesheet=graph_stylesheet(), style={"width": "100%", "height": "100%"},

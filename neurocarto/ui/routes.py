@@ -46,8 +46,22 @@ def register_routes(server: Flask, runs) -> None:
         members = data.clustering(AUTO).members_of(cluster)
         return _png(mosaic([list(data.patches(int(n))) for n in members[:12]], per_member=4))
 
+    @server.route("/members/<run>/<members>.png")
+    def member_mosaic(run: str, members: str):
+        """A 2×2 mosaic of up to 4 neurons' top patches (a cluster node's image): `12.15.88.90`."""
+        data = runs(run)
+        parts = members.split(".")
+        if data is None or not 1 <= len(parts) <= 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+            abort(404)
+        neurons = [int(p) for p in parts]
+        if not all(n < len(data.neuron_ids) for n in neurons) or data.patch_count < 1:
+            abort(404)
+        firsts = [data.patches(n)[:1] for n in neurons]
+        return _png(mosaic([sum(firsts[i:i + 2], ()) for i in range(0, len(firsts), 2)], per_member=2))
+
     @server.route("/patch/<path:_anything>")
     @server.route("/mosaic/<path:_anything>")
+    @server.route("/members/<path:_anything>")
     def malformed_image(_anything: str):
         """Image paths that match no rule above are 404s, not the app's page."""
         abort(404)

@@ -84,6 +84,7 @@ class RunData:
         self.clustering = lru_cache(maxsize=16)(self._clustering)
         self.cluster_similarity = lru_cache(maxsize=1024)(self._cluster_similarity)
         self._class_weights = lru_cache(maxsize=32)(self._read_class_weights)
+        self._label = lru_cache(maxsize=16384)(self._read_label)
         self.patches = lru_cache(maxsize=4096)(self._patches)
 
     def _clustering(self, cut: str | float) -> Clustering:
@@ -140,6 +141,16 @@ class RunData:
         """How many of these neurons' top images come from each class."""
         images = np.unique(self.top_images[neurons])
         return np.bincount(self.image_labels[images], minlength=len(self.class_names))
+
+    def concept_label(self, neurons) -> str:
+        """What neurons detect, in words: the class most of their top images come from and its share."""
+        return self._label(tuple(int(n) for n in neurons))
+
+    def _read_label(self, neurons: tuple[int, ...]) -> str:
+        counts = self.top_image_classes(list(neurons))
+        top = int(np.argmax(counts))
+        name = self.class_names[top]
+        return f"{name if len(name) <= 10 else name[:9] + '…'} {counts[top] / max(counts.sum(), 1):.0%}"
 
     def class_index(self, name: str) -> int | None:
         lowered = [c.lower() for c in self.class_names]
