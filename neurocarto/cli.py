@@ -181,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("--cascade", action="store_true", help="concept cascade from the last selected node")
     snap.add_argument("--style", choices=["screen", "paper"], default="screen",
                       help="paper: white background, larger fonts, no controls")
-    snap.add_argument("--view", choices=list(VIEWS), default="both", help="both views side by side (default) or one")
+    snap.add_argument("--view", choices=list(VIEWS), default="both", help="both views side by side (default), one, or the whole page as the window shows it")
     snap.add_argument("--width", type=int, default=1600, help="browser window width in pixels (default 1600)")
     snap.add_argument("--height", type=int, default=900, help="browser window height in pixels (default 900)")
     snap.add_argument("--scale", type=float, default=2.0, help="PNG pixels per screen pixel (default 2)")
+    snap.add_argument("--width-in", type=float, default=None, metavar="INCHES",
+                      help="printed width (e.g. 3.5 for a column): a PNG of INCHES × --dpi pixels with its dpi recorded, "
+                           "an SVG sized in inches; with --view graph, the summary is laid out for that width")
+    snap.add_argument("--dpi", type=int, default=300, help="PNG dots per inch with --width-in (default 300)")
     snap.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"Chromium executable (default {CHROMIUM})")
     snap.add_argument("--out", required=True, type=Path, help="fig.png or fig.svg")
     evaluation = commands.add_parser("evaluate", help="score the run's clusters and embedding against baselines")
@@ -230,5 +234,6 @@ def run_command(args: argparse.Namespace) -> None:
         request = SnapshotRequest(
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,
             select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
-            paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale)
+            paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale,
+            width_in=args.width_in, dpi=args.dpi)
         print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")

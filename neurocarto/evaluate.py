@@ -11,7 +11,6 @@ images. Everything is read from the store; nothing is recomputed but the baselin
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,6 +23,7 @@ from .config import EmbedParams
 from .errors import NeuroCartoError
 from .models import Layer
 from .store import Store
+from .zoo.parts import part_counts
 
 
 
@@ -72,30 +72,12 @@ def load_arrays(store: Store, reference: str) -> RunArrays:
 
 def neuron_concepts(top_images: np.ndarray, top_values: np.ndarray, top_positions: np.ndarray,
                     layer_of: np.ndarray, layers: list[Layer], part_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per neuron, the part most often under its argmax (0: background) and the share of its top images
-    showing it. Under the argmax = the map cell of the position widened by half a cell on each side;
-    its most common non-background part, else background. Entries where the neuron did not fire count
-    as background."""
-    height, width = part_maps.shape[1:]
-    n_parts = int(part_maps.max()) + 1
-    concepts = np.zeros(len(top_images), dtype=np.int64)
-    dominance = np.zeros(len(top_images), dtype=np.float64)
-    for neuron in range(len(top_images)):
-        layer = layers[layer_of[neuron]]
-        cell_h, cell_w = height / layer.height, width / layer.width
-        found = np.zeros(n_parts, dtype=np.int64)
-        for image, value, position in zip(top_images[neuron], top_values[neuron], top_positions[neuron]):
-            if value <= 0:
-                found[0] += 1
-                continue
-            y, x = divmod(int(position), layer.width)
-            window = part_maps[image, max(0, math.floor((y - 0.5) * cell_h)):math.ceil((y + 1.5) * cell_h),
-                               max(0, math.floor((x - 0.5) * cell_w)):math.ceil((x + 1.5) * cell_w)]
-            counts = np.bincount(window.ravel(), minlength=n_parts)
-            found[int(np.argmax(counts[1:])) + 1 if counts[1:].any() else 0] += 1
-        concepts[neuron] = int(np.argmax(found))
-        dominance[neuron] = found[concepts[neuron]] / max(found.sum(), 1)
-    return concepts, dominance
+    """Per neuron, the part most often under its argmax (`part_counts`) and the share of its top images
+    showing it; `part_maps` are indexed by run image id."""
+    found = part_counts(top_images, top_values, top_positions, [(layers[i].height, layers[i].width) for i in layer_of],
+                        part_maps.__getitem__, int(part_maps.max()) + 1)
+    concepts = np.argmax(found, axis=1)
+    return concepts, found[np.arange(len(found)), concepts] / np.maximum(found.sum(axis=1), 1)
 
 
 # ---- groupings ----

@@ -20,12 +20,14 @@ from .store import Store
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
-VIEWS = ("both", "projection", "graph")
+VIEWS = ("both", "projection", "graph", "page")     # page: the whole window as the user sees it (PNG only)
 GRAPH = "document.getElementById('graph')._cyreg.cy"
 PROJECTION = "document.querySelector('#projection .js-plotly-plot')"
 
 
 MIN_WINDOW, MAX_WINDOW, MAX_SCALE = (640, 360), 8000, 8     # below 640×360 the views have no room
+PIXELS_PER_INCH = 132       # graph panel px per printed inch: its 14 px paper labels print at 7.6 pt
+PAPER_ASPECT = 1.3          # a paper graph's height ÷ width
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class SnapshotRequest:
     width: int = 1600
     height: int = 900
     scale: float = 2.0
+    width_in: float | None = None   # the figure's printed width in inches (PNG at `dpi`; SVG sized in inches)
+    dpi: int = 300
 
 
 def output_format(out: Path) -> str:
@@ -69,6 +73,8 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
     kind = output_format(out)
     if request.view not in VIEWS:
         raise NeuroCartoError(f"--view {request.view}: expected one of {', '.join(VIEWS)}")
+    if request.view == "page" and kind != "png":
+        raise NeuroCartoError("--view page is a screenshot of the window: write it to a .png")
     if not 0 <= request.threshold <= 1:
         raise NeuroCartoError(f"--threshold {request.threshold}: expected a share between 0 and 1")
     if not (MIN_WINDOW[0] <= request.width <= MAX_WINDOW and MIN_WINDOW[1] <= request.height <= MAX_WINDOW):
@@ -77,6 +83,11 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
     if not 0 < request.scale <= MAX_SCALE:
         raise NeuroCartoError(f"--scale {request.scale:g}: expected more than 0 and at most {MAX_SCALE} "
                               "image pixels per screen pixel")
+    if request.width_in is not None and not 1 <= request.width_in <= 20:
+        raise NeuroCartoError(f"--width-in {request.width_in:g}: expected a printed width from 1 to 20 inches "
+                              "(3.5 for one column of a two-column paper, 7 for the page)")
+    if not 72 <= request.dpi <= 1200:
+        raise NeuroCartoError(f"--dpi {request.dpi}: expected 72 to 1200")
     with Store(cache) as store:
         key = store.resolve(request.run)
         if not (store.manifest(key) or {}).get("complete"):
@@ -90,19 +101,66 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
     with _served(create_app(cache, key).server) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=list(CHROMIUM_FLAGS))
         try:
-            page = browser.new_page(viewport={"width": request.width, "height": request.height})
+            page = browser.new_page(viewport={"width": request.width, "height": request.height},
+                                    device_scale_factor=request.scale if request.view == "page" else 1)
             page.goto(base + "/" + page_query(key, request))
             _wait_until_drawn(page, request)
             message = page.inner_text("#message").strip()
             if message:
                 raise NeuroCartoError(message)
-            views = ["projection", "graph"] if request.view == "both" else [request.view]
-            parts = [_export(page, view, kind, request.scale, fit_height=len(views) > 1) for view in views]
+            if request.view == "page":
+                parts = [page.screenshot()]
+            else:
+                views = ["projection", "graph"] if request.view == "both" else [request.view]
+                scale = request.scale
+                if request.width_in is not None and request.view == "graph":
+                    width = round(PIXELS_PER_INCH * request.width_in)
+                    _frame_graph(page, width, round(width * PAPER_ASPECT))
+                    scale = request.width_in * request.dpi / width
+                parts = [_export(page, view, kind, scale, fit_height=len(views) > 1) for view in views]
         finally:
             browser.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(_side_by_side_png(parts) if kind == "png" else _side_by_side_svg(parts))
+    figure = _side_by_side_png(parts) if kind == "png" else _side_by_side_svg(parts)
+    if request.width_in is not None:
+        figure = _printed_png(figure, request.width_in, request.dpi) if kind == "png" else _printed_svg(
+            figure, request.width_in)
+    out.write_bytes(figure)
     return out
+
+
+def _frame_graph(page, width: int, height: int) -> None:
+    """Lay the graph summary out for a panel of width × height px (the printed figure's) instead of the window's."""
+    page.evaluate(f"() => window.dash_clientside.set_props('graph-size', {{data: {{width: {width}, height: {height}}}}})")
+    page.wait_for_function(f"() => {{ const f = {GRAPH}.getElementById('frame:1');"
+                           f" return f.length === 1 && f.position('x') === {width}; }}", timeout=60000)
+    page.wait_for_load_state("networkidle", timeout=60000)
+    page.wait_for_timeout(300)
+
+
+def _printed_png(png: bytes, width_in: float, dpi: int) -> bytes:
+    """The PNG at width_in × dpi pixels wide, with its dpi recorded."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    width = round(width_in * dpi)
+    if image.width != width:
+        image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", dpi=(dpi, dpi))
+    return buffer.getvalue()
+
+
+def _printed_svg(svg: bytes, width_in: float) -> bytes:
+    """The SVG sized in inches (its drawing kept by a viewBox)."""
+    text = svg.decode()
+    width, height = _svg_size(text)
+    root = re.search(r"<svg\b[^>]*>", text).group(0)
+    sized = re.sub(r'\s(width|height)="[^"]*"', "", root)
+    if "viewBox=" not in sized:
+        sized = sized[:-1] + f' viewBox="0 0 {width:g} {height:g}">'
+    sized = sized[:-1] + f' width="{width_in:g}in" height="{width_in * height / width:.4g}in">'
+    return text.replace(root, sized, 1).encode()
 
 
 def _playwright():

@@ -127,6 +127,10 @@ def test_a_session_in_the_browser(server, browser):
     page.mouse.move(x, y)
     page.wait_for_function(f"() => {{ const g = document.querySelector('#projection .js-plotly-plot');"
                            f" const t = g._fullData.find(t => t.name === 'highlighted'); return t && t.x.length === {members}; }}")
+    page.wait_for_function("() => getComputedStyle(document.getElementById('graph-hover')).visibility === 'visible'")
+    page.wait_for_function(f"() => document.getElementById('graph-hover').innerText.includes('{node}')")
+    label = page.evaluate(f"(id) => {CY}.getElementById(id).data('label')", node)
+    assert "%" in label and label in page.inner_text("#graph-hover")       # e.g. "Sneaker 91% (3)"
     page.screenshot(path=SHOTS / "03-hover-node.png")
 
     # click it: selected in both views, its members' patches in the example panel
@@ -136,6 +140,9 @@ def test_a_session_in_the_browser(server, browser):
     page.wait_for_function("() => [...document.querySelectorAll('#examples img')].some(i => i.naturalWidth > 0)")
     assert page.evaluate(f"(id) => {CY}.getElementById(id).hasClass('selected')", node)
     page.wait_for_url(lambda url: "select=" in url)
+    page.wait_for_function("(label) => { const g = document.querySelector('#projection .js-plotly-plot');"
+                           " return g.layout.shapes.length === 1 && g.layout.annotations[0].text === label; }", arg=label)
+    assert label.split(" (")[0] in page.inner_text("#examples")         # the same label in the example panel
     page.screenshot(path=SHOTS / "04-node-selected.png")
 
     # concept cascade from the selected node
@@ -192,7 +199,7 @@ def node_count(page) -> int:
 
 def test_the_cut_regroups_the_graph_and_the_selection_follows(server, browser):
     base, _ = server
-    page = open_page(browser, base + "/?class=Bag")
+    page = open_page(browser, base + "/?class=Bag&detail=all")      # every node: the counts show the regrouping
     wait_graph(page)
     page.wait_for_function("() => document.getElementById('graph-title').textContent.includes('Bag')")
     own = node_count(page)
@@ -263,7 +270,7 @@ def test_image_routes(server):
         from PIL import Image
         mosaic = Image.open(io.BytesIO(response.read()))
         assert mosaic.size == (128, 128)        # 2×2 patches of 64²
-    for bad in (f"/members/{key}/0.1.2.3.4.png", f"/members/{key}/0..1.png", f"/members/{key}/a.1.png",
+    for bad in (f"/members/{key}/0.1.2.3.4.5.6.7.8.9.png", f"/members/{key}/0..1.png", f"/members/{key}/a.1.png",
                 f"/members/{key}/99999999.png", f"/members/{key}/-1.2.png", f"/members/nope/0.png",
                 f"/patch/{key}/999999/0.png", f"/patch/{key}/0/99.png", "/patch/nope/0/0.png",
                 f"/patch/{key}/-1/0.png", f"/patch/{key}/..%2F..%2Fetc%2Fpasswd/0.png", f"/mosaic/{key}/99999.png",
@@ -323,7 +330,10 @@ READABILITY = f"""() => {{
 
 
 def readability(page) -> dict:
-    page.wait_for_function(f"() => {CY}.nodes('.frame').length === 2")
+    """Once the summary is laid out for the panel's present size."""
+    page.wait_for_function(f"() => {{ const f = {CY}.getElementById('frame:1'), e = document.getElementById('graph');"
+                           " return f.length === 1 && f.position('x') === Math.round(e.clientWidth)"
+                           " && f.position('y') === Math.round(e.clientHeight); }", timeout=30000)
     page.wait_for_load_state("networkidle")
     return page.evaluate(READABILITY)
 

@@ -153,6 +153,21 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     assert all(point["largest share of a layer"] <= 0.15 for point in curve)
     legacy = evaluate_run_json(tmp_path, manifest["name"], "--truth", "top-images", "--intruders", "any")
     assert legacy["definitions"] == {"truth": "top-images", "intruders": "any", "trials": 100}
+    # the app's part labels: the part each neuron's own top images show, as the top-images truth reads it
+    from neurocarto.store import Store
+    from neurocarto.ui.rundata import PartLabels
+
+    with Store(tmp_path) as store:
+        key = manifest["key"]
+        layer_of = np.repeat(np.arange(len(manifest["layers"])), [layer["channels"] for layer in manifest["layers"]])
+        labels = PartLabels("parts:1800", *(store.get_array(key, name) for name in (
+            "image_index", "top_images", "top_values", "top_positions")),
+            [(manifest["layers"][i]["height"], manifest["layers"][i]["width"]) for i in layer_of])
+    ids = [f"{layer['name']}:{c}" for layer in manifest["layers"] for c in range(layer["channels"])]
+    for neuron in legacy["parts"]["neurons"][::25]:
+        counts = labels.counts((ids.index(neuron["id"]),))
+        assert labels.names[int(np.argmax(counts))] == neuron["concept"]
+        assert counts.max() / counts.sum() == pytest.approx(neuron["dominance"])
     ours, random = parts["embedding"]["ours"], parts["embedding"]["random"]
     assert ours["neighbours in group"] > 2 * ours["chance"] and random["neighbours in group"] < 1.5 * random["chance"]
     assert main(["evaluate", "--cache", str(tmp_path), "--run", "nope"]) == 2

@@ -97,3 +97,20 @@ def test_side_by_side_svg_scales_parts_to_one_height():
     assert (second.getAttribute("x"), second.getAttribute("width"), second.getAttribute("height")) == ("124", "100", "50")
     assert second.getAttribute("viewBox") == "0 0 400 200" and second.getElementsByTagName("circle")
     assert combined.getAttribute("width") == "224"
+
+
+@needs_chromium
+def test_a_paper_figure_of_the_graph_at_column_width(small_fashion_run):
+    _config, execution, manifest = small_fashion_run
+    png, svg = SHOTS / "paper-graph-3.5in.png", SHOTS / "paper-graph-3.5in.svg"
+    for out in (png, svg):
+        result = snapshot_cli(execution.cache, "--run", manifest["key"], "--class", "Sneaker", "--view", "graph",
+                              "--style", "paper", "--width-in", "3.5", "--out", str(out))
+        assert result.returncode == 0, result.stderr
+    image = Image.open(png)
+    assert image.width == 1050 and round(image.info["dpi"][0]) == 300 and image.height > image.width
+    root = xml.dom.minidom.parse(str(svg)).documentElement
+    assert root.getAttribute("width") == "3.5in" and root.getAttribute("height").endswith("in")
+    assert root.getAttribute("viewBox") and svg.read_text().count("<text") >= 20     # labels as real text
+    result = snapshot_cli(execution.cache, "--run", manifest["key"], "--width-in", "40", "--out", str(png))
+    assert result.returncode == 2 and "--width-in 40: expected a printed width from 1 to 20 inches" in result.stderr

@@ -3,7 +3,7 @@ import base64
 
 import numpy as np
 
-from neurocarto.ui.figures import class_bar_figure, node_title, projection_figure
+from neurocarto.ui.figures import class_bar_figure, concept_outlines, node_title, projection_figure
 
 def test_projection_has_a_trace_per_layer_and_highlights():
     projection = np.arange(12, dtype=np.float32).reshape(6, 2)
@@ -45,3 +45,28 @@ def test_node_title_says_how_much_of_its_cluster_the_class_graph_holds():
     assert node_title(part, 5, 0.456) == "mixed4b:c3: 2 neurons of the cluster's 5 in this class's graph, " \
                                           "mean within-cluster similarity 0.46"
     assert node_title(part, 2, 0.5) == "mixed4b:c3: 2 neurons, mean within-cluster similarity 0.50"
+
+
+
+def inside(polygon: np.ndarray, point: np.ndarray) -> bool:
+    """Ray casting: is the point inside the polygon."""
+    crossings = 0
+    for (x1, y1), (x2, y2) in zip(polygon, np.roll(polygon, -1, axis=0)):
+        if (y1 > point[1]) != (y2 > point[1]) and point[0] < x1 + (point[1] - y1) * (x2 - x1) / (y2 - y1):
+            crossings += 1
+    return crossings % 2 == 1
+
+
+def test_concept_outlines_enclose_their_members_and_carry_the_label():
+    rng = np.random.default_rng(0)
+    projection = rng.normal(size=(50, 2)).astype(np.float32)
+    members = [3, 7, 11, 19, 23, 40]
+    outlines = concept_outlines(projection, [(members, "Sneaker 91% (6)"), ([5], "Bag 40%")])
+    hull, circle = outlines["shapes"]
+    corners = np.array([[float(v) for v in corner.split(",")] for corner in hull["path"][2:-2].split(" L ")])
+    assert all(inside(corners, projection[m]) for m in members)
+    assert circle["type"] == "circle" and circle["x0"] < projection[5, 0] < circle["x1"]
+    assert [a["text"] for a in outlines["annotations"]] == ["Sneaker 91% (6)", "Bag 40%"]
+    assert outlines["annotations"][0]["y"] >= projection[members, 1].max()
+    figure = projection_figure(projection, np.zeros(50, dtype=int), ["a"], concepts=[(members, "x")])
+    assert len(figure["layout"]["shapes"]) == 1 and figure["layout"]["annotations"][0]["text"] == "x"

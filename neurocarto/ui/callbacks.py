@@ -8,7 +8,7 @@ from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from ..errors import NeuroCartoError
 from .rundata import AUTO, parse_cut
-from .figures import class_bar_figure, node_title, overlay_traces, projection_figure
+from .figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
 from .graph_view import Frame, NodeLook, cascade, graph_elements, graph_stylesheet
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
@@ -129,8 +129,8 @@ def register_callbacks(app: Dash, catalog) -> None:
     @app.callback(Output("graph", "elements"), Output("graph", "layout"), Output("graph-title", "children"),
                   Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
                   Input("cut-choice", "data"), Input("selection", "data"), Input("graph-detail", "value"),
-                  Input("graph-size", "data"))
-    def draw_graph(run_key, class_index, threshold, mode, cut_choice, selection, detail, size):
+                  Input("graph-size", "data"), Input("paper", "value"))
+    def draw_graph(run_key, class_index, threshold, mode, cut_choice, selection, detail, size, paper):
         """The summary laid out for the panel's measured size at zoom 1, or every node fitted."""
         data = catalog.get(run_key)
         if data is None or class_index is None:
@@ -143,7 +143,7 @@ def register_callbacks(app: Dash, catalog) -> None:
             chain = cascade(graph, selected[-1])
         frame = None if detail == "all" else Frame.of(size)
         elements = graph_elements(graph, data.layer_names, data.neuron_ids, node_looks(data, graph), threshold or 0,
-                                  set(selected), chain, frame)
+                                  set(selected), chain, frame, bool(paper))
         layout = {"name": "preset", "fit": True, "padding": 0 if frame else 30, "animate": False}
         return elements, layout, f"Class graph: {data.class_names[int(class_index)]}"
 
@@ -166,11 +166,15 @@ def register_callbacks(app: Dash, catalog) -> None:
         highlighted += list(selection.get("neurons") or [])
         overlays_only = {"hovered.data"} | ({"selection.data", "cut-choice.data"}
                                            if shown_filter != "clusters" else set())
+        concepts = [] if graph is None else [(node["members"], concept_name(data, node))
+                                             for node in data.resolve_nodes(graph, selection["nodes"], cut)]
         triggered = set(ctx.triggered_prop_ids)
         if triggered and triggered <= overlays_only:
             patch, first = Patch(), len(data.layer_names)
             for offset, trace in enumerate(overlay_traces(data.projection, highlighted, selection["neuron"])):
                 patch["data"][first + offset] = trace
+            for key, value in concept_outlines(data.projection, concepts, bool(paper)).items():
+                patch["layout"][key] = value
             return patch
         shown = None
         if shown_filter == "class" and graph is not None:
@@ -180,7 +184,7 @@ def register_callbacks(app: Dash, catalog) -> None:
             shown = np.zeros(len(data.neuron_ids), dtype=bool)
             shown[selected_members(data, graph, selection, cut)] = True
         return projection_figure(data.projection, data.layer_of, data.layer_names, shown, highlighted,
-                                 selection["neuron"], paper=bool(paper))
+                                 selection["neuron"], paper=bool(paper), concepts=concepts)
 
     @app.callback(Output("graph", "stylesheet"), Input("paper", "value"))
     def graph_style(paper):
@@ -232,6 +236,19 @@ def register_callbacks(app: Dash, catalog) -> None:
             return []
         return [data.neuron_index(member) for member in node["members"]]
 
+    @app.callback(Output("graph-hover", "children"), Input("graph", "mouseoverNodeData"), State("run", "value"))
+    def hover_box(node, run_key):
+        """The hovered node's label and a larger mosaic: up to 9 members' top patches, or a neuron's first 4."""
+        data = catalog.get(run_key)
+        if not node or data is None or "members" not in node:
+            return no_update
+        neurons = [data.neuron_index(member) for member in node["members"][:9]]
+        image = (html.Img(src=f"/members/{data.key}/{'.'.join(str(n) for n in neurons)}.png", width=150)
+                 if len(neurons) > 1 else html.Div(className="patch-grid", children=[
+                     html.Img(src=f"/patch/{data.key}/{neurons[0]}/{rank}.png", width=48, height=48)
+                     for rank in range(min(9, data.patch_count))]))
+        return [html.Strong(node["id"]), html.Div(node["label"]), image]
+
     @app.callback(Output("projection-tooltip", "show"), Output("projection-tooltip", "bbox"),
                   Output("projection-tooltip", "children"), Input("projection", "hoverData"), State("run", "value"))
     def hover_point(hover, run_key):
@@ -274,6 +291,7 @@ def register_callbacks(app: Dash, catalog) -> None:
             size, similarity = data.cluster_similarity(cut, node["cluster"], node["layer_index"]) \
                 if node["cluster"] >= 0 else (0, 0.0)
             blocks.append(html.H3(node_title(node, size, similarity), className="node-title"))
+            blocks.append(html.Div(f"top images: {data.concept_label(members)}", className="node-label"))
             for member in members[:10]:
                 blocks += neuron_block(data, member, url, None, count=6)
             blocks.append(dcc.Graph(figure=class_bar_figure(data.top_image_classes(members), data.class_names),
@@ -304,17 +322,20 @@ def emphasised(name: str, search: str):
     return html.Span([name[:at], html.Mark(name[at:end]), name[end:]])
 
 
+def concept_name(data, node: dict) -> str:
+    """A node's label: what its top images are, and for several neurons how many."""
+    label = data.concept_label(node["members"])
+    return f"{label} ({len(node['members'])})" if len(node["members"]) > 1 else label
+
+
 def node_looks(data, graph: dict) -> dict[str, NodeLook]:
-    """Each node's label (what its top images are, and a cluster's size) and image: a neuron's top patch, or a
-    2×2 mosaic of a cluster's first members' top patches."""
+    """Each node's label and image: a neuron's top patch, or a 2×2 mosaic of a cluster's first members' top
+    patches."""
     looks = {}
     for node in graph["nodes"]:
-        label = data.concept_label(node["members"])
-        if len(node["members"]) > 1:
-            listed = ".".join(str(n) for n in node["listed"][:4])
-            looks[node["id"]] = NodeLook(f"{label} ({len(node['members'])})", f"/members/{data.key}/{listed}.png")
-        else:
-            looks[node["id"]] = NodeLook(label, f"/patch/{data.key}/{node['members'][0]}/0.png")
+        image = (f"/members/{data.key}/{'.'.join(str(n) for n in node['listed'][:4])}.png" if len(node["members"]) > 1
+                 else f"/patch/{data.key}/{node['members'][0]}/0.png")
+        looks[node["id"]] = NodeLook(concept_name(data, node), image)
     return looks
 
 

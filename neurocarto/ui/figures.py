@@ -24,12 +24,13 @@ def typed_array(values: np.ndarray) -> dict:
 
 def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names: list[str],
                       shown: np.ndarray | None = None, highlighted: list[int] = (), selected: int | None = None,
-                      paper: bool = False) -> dict:
+                      paper: bool = False, concepts: list[tuple[list[int], str]] = ()) -> dict:
     """WebGL scatter of every neuron, one legend entry (toggle) per layer, then the two overlay traces.
 
     Built as a plain dict (no plotly validation: 100K points stay cheap). Coordinates travel as typed
     arrays; customdata (each point's neuron index, read by the tooltip and the selection) stays a plain
-    list, since Dash's event data indexes the trace's input customdata directly.
+    list, since Dash's event data indexes the trace's input customdata directly. Each of `concepts`
+    (members, label) is outlined and labelled (`concept_outlines`).
     """
     shown = np.ones(len(projection), dtype=bool) if shown is None else shown
     traces = []
@@ -48,7 +49,7 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
                    "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
                    "title": {"text": "layers" if paper else "layers (click to toggle)", "side": "top"}},
         "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
-        "hovermode": "closest"}
+        "hovermode": "closest", **concept_outlines(projection, concepts, paper)}
     if paper:
         layout["modebar"] = {"remove": ["toImage"]}
     return {"data": traces, "layout": layout}
@@ -68,6 +69,51 @@ def overlay_traces(projection: np.ndarray, highlighted: list[int] = (), selected
          "customdata": chosen.tolist(),
          "marker": {"size": 16, "symbol": "star", "color": "#ffd400", "line": {"color": "#111", "width": 1.5}}},
     ]
+
+
+def concept_outlines(projection: np.ndarray, concepts: list[tuple[list[int], str]], paper: bool = False) -> dict:
+    """Layout shapes and annotations: each concept's members enclosed by their convex hull (widened a little, a
+    circle for fewer than three distinct points) and its label above it."""
+    shapes, annotations = [], []
+    span = float(np.ptp(projection, axis=0).max()) if len(projection) else 1.0
+    for members, label in concepts:
+        points = projection[np.asarray(members, dtype=np.int64)].astype(np.float64)
+        centre = points.mean(axis=0)
+        margin = 0.015 * span
+        outline = _hull(points)
+        if outline is None:
+            radius = float(np.linalg.norm(points - centre, axis=1).max()) + margin
+            shapes.append({"type": "circle", "xref": "x", "yref": "y", "x0": centre[0] - radius, "x1": centre[0] + radius,
+                           "y0": centre[1] - radius, "y1": centre[1] + radius, **OUTLINE_STYLE})
+            top = centre[1] + radius
+        else:
+            directions = outline - centre
+            lengths = np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+            outline = outline + directions / lengths * margin
+            path = "M " + " L ".join(f"{x:.4f},{y:.4f}" for x, y in outline) + " Z"
+            shapes.append({"type": "path", "xref": "x", "yref": "y", "path": path, **OUTLINE_STYLE})
+            top = float(outline[:, 1].max())
+        annotations.append({"x": float(centre[0]), "y": top, "xref": "x", "yref": "y", "text": label,
+                            "showarrow": False, "yanchor": "bottom", "font": {"size": 14 if paper else 11, "color": "#111"},
+                            "bgcolor": "rgba(255,255,255,0.85)"})
+    return {"shapes": shapes, "annotations": annotations}
+
+
+OUTLINE_STYLE = {"line": {"color": "#111", "width": 1.5, "dash": "dot"}, "fillcolor": "rgba(255,212,0,0.12)",
+                 "layer": "below"}
+
+
+def _hull(points: np.ndarray) -> np.ndarray | None:
+    """The convex hull's corners in order, or None when the points span no area."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    if len(np.unique(points, axis=0)) < 3:
+        return None
+    try:
+        hull = ConvexHull(points)
+    except QhullError:
+        return None
+    return points[hull.vertices]
 
 
 def class_bar_figure(counts: np.ndarray, class_names: list[str], paper: bool = False) -> dict:

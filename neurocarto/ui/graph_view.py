@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 MIN_ROW, MAX_ROW = 46, 96         # px: a layer's row (node, its label, a gap)
 NODE_MIN, NODE_MAX = 30, 44       # px: rendered node sizes, by score
-SLOT = 86                         # px: horizontal room per node, its label included
+SLOT, PAPER_SLOT = 102, 120       # px: horizontal room per node, its label included (paper style's larger font)
 GUTTER, MIN_GUTTER = 84, 44       # px: the layer name's column at the left of each row
 FONT = 12                         # px: node labels and layer names on screen (14 in paper style)
 IN_EDGES, OUT_EDGES = 2, 1        # strongest edges a shown node keeps, in and out
@@ -48,17 +48,18 @@ class Grid:
     column_width: float
     gutter: float
     slots: int
+    slot: float
 
     @classmethod
-    def for_panel(cls, frame: Frame, layers: int) -> "Grid":
+    def for_panel(cls, frame: Frame, layers: int, slot: float = SLOT) -> "Grid":
         layers = max(layers, 1)
         rows = min(layers, max(1, int(frame.height // MIN_ROW)))
         columns = math.ceil(layers / rows)
         rows = math.ceil(layers / columns)              # balance the columns
         column_width = frame.width / columns
-        gutter = min(GUTTER, max(MIN_GUTTER, column_width - SLOT))   # narrow columns: a narrower layer name
+        gutter = min(GUTTER, max(MIN_GUTTER, column_width - slot))   # narrow columns: a narrower layer name
         return cls(rows, columns, min(MAX_ROW, frame.height / rows), column_width, gutter,
-                   max(1, int((column_width - gutter) // SLOT)))
+                   max(1, int((column_width - gutter) // slot)), slot)
 
     def cell(self, order: int, frame: Frame) -> tuple[float, float]:
         """Left x and centre y of the `order`-th layer (from the input side) in the panel."""
@@ -141,12 +142,14 @@ class NodeLook:
 
 def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], looks: dict[str, NodeLook],
                    threshold: float = 0.0, selected: set[str] = frozenset(),
-                   chain: tuple[set[str], set[str]] | None = None, frame: Frame | None = None) -> list[dict]:
-    """Cytoscape elements of the summary for `frame` (or, without a frame, of every node, compactly)."""
+                   chain: tuple[set[str], set[str]] | None = None, frame: Frame | None = None,
+                   paper: bool = False) -> list[dict]:
+    """Cytoscape elements of the summary for `frame` (or, without a frame, of every node, compactly); paper
+    style's larger labels get wider slots."""
     visible = visible_nodes(graph, threshold)
     keep = set(selected) | (chain[0] if chain else set())
     layers = sorted({node["layer_index"] for node in graph["nodes"] if node["id"] in visible | keep})
-    grid = Grid.for_panel(frame, len(layers)) if frame else None
+    grid = Grid.for_panel(frame, len(layers), PAPER_SLOT if paper else SLOT) if frame else None
     shown = summary_nodes(graph, visible, grid.slots, keep) if grid else visible | keep
     edges = strongest_edges(graph["edges"], shown) if grid else [
         e for e in graph["edges"] if e["source"] in shown and e["target"] in shown]
@@ -161,7 +164,7 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
                         key=lambda n: (-n["score"], n["id"]))
         if grid:
             left, y = grid.cell(order, frame)
-            xs = [left + grid.gutter + SLOT * (rank + 0.5) for rank in range(len(ranked))]
+            xs = [left + grid.gutter + grid.slot * (rank + 0.5) for rank in range(len(ranked))]
             caption = {"x": left + grid.gutter - 6, "y": y, "width": grid.gutter - 10}
             room = max(0.0, min(NODE_MAX, grid.row_height - 18) - NODE_MIN)
             size = lambda score: NODE_MIN + room * score / best  # noqa: E731
@@ -214,7 +217,8 @@ def graph_stylesheet(paper: bool = False) -> list[dict]:
         {"selector": "node[size]", "style": {"width": "data(size)", "height": "data(size)"}},
         {"selector": "node", "style": {"border-width": 2, "border-color": "#888",
                                        "label": "data(label)", "font-size": font, "text-valign": "bottom",
-                                       "text-margin-y": 1, "color": "#222", "min-zoomed-font-size": 0}},
+                                       "text-margin-y": 1, "color": "#222", "min-zoomed-font-size": 0,
+                                       "text-wrap": "ellipsis", "text-max-width": (PAPER_SLOT if paper else SLOT) - 4}},
         {"selector": "node.cluster", "style": {"shape": "round-rectangle", "border-color": "#4e79a7", "border-width": 3}},
         {"selector": "node.row-label", "style": {"background-opacity": 0, "border-width": 0, "width": 1, "height": 1,
                                                  "text-valign": "center", "text-halign": "left", "font-size": font,
@@ -228,7 +232,7 @@ def graph_stylesheet(paper: bool = False) -> list[dict]:
         {"selector": "node.selected", "style": {"border-color": "#ffb000", "border-width": 6}},
         {"selector": ".chain", "style": {"opacity": 1, "line-color": "#e15759", "target-arrow-color": "#e15759",
                                          "border-color": "#e15759"}},
-        {"selector": ".faded", "style": {"opacity": 0.15}},
+        {"selector": ".faded", "style": {"opacity": 0.22}},
         {"selector": "node.hovered", "style": {"border-color": "#111", "border-width": 5}},
         {"selector": "edge.hovered", "style": {"line-color": "#111", "target-arrow-color": "#111", "opacity": 1}},
     ]

@@ -80,6 +80,7 @@ def page(run_options: list[dict]) -> html.Div:
                                    tooltip={"placement": "bottom"}),
                     ]),
                 ]),
+                html.Div(id="graph-hover", className="graph-hover", style={"visibility": "hidden"}),
                 cyto.Cytoscape(id="graph", elements=[], layout={"name": "preset", "fit": True, "padding": 30},
                                stylesheet=graph_stylesheet(), style={"width": "100%", "height": "100%"},
                                minZoom=0.1, maxZoom=4, boxSelectionEnabled=False, autoungrabify=True),

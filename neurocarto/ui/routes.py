@@ -48,16 +48,17 @@ def register_routes(server: Flask, runs) -> None:
 
     @server.route("/members/<run>/<members>.png")
     def member_mosaic(run: str, members: str):
-        """A 2×2 mosaic of up to 4 neurons' top patches (a cluster node's image): `12.15.88.90`."""
+        """A mosaic of up to 9 neurons' top patches, 2 or 3 a row (a cluster node's image): `12.15.88.90`."""
         data = runs(run)
         parts = members.split(".")
-        if data is None or not 1 <= len(parts) <= 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        if data is None or not 1 <= len(parts) <= 9 or not all(p.isdigit() and len(p) <= 9 for p in parts):
             abort(404)
         neurons = [int(p) for p in parts]
         if not all(n < len(data.neuron_ids) for n in neurons) or data.patch_count < 1:
             abort(404)
         firsts = [data.patches(n)[:1] for n in neurons]
-        return _png(mosaic([sum(firsts[i:i + 2], ()) for i in range(0, len(firsts), 2)], per_member=2))
+        per_row = 2 if len(firsts) <= 4 else 3
+        return _png(mosaic([sum(firsts[i:i + per_row], ()) for i in range(0, len(firsts), per_row)], per_member=per_row))
 
     @server.route("/patch/<path:_anything>")
     @server.route("/mosaic/<path:_anything>")

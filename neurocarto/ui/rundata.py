@@ -31,6 +31,33 @@ class Clustering:
         return np.flatnonzero(inside if layer is None else inside & (layer_of == layer))
 
 
+class PartLabels:
+    """On Parts data, which part each neuron's top images show under its argmax (`zoo.parts.part_counts`),
+    computed for the neurons asked about, once."""
+
+    def __init__(self, spec: str, image_index: np.ndarray, top_images: np.ndarray, top_values: np.ndarray,
+                 top_positions: np.ndarray, grids: list[tuple[int, int]]):
+        from ..zoo.parts import PART_NAMES, PartsDataset
+
+        dataset = PartsDataset.from_spec(spec)
+        self.names = PART_NAMES
+        self._map = lru_cache(maxsize=4096)(lambda image: dataset.part_map(int(image_index[image])))
+        self._arrays = (top_images, top_values, top_positions)
+        self._grids = grids
+        self._counts: dict[int, np.ndarray] = {}
+
+    def counts(self, neurons: tuple[int, ...]) -> np.ndarray:
+        """Summed over these neurons: how many top images show each part."""
+        from ..zoo.parts import part_counts
+
+        missing = [n for n in neurons if n not in self._counts]
+        if missing:
+            images, values, positions = (array[missing] for array in self._arrays)
+            found = part_counts(images, values, positions, [self._grids[n] for n in missing], self._map, len(self.names))
+            self._counts.update(zip(missing, found))
+        return np.sum([self._counts[n] for n in neurons], axis=0)
+
+
 def parse_cut(text, floor: float) -> str | float:
     """A cut from a URL or a flag: "auto", or a Jaccard threshold in [floor, MAX_CUT] (rounded to 0.01)."""
     if text is None or str(text).strip().lower() == AUTO:
@@ -67,6 +94,7 @@ class RunData:
     image_labels: np.ndarray        # (images,) class of each run image
     patch_count: int
     max_in_edges: int
+    parts: PartLabels | None = field(repr=False, default=None)     # Parts data: labels name parts, not classes
     _store: Store = field(repr=False, default=None)
 
     def neuron_index(self, neuron_id: str) -> int | None:
@@ -143,13 +171,15 @@ class RunData:
         return np.bincount(self.image_labels[images], minlength=len(self.class_names))
 
     def concept_label(self, neurons) -> str:
-        """What neurons detect, in words: the class most of their top images come from and its share."""
+        """What neurons detect, in words: the class most of their top images come from, or on Parts data the part
+        most of them show under the argmax, and its share."""
         return self._label(tuple(int(n) for n in neurons))
 
     def _read_label(self, neurons: tuple[int, ...]) -> str:
-        counts = self.top_image_classes(list(neurons))
+        counts, names = (self.parts.counts(neurons), self.parts.names) if self.parts else (
+            self.top_image_classes(list(neurons)), self.class_names)
         top = int(np.argmax(counts))
-        name = self.class_names[top]
+        name = names[top]
         return f"{name if len(name) <= 10 else name[:9] + '…'} {counts[top] / max(counts.sum(), 1):.0%}"
 
     def class_index(self, name: str) -> int | None:
@@ -180,6 +210,11 @@ def load_run(store: Store, key: str) -> RunData:
     merges = store.get_array(key, "cluster_merges")
     cuts = store.get_array(key, "cluster_cuts")
     top_images, image_labels = store.get_array(key, "top_images"), store.get_array(key, "image_labels")
+    data_spec = manifest["config"].get("data") or ""
+    parts = PartLabels(data_spec, store.get_array(key, "image_index"), top_images, store.get_array(key, "top_values"),
+                       store.get_array(key, "top_positions"),
+                       [(layers[i]["height"], layers[i]["width"]) for i in layer_of]) if data_spec.startswith(
+                           "parts") else None
     return RunData(
         key=key, name=manifest["name"], label=run_label(manifest),
         neuron_ids=store.get_json(key, "neuron_ids"),
@@ -198,5 +233,6 @@ def load_run(store: Store, key: str) -> RunData:
         image_labels=image_labels,
         patch_count=int(manifest["config"]["patches"]["per_neuron"]),
         max_in_edges=int(manifest["config"].get("graph", {}).get("max_in_edges", 10)),
+        parts=parts,
         _store=store,
     )

@@ -12,7 +12,9 @@ Images are made on the fly from (seed, index), so a dataset is its three numbers
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -140,3 +142,25 @@ class PartsDataset:
         n_images = int(fields[0]) if fields else DEFAULT_IMAGES
         seed = int(fields[1]) if len(fields) > 1 else DEFAULT_SEED
         return cls(n_images, seed)
+
+
+def part_counts(top_images: np.ndarray, top_values: np.ndarray, top_positions: np.ndarray,
+                grids: list[tuple[int, int]], part_map: Callable[[int], np.ndarray], n_parts: int) -> np.ndarray:
+    """(neurons, parts): how many of each neuron's top images show each part under its argmax (0: background).
+    Rows are the given neurons' (`grids[i]`: the height and width of row i's layer). Under the argmax = the map cell of the position
+    widened by half a cell on each side; its most common non-background part, else background. Entries where
+    the neuron did not fire count as background. `part_map(run image id)` gives an image's part map."""
+    found = np.zeros((len(top_images), n_parts), dtype=np.int64)
+    for neuron, (height, width) in enumerate(grids):
+        for image, value, position in zip(top_images[neuron], top_values[neuron], top_positions[neuron]):
+            if value <= 0:
+                found[neuron, 0] += 1
+                continue
+            parts = part_map(int(image))
+            cell_h, cell_w = parts.shape[0] / height, parts.shape[1] / width
+            y, x = divmod(int(position), width)
+            window = parts[max(0, math.floor((y - 0.5) * cell_h)):math.ceil((y + 1.5) * cell_h),
+                           max(0, math.floor((x - 0.5) * cell_w)):math.ceil((x + 1.5) * cell_w)]
+            counts = np.bincount(window.ravel(), minlength=n_parts)
+            found[neuron, int(np.argmax(counts[1:])) + 1 if counts[1:].any() else 0] += 1
+    return found
