@@ -271,7 +271,7 @@ def test_image_routes(server):
         mosaic = Image.open(io.BytesIO(response.read()))
         assert mosaic.size == (128, 128)        # 2×2 patches of 64²
     for bad in (f"/members/{key}/0.1.2.3.4.5.6.7.8.9.png", f"/members/{key}/0..1.png", f"/members/{key}/a.1.png",
-                f"/members/{key}/99999999.png", f"/members/{key}/-1.2.png", f"/members/nope/0.png",
+                f"/members/{key}/99999999.png", f"/members/{key}/-1.2.png", "/members/nope/0.png",
                 f"/patch/{key}/999999/0.png", f"/patch/{key}/0/99.png", "/patch/nope/0/0.png",
                 f"/patch/{key}/-1/0.png", f"/patch/{key}/..%2F..%2Fetc%2Fpasswd/0.png", f"/mosaic/{key}/99999.png",
                 f"/patch/{key}/0/0.png/../../../../app.py"):

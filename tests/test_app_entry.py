@@ -78,7 +78,8 @@ def test_hover_updates_only_the_projection_overlays(small_fashion_run, monkeypat
     assert len(figure["data"]) == len(manifest["layers"]) + 2
     patched = post_callback(client, [("projection", "figure")], inputs, changed=["hovered.data"])
     operations = patched["response"]["projection"]["figure"]["operations"]
-    assert [op["location"] for op in operations] == [["data", len(manifest["layers"])], ["data", len(manifest["layers"]) + 1]]
+    assert [op["location"] for op in operations] == [["data", len(manifest["layers"])], ["data", len(manifest["layers"]) + 1],
+                                                     ["layout", "shapes"], ["layout", "annotations"]]
     assert operations[0]["params"]["value"]["name"] == "highlighted"
 
 

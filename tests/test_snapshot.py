@@ -58,7 +58,7 @@ def test_snapshot_png_and_svg_of_both_views(small_fashion_run):
     parts = [child for child in document.childNodes if getattr(child, "tagName", None) == "svg"]
     assert len(parts) == 2 and float(parts[1].getAttribute("x")) > float(parts[0].getAttribute("width"))
     assert parts[0].getAttribute("height") == parts[1].getAttribute("height")
-    assert svg.read_text().count("<image") >= len(graph["nodes"]) // 2         # the nodes' patches
+    assert svg.read_text().count("<image") >= 20         # the summary's nodes' patches
 
 
 @needs_chromium

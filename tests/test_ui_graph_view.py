@@ -68,10 +68,10 @@ def test_a_selection_brings_its_neighbourhood_forward():
 def test_the_panel_decides_rows_columns_and_slots():
     grid = Grid.for_panel(Frame(520, 560), 11)
     assert (grid.rows, grid.columns, grid.gutter, grid.slots) == (11, 1, GUTTER, (520 - GUTTER) // SLOT)
-    wide = Grid.for_panel(Frame(520, 300), 11)          # 6 rows of ≥ 50 px: two columns of 6 and 5 layers
+    wide = Grid.for_panel(Frame(520, 300), 11)          # 6 rows of ≥ 46 px: two columns of 6 and 5 layers
     assert (wide.rows, wide.columns) == (6, 2) and wide.row_height == 50 and wide.slots >= 1
     deep = Grid.for_panel(Frame(520, 500), 40)
-    assert deep.rows * deep.columns >= 40 and deep.row_height >= 50 and deep.gutter + deep.slots * SLOT <= 130
+    assert deep.rows * deep.columns >= 40 and deep.row_height >= 46 and deep.gutter + deep.slots * deep.slot <= 130
     assert Frame.of(None) == Frame() and Frame.of({"width": "x"}) == Frame() and Frame.of({"width": 1, "height": 1e9}) \
         == Frame(200, 8000)
 

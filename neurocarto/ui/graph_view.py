@@ -58,6 +58,7 @@ class Grid:
         rows = math.ceil(layers / columns)              # balance the columns
         column_width = frame.width / columns
         gutter = min(GUTTER, max(MIN_GUTTER, column_width - slot))   # narrow columns: a narrower layer name
+        slot = min(slot, column_width - gutter)                       # and, narrower still, shorter node labels
         return cls(rows, columns, min(MAX_ROW, frame.height / rows), column_width, gutter,
                    max(1, int((column_width - gutter) // slot)), slot)
 
@@ -185,6 +186,7 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
             elements.append({
                 "data": {"id": node["id"], "label": look.label, "layer": node["layer"], "score": round(node["score"], 3),
                          "size": round(size(node["score"]), 1), "image": look.image,
+                         "wrap": (grid.slot if grid else ALL_COLUMN) - 4,
                          "members": [neuron_ids[n] for n in node["members"]]},
                 "position": {"x": x, "y": y}, "classes": " ".join(classes)})
         width = caption.pop("width", ALL_COLUMN)
@@ -218,7 +220,7 @@ def graph_stylesheet(paper: bool = False) -> list[dict]:
         {"selector": "node", "style": {"border-width": 2, "border-color": "#888",
                                        "label": "data(label)", "font-size": font, "text-valign": "bottom",
                                        "text-margin-y": 1, "color": "#222", "min-zoomed-font-size": 0,
-                                       "text-wrap": "ellipsis", "text-max-width": (PAPER_SLOT if paper else SLOT) - 4}},
+                                       "text-wrap": "ellipsis", "text-max-width": "data(wrap)"}},
         {"selector": "node.cluster", "style": {"shape": "round-rectangle", "border-color": "#4e79a7", "border-width": 3}},
         {"selector": "node.row-label", "style": {"background-opacity": 0, "border-width": 0, "width": 1, "height": 1,
                                                  "text-valign": "center", "text-halign": "left", "font-size": font,
