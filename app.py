@@ -10,12 +10,9 @@ default cache/), e.g. `gunicorn -w 2 -b 0.0.0.0:8050 app:server`.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
-
-from neurocarto.cli import add_run_arguments, configs_from, guarded, stage_list
-from neurocarto.pipeline import precompute, summary
-from neurocarto.store import Store
 
 
 def port_number(text: str) -> int:
@@ -25,8 +22,22 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine only (localhost or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def first_run(args: argparse.Namespace) -> str:
     """The key of the run to open: --run, or the run the flags define, computed unless stored."""
+    from neurocarto.cli import configs_from, stage_list
+    from neurocarto.pipeline import precompute, summary
+    from neurocarto.store import Store
+
     if args.run:
         with Store(args.cache) as store:
             return store.resolve(args.run)
@@ -37,13 +48,20 @@ def first_run(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from neurocarto.cli import add_run_arguments, guarded
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
     parser.add_argument("--run", default=None, help="open this run (name, key or key prefix); skips the precompute")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=port_number, default=8050, help="TCP port, 1-65535 (default 8050)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared server)")
+    parser.add_argument("--debug-on-network", action="store_true",
+                        help="allow --debug with a --host other machines can reach (its debugger runs code)")
     args = parser.parse_args(argv)
+    if args.debug and not loopback(args.host) and not args.debug_on_network:
+        parser.error(f"--debug with --host {args.host}: Dash's debugger would let anyone who reaches the server "
+                     "run code on it; serve on 127.0.0.1, drop --debug, or add --debug-on-network if you mean it")
     from neurocarto.ui.app import create_app
 
     status, first = guarded(lambda: first_run(args))

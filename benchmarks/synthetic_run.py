@@ -19,7 +19,7 @@ from PIL import Image
 from neurocarto.concept_graph import WEIGHT_DTYPE, chosen_neurons, class_graph_at, cluster_anchors
 from neurocarto.hierarchy import cut_labels, linkage_merges
 from neurocarto.models import Layer
-from neurocarto.patches import pack
+from neurocarto.patch_images import pack
 from neurocarto.store import Store
 from neurocarto.ui.rundata import REQUIRED_STAGES
 

@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patches
+from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patch_images, patches
 from .config import ExecutionConfig, RunConfig
 from .errors import NeuroCartoError
 from .distributed import Group
@@ -311,7 +311,7 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
 
 
 def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
-    """PNG patches of each neuron's top images around its argmax, stored per neuron (`patches.pack`)."""
+    """PNG patches of each neuron's top images around its argmax, stored per neuron (`patch_images.pack`)."""
     params = run.config.patches
     model = run.model.module.cpu()
     example = run.load_images(store.get_array(run.key, "top_images")[:1, 0])
@@ -321,7 +321,7 @@ def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
 
     def save(neuron: int, neuron_patches: list[bytes]) -> None:
         nonlocal written
-        store.put_bytes(run.key, f"patches/{neuron}", patches.pack(neuron_patches))
+        store.put_bytes(run.key, f"patches/{neuron}", patch_images.pack(neuron_patches))
         written += len(neuron_patches)
         progress.update()
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sqlite3
 from pathlib import Path
 
 import diskcache
 import numpy as np
+from diskcache.core import MODE_BINARY, MODE_RAW
 
 from .errors import NeuroCartoError
 
@@ -20,6 +23,39 @@ SCHEMA_VERSION = 1
 
 
 RUN_INDEX = "index/runs"      # JSON list of run keys (no run key contains '/')
+VALUE_FILE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")     # diskcache's own file names
+
+
+class UnsafeRow(ValueError):
+    """A row of the cache that is not a text key with a bytes value: never deserialised."""
+
+
+class BytesOnlyDisk(diskcache.Disk):
+    """diskcache's serialisation restricted to text keys and bytes values, in the row or in a file of diskcache's
+    own naming inside the cache directory. Anything else — pickled keys or values, text files, other paths —
+    is refused unread, so a planted row can never run code."""
+
+    def put(self, key):
+        if type(key) is not str:
+            raise UnsafeRow(f"store keys are text, not {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key, raw):
+        if not raw or type(key) is not str:
+            raise UnsafeRow("a key that is not text")
+        return key
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if type(value) is not bytes:
+            raise UnsafeRow(f"store values are bytes, not {type(value).__name__}")
+        return super().store(value, read, key)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == MODE_RAW and type(value) in (bytes, sqlite3.Binary):
+            return bytes(value)
+        if mode == MODE_BINARY and not read and isinstance(filename, str) and VALUE_FILE.fullmatch(filename):
+            return super().fetch(mode, filename, value, read)
+        raise UnsafeRow(f"a value stored in mode {mode} ({type(value).__name__}, file {filename!r}), not bytes")
 
 
 class Store:
@@ -30,7 +66,7 @@ class Store:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._cache = diskcache.Cache(str(self.directory / "store"), size_limit=2 ** 40,
-                                          eviction_policy="none")
+                                          eviction_policy="none", disk=BytesOnlyDisk)
         except Exception as error:
             raise NeuroCartoError(f"cannot open the store in {self.directory}: {error}; move it "
                                   "aside or choose another --cache DIR") from error
@@ -89,10 +125,14 @@ class Store:
 
     def run_keys(self) -> list[str]:
         """Keys of the runs with a manifest, from the store's run index (built by one scan if missing)."""
-        raw = self._cache.get(RUN_INDEX, default=None)
-        if isinstance(raw, bytes):
-            return json.loads(raw)
-        keys = sorted(key.split("/")[0] for key in self._cache.iterkeys() if key.endswith("/manifest"))
+        try:
+            keys = json.loads(self._cache.get(RUN_INDEX, default=None) or b"null")
+        except (UnsafeRow, ValueError):
+            keys = None         # unreadable: rebuilt below from the keys themselves
+        if isinstance(keys, list) and all(isinstance(key, str) and "/" not in key for key in keys):
+            return keys
+        rows = self._cache._sql("SELECT key FROM Cache WHERE raw = 1 AND key LIKE '%/manifest'")
+        keys = sorted({key.split("/")[0] for (key,) in rows if isinstance(key, str) and key.count("/") == 1})
         self._set(RUN_INDEX, json.dumps(keys).encode())
         return keys
 
@@ -132,8 +172,10 @@ class Store:
         """Bytes the run's entries take."""
         total = 0
         for key in self._run_entries(run):
-            value = self._cache.get(key, default=b"")
-            total += len(value) if isinstance(value, bytes) else 0
+            try:
+                total += len(self._cache.get(key, default=b""))
+            except UnsafeRow:
+                continue
         return total
 
     def delete_run(self, run: str) -> None:

@@ -37,6 +37,44 @@ def test_binds_to_loopback_without_debug_unless_asked(monkeypatch, small_fashion
     assert module.main(["--run", "nope", "--cache", str(execution.cache)]) == 2
 
 
+def test_debug_is_refused_on_a_host_others_reach_unless_meant(monkeypatch, small_fashion_run, capsys):
+    _config, execution, manifest = small_fashion_run
+    calls = {}
+    from dash import Dash
+
+    monkeypatch.setattr(Dash, "run", lambda self, **kwargs: calls.update(kwargs))
+    module = load_app_module()
+    flags = ["--run", manifest["key"], "--cache", str(execution.cache), "--debug"]
+    for host in ("0.0.0.0", "192.168.1.5", "::", "example.org"):
+        try:
+            module.main(flags + ["--host", host])
+        except SystemExit as exit:
+            assert exit.code == 2
+        else:
+            raise AssertionError(f"--debug --host {host} was accepted")
+        assert f"--debug with --host {host}: Dash's debugger" in capsys.readouterr().err and not calls
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert module.main(flags + ["--host", host]) == 0 and calls["debug"] is True
+    assert module.main(flags + ["--host", "0.0.0.0", "--debug-on-network"]) == 0 and calls["host"] == "0.0.0.0"
+
+
+def test_the_wsgi_entry_serves_without_torch(small_fashion_run):
+    """A web worker imports neither torch nor UMAP, even with a run loaded and patches served."""
+    import subprocess
+
+    _config, execution, manifest = small_fashion_run
+    probe = (f"import re, sys, app; client = app.server.test_client(); "
+             f"assert client.get('/patch/{manifest['key']}/0/0.png').status_code == 200; "
+             f"assert client.get('/members/{manifest['key']}/0.1.png').status_code == 200; "
+             "print(sorted(m for m in ('torch', 'umap', 'torchvision') if m in sys.modules), "
+             "int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024)")  # peak MB
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "NEUROCARTO_CACHE": str(execution.cache)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules, megabytes = result.stdout.rsplit("]", 1)
+    assert modules == "[" and int(megabytes) < 300, result.stdout
+
+
 def test_a_bad_port_is_named_before_anything_runs(capsys):
     module = load_app_module()
     for port in ("99999", "0", "http"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from neurocarto.config import EmbedParams, ExecutionConfig, PatchParams, RunConfig
-from neurocarto.patches import unpack
+from neurocarto.patch_images import unpack
 from neurocarto.pipeline import precompute
 from neurocarto.store import Store
 

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from neurocarto.models import Layer, load_model, resolve_layers
-from neurocarto.patches import crop_box, display_image, mosaic, neuron_patches, pack, receptive_fields, unpack
+from neurocarto.patch_images import mosaic, pack, unpack
+from neurocarto.patches import crop_box, display_image, neuron_patches, receptive_fields
 
 
 def test_crop_contains_the_argmax_and_stays_inside():

@@ -16,7 +16,7 @@ from neurocarto.cli import main as cli_main
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.errors import NeuroCartoError
 from neurocarto.models import GOOGLENET_LAYERS, load_model
-from neurocarto.patches import unpack
+from neurocarto.patch_images import unpack
 from neurocarto.pipeline import precompute
 from neurocarto.store import Store
 from neurocarto.zoo.fashion_inception import DEFAULT_LAYERS

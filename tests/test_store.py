@@ -94,3 +94,45 @@ def test_run_index_and_sizes_track_only_each_runs_own_entries(tmp_path):
         reopened.delete_run("ab")
         assert reopened.run_keys() == ["ab.", "ab0", "b"] and reopened.run_size("ab") == 0
         assert reopened.get_array("ab0", "top_images").shape == (3, 4)
+
+
+class Canary:
+    """Unpickling it creates a file: the side effect a planted row would have if the store ever unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_planted_pickles_and_foreign_files_are_never_read(tmp_path):
+    import diskcache
+
+    canary = tmp_path / "canary-fired"
+    with Store(tmp_path / "cache") as store:
+        make_run(store, "good", "good")
+        make_run(store, "bad", "bad")
+        store.put_json("bad", "class_names", ["a"])
+        store.put_bytes("bad", "patches/0", b"png")
+        store.save_checkpoint("bad", "pass1", {"x": np.ones(2)})
+        store.put_array("bad", "big", np.zeros(100_000))          # large enough to live in a file of its own
+    planted = ["bad/manifest", "bad/array/top_images", "bad/json/class_names", "bad/bytes/patches/0",
+               "bad/checkpoint/pass1", "index/runs"]
+    with diskcache.Cache(str(tmp_path / "cache" / "store")) as raw:      # an attacker with write access, pickling
+        for key in planted:
+            raw.set(key, Canary(canary))
+        raw._sql("UPDATE Cache SET filename = ? WHERE key = ?", ("../../../outside.val", "bad/array/big"))
+    with Store(tmp_path / "cache") as store:
+        listed = {key: (manifest, problem) for key, manifest, problem in store.list_runs()}   # the index is rebuilt
+        assert set(listed) == {"good", "bad"} and "corrupt" in listed["bad"][1]
+        assert listed["good"][0]["name"] == "good" and store.get_array("good", "top_images").shape == (3, 4)
+        for read in (lambda: store.manifest("bad"), lambda: store.get_array("bad", "top_images"),
+                     lambda: store.get_json("bad", "class_names"), lambda: store.get_bytes("bad", "patches/0"),
+                     lambda: store.load_checkpoint("bad", "pass1"), lambda: store.get_array("bad", "big")):
+            with pytest.raises(NeuroCartoError, match=r"run bad: cache entry .* is corrupt .*not bytes.*--rebuild"):
+                read()
+        assert store.run_size("bad") >= 0
+        store.delete_run("bad")
+        assert store.run_keys() == ["good"]
+    assert not canary.exists()

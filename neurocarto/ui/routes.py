@@ -9,7 +9,7 @@ import hashlib
 
 from flask import Flask, Response, abort, request
 
-from ..patches import mosaic
+from ..patch_images import mosaic
 from .rundata import AUTO
 
 CACHE_SECONDS = 7 * 24 * 3600

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import cluster, concept_graph, hierarchy
 from ..errors import NeuroCartoError
-from ..patches import unpack
+from ..patch_images import unpack
 from ..store import Store
 
 REQUIRED_STAGES = ("pass1", "cluster", "embed", "graph", "patches")
