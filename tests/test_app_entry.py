@@ -127,7 +127,8 @@ def test_a_hover_without_point_data_is_ignored(small_fashion_run, monkeypatch):
     monkeypatch.setenv("NEUROCARTO_CACHE", str(execution.cache))
     client = load_app_module().server.test_client()
     client.get("/")
-    hover = {"points": [{"curveNumber": 0, "pointNumber": 0, "x": 1.0, "y": 2.0, "bbox": {}}]}
+    hover = {"points": [{"curveNumber": 0, "pointNumber": 0, "x": 1.0, "y": 2.0,
+                         "bbox": {"x0": 10, "x1": 12, "y0": 20, "y1": 22}}]}
     outputs = [("projection-tooltip", "show"), ("projection-tooltip", "bbox"), ("projection-tooltip", "children")]
     answer = post_callback(client, outputs, [("projection", "hoverData", hover)], [("run", "value", manifest["key"])],
                            changed=["projection.hoverData"])

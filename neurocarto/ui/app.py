@@ -8,6 +8,7 @@ from dash import Dash
 
 from ..store import Store
 from .callbacks import register_callbacks
+from .inputs import MAX_REQUEST, check_requests
 from .layout import page
 from .routes import register_routes
 from .rundata import RunData, complete_runs, load_run, run_label
@@ -52,6 +53,8 @@ def create_app(cache: str | Path, first_run: str | None = None) -> Dash:
     catalog = Catalog(Store(cache), first_run)
     app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False)
     app.layout = lambda: page(catalog.options())
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
     register_callbacks(app, catalog)
+    check_requests(app)
     register_routes(app.server, catalog.get)
     return app

@@ -1,6 +1,7 @@
 """Wiring: every callback reads the precomputed run (RunData) and builds views with figures.py."""
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qs, urlencode
 
 import numpy as np
@@ -10,6 +11,7 @@ from ..errors import NeuroCartoError
 from .rundata import AUTO, parse_cut
 from .figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
 from .graph_view import Frame, NodeLook, cascade, graph_elements, graph_stylesheet
+from .inputs import MAX_NODES, bounded_callback, share
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -17,10 +19,12 @@ EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 def register_callbacks(app: Dash, catalog) -> None:
     """`catalog` knows the runs: .keys (newest first), .get(key) → RunData or None."""
 
+    callback = bounded_callback(app, catalog)
+
     def patch_url(run_key: str):
         return lambda neuron, rank: f"/patch/{run_key}/{int(neuron)}/{int(rank)}.png"
 
-    @app.callback(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
+    @callback(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
                   Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
                   Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
                   Output("selection", "data"), Output("message", "children"),
@@ -28,8 +32,12 @@ def register_callbacks(app: Dash, catalog) -> None:
                   prevent_initial_call="initial_duplicate")
     def restore(_pathname, search):
         """Initial view from the URL; unknown names give a message and a usable default."""
-        query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
         problems = []
+        try:
+            query = {k: v[0] for k, v in parse_qs(search.lstrip("?"), max_num_fields=20).items()}
+        except ValueError:
+            query = {}
+            problems.append("The URL holds more settings than the app has; showing the default view.")
         if not catalog.keys:
             return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION,
                     "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
@@ -58,7 +66,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         selection = dict(EMPTY_SELECTION)
         if "select" in query:
             graph = data.graph(class_index, cut)
-            for item in query["select"].split(","):
+            for item in list(dict.fromkeys(query["select"].split(",")))[:MAX_NODES]:
                 if data.resolve_nodes(graph, [item], cut):
                     selection["nodes"] = selection["nodes"] + [item]
                 elif data.neuron_index(item) is not None:
@@ -67,10 +75,12 @@ def register_callbacks(app: Dash, catalog) -> None:
                     problems.append(f"Unknown neuron or node “{item}”: expected layer:channel or layer:c<channel> "
                                     f"(a cluster), e.g. {data.neuron_ids[0]}.")
         try:
-            threshold = min(max(float(query.get("threshold", 0)), 0.0), 1.0)
+            threshold = float(query.get("threshold", 0))
         except ValueError:
-            problems.append(f"threshold must be a number between 0 and 1, not “{query['threshold']}”.")
-            threshold = 0.0
+            threshold = math.nan
+        if not math.isfinite(threshold):
+            problems.append(f"threshold must be a number between 0 and 1, not “{query['threshold'][:40]}”.")
+        threshold = share(threshold, data)
         mode = ["cascade"] if query.get("mode") == "cascade" else []
         paper = ["paper"] if query.get("style") == "paper" else []
         cut_auto, cut_value = (["auto"], no_update) if cut == AUTO else ([], cut)  # the slider only moves for a value
@@ -78,7 +88,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         return (run_key, class_options_of(data), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
                 selection, " ".join(problems) or None)
 
-    @app.callback(Output("url", "search"), Input("run", "value"), Input("class", "value"),
+    @callback(Output("url", "search"), Input("run", "value"), Input("class", "value"),
                   Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
                   Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
                   prevent_initial_call=True)
@@ -110,7 +120,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         Output("cut-auto", "value", allow_duplicate=True), Output("cut-choice", "data"),
         Input("cut", "value"), Input("cut-auto", "value"), prevent_initial_call=True)
 
-    @app.callback(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
+    @callback(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
                   Output("cut-auto", "options"), Input("run", "value"))
     def cut_control(run_key):
         """The slider spans the run's hierarchy (its floor up to MAX_CUT); the checkbox names the run's own cut."""
@@ -121,12 +131,12 @@ def register_callbacks(app: Dash, catalog) -> None:
         label = f"each layer's default cut ({data.cut_range()})"
         return data.floor, marks, not data.cuttable, [{"label": label, "value": "auto"}]
 
-    @app.callback(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),
+    @callback(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),
                   prevent_initial_call=True)
     def class_options(run_key, search):
         return class_options_of(catalog.get(run_key), search or "")
 
-    @app.callback(Output("graph", "elements"), Output("graph", "layout"), Output("graph-title", "children"),
+    @callback(Output("graph", "elements"), Output("graph", "layout"), Output("graph-title", "children"),
                   Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
                   Input("cut-choice", "data"), Input("selection", "data"), Input("graph-detail", "value"),
                   Input("graph-size", "data"), Input("paper", "value"))
@@ -147,7 +157,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         layout = {"name": "preset", "fit": True, "padding": 0 if frame else 30, "animate": False}
         return elements, layout, f"Class graph: {data.class_names[int(class_index)]}"
 
-    @app.callback(Output("projection", "figure"),
+    @callback(Output("projection", "figure"),
                   Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
                   Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"),
                   Input("cut-choice", "data"))
@@ -186,11 +196,11 @@ def register_callbacks(app: Dash, catalog) -> None:
         return projection_figure(data.projection, data.layer_of, data.layer_names, shown, highlighted,
                                  selection["neuron"], paper=bool(paper), concepts=concepts)
 
-    @app.callback(Output("graph", "stylesheet"), Input("paper", "value"))
+    @callback(Output("graph", "stylesheet"), Input("paper", "value"))
     def graph_style(paper):
         return graph_stylesheet(paper=bool(paper))
 
-    @app.callback(Output("graph", "generateImage"), Input("export-graph-png", "n_clicks"),
+    @callback(Output("graph", "generateImage"), Input("export-graph-png", "n_clicks"),
                   Input("export-graph-svg", "n_clicks"), prevent_initial_call=True)
     def export_graph(_png, _svg):
         kind = "svg" if ctx.triggered_id == "export-graph-svg" else "png"
@@ -208,7 +218,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         Output("export-projection-png", "title"), Input("export-projection-png", "n_clicks"),
         Input("export-projection-svg", "n_clicks"), prevent_initial_call=True)
 
-    @app.callback(Output("selection", "data", allow_duplicate=True), Input("graph", "tapNodeData"),
+    @callback(Output("selection", "data", allow_duplicate=True), Input("graph", "tapNodeData"),
                   State("selection", "data"), prevent_initial_call=True)
     def tap_node(node, selection):
         if not node or node["id"].startswith("row:"):
@@ -217,7 +227,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         nodes = [n for n in nodes if n != node["id"]] if node["id"] in nodes else nodes + [node["id"]]
         return {"nodes": nodes, "neuron": None, "neurons": []}
 
-    @app.callback(Output("selection", "data", allow_duplicate=True), Input("projection", "clickData"),
+    @callback(Output("selection", "data", allow_duplicate=True), Input("projection", "clickData"),
                   Input("projection", "selectedData"), State("selection", "data"), prevent_initial_call=True)
     def pick_neurons(click, lasso, selection):
         """A click picks one neuron; a box or lasso, a set (a click in lasso mode also clears the lasso)."""
@@ -229,34 +239,36 @@ def register_callbacks(app: Dash, catalog) -> None:
             return no_update
         return {"nodes": selection["nodes"], "neuron": None, "neurons": sorted(set(points))}
 
-    @app.callback(Output("hovered", "data"), Input("graph", "mouseoverNodeData"), State("run", "value"))
+    @callback(Output("hovered", "data"), Input("graph", "mouseoverNodeData"), State("run", "value"))
     def hover_node(node, run_key):
         data = catalog.get(run_key)
         if not node or data is None or "members" not in node:
             return []
-        return [data.neuron_index(member) for member in node["members"]]
+        return [i for i in map(data.neuron_index, node["members"]) if i is not None]
 
-    @app.callback(Output("graph-hover", "children"), Input("graph", "mouseoverNodeData"), State("run", "value"))
+    @callback(Output("graph-hover", "children"), Input("graph", "mouseoverNodeData"), State("run", "value"))
     def hover_box(node, run_key):
         """The hovered node's label and a larger mosaic: up to 9 members' top patches, or a neuron's first 4."""
         data = catalog.get(run_key)
         if not node or data is None or "members" not in node:
             return no_update
-        neurons = [data.neuron_index(member) for member in node["members"][:9]]
+        neurons = [i for i in map(data.neuron_index, node["members"][:9]) if i is not None]
+        if not neurons:
+            return no_update
         image = (html.Img(src=f"/members/{data.key}/{'.'.join(str(n) for n in neurons)}.png", width=150)
                  if len(neurons) > 1 else html.Div(className="patch-grid", children=[
                      html.Img(src=f"/patch/{data.key}/{neurons[0]}/{rank}.png", width=48, height=48)
                      for rank in range(min(9, data.patch_count))]))
         return [html.Strong(node["id"]), html.Div(node["label"]), image]
 
-    @app.callback(Output("projection-tooltip", "show"), Output("projection-tooltip", "bbox"),
+    @callback(Output("projection-tooltip", "show"), Output("projection-tooltip", "bbox"),
                   Output("projection-tooltip", "children"), Input("projection", "hoverData"), State("run", "value"))
     def hover_point(hover, run_key):
         data = catalog.get(run_key)
         if not hover or data is None or not hover.get("points"):
             return False, no_update, no_update
         point = hover["points"][0]
-        if "customdata" not in point:     # an event fired while Plotly redraws carries no point data
+        if "customdata" not in point or "bbox" not in point:  # an event fired while Plotly redraws has no point
             return False, no_update, no_update
         neuron = int(point["customdata"])
         url = patch_url(data.key)
@@ -265,7 +277,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]),
                                      html.Div(f"top images: {data.concept_label([neuron])}", className="tooltip-label"), grid]
 
-    @app.callback(Output("examples", "children"), Input("run", "value"), Input("class", "value"),
+    @callback(Output("examples", "children"), Input("run", "value"), Input("class", "value"),
                   Input("cut-choice", "data"), Input("selection", "data"))
     def examples(run_key, class_index, cut_choice, selection):
         data = catalog.get(run_key)

@@ -1,0 +1,227 @@
+"""The callbacks' boundary: every value a browser sends is checked and bounded before a callback sees it.
+
+Each (component, property) a callback reads has one checker here; a checker takes the raw value and
+the run it concerns (None when the callback has no run) and returns a value of the expected type,
+size and range, or a harmless default — never an error, never work proportional to a hostile size.
+`bounded_callback` registers callbacks through them and answers any unexpected failure with no update.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import traceback
+
+from dash import Input, State
+from dash.exceptions import PreventUpdate
+
+MAX_NODES = 50            # selected graph nodes
+MAX_NEURONS = 5000        # neurons selected with the lasso or hovered
+MAX_MEMBERS = 1000        # members listed in a node's data
+MAX_TEXT = 200            # ids, labels, keys
+MAX_SEARCH = 100          # the class search box
+MAX_URL = 4096            # the URL's query
+MAX_REQUEST = 2 ** 20     # bytes of one request body (Flask's MAX_CONTENT_LENGTH)
+
+
+def _text(value, limit: int = MAX_TEXT) -> str | None:
+    return value if isinstance(value, str) and len(value) <= limit else None
+
+
+def _integer(value) -> int | None:
+    return value if type(value) is int else None
+
+
+def _neurons(value, data, limit: int = MAX_NEURONS) -> list[int]:
+    """Distinct neuron indices of the run, in first-seen order, at most `limit` (anything else dropped)."""
+    if not isinstance(value, list):
+        return []
+    count = len(data.neuron_ids) if data is not None else None
+    found: dict[int, None] = {}
+    for item in value[:limit * 2]:
+        if type(item) is int and item >= 0 and (count is None or item < count):
+            found.setdefault(item)
+            if len(found) >= limit:
+                break
+    return list(found)
+
+
+def run_key(value, data=None) -> str | None:
+    return _text(value, 64)
+
+
+def class_index(value, data) -> int | None:
+    value = _integer(value)
+    if value is None or value < 0 or (data is not None and value >= len(data.class_names)):
+        return None
+    return value
+
+
+def share(value, data) -> float:
+    """A share in [0, 1]; anything else (NaN, text, …) is 0."""
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return 0.0
+    return min(max(float(value), 0.0), 1.0)
+
+
+def flags(value, data) -> list[str]:
+    """A checklist's ticked values."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value[:8] if _text(item, 32)]
+
+
+def one_of(*options: str):
+    def check(value, data) -> str:
+        return value if value in options else options[0]
+    return check
+
+
+def search_text(value, data) -> str:
+    return value if isinstance(value, str) and len(value) <= MAX_SEARCH else ""
+
+
+def url_search(value, data) -> str:
+    return value if isinstance(value, str) and len(value) <= MAX_URL else ""
+
+
+def cut_choice(value, data):
+    """"auto" or a finite number (the run's own range is checked where it is used)."""
+    if type(value) in (int, float) and math.isfinite(value):
+        return value
+    return value if value == "auto" else "auto"
+
+
+def panel_size(value, data) -> dict | None:
+    if not isinstance(value, dict):
+        return None
+    width, height = value.get("width"), value.get("height")
+    if all(type(v) in (int, float) and math.isfinite(v) for v in (width, height)):
+        return {"width": width, "height": height}
+    return None
+
+
+def selection(value, data) -> dict:
+    """{"nodes": distinct node ids (≤ MAX_NODES), "neuron": a neuron of the run or None, "neurons": […]}."""
+    value = value if isinstance(value, dict) else {}
+    nodes = value.get("nodes") if isinstance(value.get("nodes"), list) else []
+    nodes = list(dict.fromkeys(node for node in nodes[:MAX_NODES * 2] if _text(node)))[:MAX_NODES]
+    neuron = _neurons([value.get("neuron")], data, 1)
+    return {"nodes": nodes, "neuron": neuron[0] if neuron else None, "neurons": _neurons(value.get("neurons"), data)}
+
+
+def neuron_list(value, data) -> list[int]:
+    return _neurons(value, data)
+
+
+def node_data(value, data) -> dict | None:
+    """A graph node's data as Cytoscape sends it back: its id, label and member ids."""
+    if not isinstance(value, dict) or not _text(value.get("id")):
+        return None
+    members = value.get("members") if isinstance(value.get("members"), list) else []
+    return {"id": value["id"], "label": _text(value.get("label")) or "",
+            "members": [m for m in members[:MAX_MEMBERS] if _text(m)]}
+
+
+def plot_points(value, data) -> dict | None:
+    """Plotly's click, hover or lasso data: the points' neuron indices (customdata) and a hover's bbox."""
+    if not isinstance(value, dict) or not isinstance(value.get("points"), list):
+        return None
+    points = []
+    for point in value["points"][:MAX_NEURONS]:
+        if not isinstance(point, dict):
+            continue
+        checked = {}
+        if _neurons([point.get("customdata")], data, 1):
+            checked["customdata"] = point["customdata"]
+        box = point.get("bbox")
+        if isinstance(box, dict) and all(type(box.get(k)) in (int, float) and math.isfinite(box[k])
+                                         for k in ("x0", "x1", "y0", "y1")):
+            checked["bbox"] = {k: box[k] for k in ("x0", "x1", "y0", "y1")}
+        points.append(checked)
+    return {"points": points}
+
+
+def clicks(value, data) -> int | None:
+    return _integer(value)
+
+
+CHECKS = {
+    ("url", "pathname"): lambda value, data: _text(value, 256) or "/",
+    ("url", "search"): url_search,
+    ("run", "value"): run_key,
+    ("class", "value"): class_index,
+    ("class", "search_value"): search_text,
+    ("threshold", "value"): share,
+    ("mode", "value"): flags,
+    ("paper", "value"): flags,
+    ("cut-auto", "value"): flags,
+    ("cut-choice", "data"): cut_choice,
+    ("graph-detail", "value"): one_of("summary", "all"),
+    ("projection-filter", "value"): one_of("all", "class", "clusters"),
+    ("graph-size", "data"): panel_size,
+    ("selection", "data"): selection,
+    ("hovered", "data"): neuron_list,
+    ("graph", "tapNodeData"): node_data,
+    ("graph", "mouseoverNodeData"): node_data,
+    ("projection", "clickData"): plot_points,
+    ("projection", "selectedData"): plot_points,
+    ("projection", "hoverData"): plot_points,
+    ("export-graph-png", "n_clicks"): clicks,
+    ("export-graph-svg", "n_clicks"): clicks,
+}
+
+
+def check_requests(app) -> None:
+    """Refuse (400) a callback request whose shape is not one of the app's callbacks: its output unknown, or its
+    inputs and state not those the callback declares — before Dash reads it."""
+    from flask import abort, request
+
+    @app.server.before_request
+    def callback_request_shape():
+        if request.method != "POST" or not request.path.endswith("/_dash-update-component"):
+            return None
+        if (request.content_length or 0) > MAX_REQUEST:
+            abort(413)
+        body = request.get_json(silent=True)
+        entry = app.callback_map.get(body.get("output")) if isinstance(body, dict) and isinstance(
+            body.get("output"), str) else None
+        if entry is None or "callback" not in entry:
+            abort(400)
+        for kind in ("inputs", "state"):
+            sent = body.get(kind, [])
+            declared = [(d["id"], d["property"]) for d in entry[kind]]
+            if not isinstance(sent, list) or len(sent) != len(declared) or any(
+                    not isinstance(item, dict) or (item.get("id"), item.get("property")) != expected
+                    for item, expected in zip(sent, declared)):
+                abort(400)
+        return None
+
+
+def bounded_callback(app, catalog):
+    """`app.callback`, with each input and state passed through its check (the run, when a callback reads
+    "run.value", loaded first so that indices are checked against it); an unexpected failure is logged and
+    answered with no update, never a server error."""
+
+    def callback(*dependencies, **options):
+        props = [(d.component_id, d.component_property) for d in dependencies if isinstance(d, (Input, State))]
+        unchecked = [f"{i}.{p}" for i, p in props if (i, p) not in CHECKS]
+        if unchecked:
+            raise ValueError(f"no input check for {', '.join(unchecked)}: add one to neurocarto/ui/inputs.py")
+
+        def register(function):
+            @functools.wraps(function)
+            def checked(*values):
+                try:
+                    run = next((run_key(v) for (i, p), v in zip(props, values) if (i, p) == ("run", "value")), None)
+                    data = catalog.get(run) if run else None
+                    return function(*(CHECKS[prop](value, data) for prop, value in zip(props, values)))
+                except PreventUpdate:
+                    raise
+                except Exception:
+                    print(f"callback {function.__name__} failed; answered with no update:\n{traceback.format_exc()}",
+                          file=sys.stderr, flush=True)
+                    raise PreventUpdate from None
+            return app.callback(*dependencies, **options)(checked)
+        return register
+    return callback
