@@ -95,7 +95,7 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
                     stage.compute(run, None, None, execution, log, group)
             group.barrier()     # leave together: a process that tears down while rank 0 works can abort
             return None
-        with Store(execution.cache) as store:
+        with Store(execution.cache) as store, store.writer(run.key):
             manifest = _lead(run, store, execution, rebuild, log, wanted, group)
         group.barrier()
         return manifest

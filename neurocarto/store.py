@@ -7,10 +7,15 @@ pickles), named JSON values and bytes, and stage checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
+import socket
 import sqlite3
+import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import diskcache
@@ -23,6 +28,7 @@ SCHEMA_VERSION = 1
 
 
 RUN_INDEX = "index/runs"      # JSON list of run keys (no run key contains '/')
+LOCK_SECONDS = 60             # a writer's lock lapses this long after its holder stops refreshing it (dies)
 VALUE_FILE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")     # diskcache's own file names
 
 
@@ -187,6 +193,43 @@ class Store:
                 keys.remove(run)
                 self._set(RUN_INDEX, json.dumps(keys).encode())
 
+    # one writer per run
+    @contextlib.contextmanager
+    def writer(self, run: str):
+        """Hold the run's writer lock for the duration of a `with`: a second writer of the same run stops at
+        once with a message naming the holder. The lock is refreshed while held; a holder that died is
+        replaced at once on its own machine, and elsewhere its lock lapses LOCK_SECONDS after it stopped."""
+        key = f"lock/{run}"
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        while not self._cache.add(key, json.dumps(holder).encode(), expire=LOCK_SECONDS):
+            try:
+                other = json.loads(self._cache.get(key, default=b"{}"))
+            except (UnsafeRow, ValueError):
+                other = {}
+            if isinstance(other, dict) and other.get("host") == holder["host"] and not _alive(other.get("pid")):
+                self._cache.delete(key)         # its holder on this machine is gone: the lock is stale
+                continue
+            other = other if isinstance(other, dict) else {}
+            raise NeuroCartoError(
+                f"run {run} is being computed by process {other.get('pid', '?')} on {other.get('host', '?')} "
+                f"(since {other.get('since', '?')}): wait for it to finish, or stop it; a stopped or killed "
+                f"process's lock lapses within {LOCK_SECONDS} s")
+        done = threading.Event()
+
+        def refresh() -> None:
+            while not done.wait(LOCK_SECONDS / 3):
+                self._cache.touch(key, expire=LOCK_SECONDS)
+
+        thread = threading.Thread(target=refresh, name=f"lock {run}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            self._cache.delete(key)
+
     # named results
     def put_array(self, run: str, name: str, array: np.ndarray) -> None:
         self._set(f"{run}/array/{name}", _to_npy(array))
@@ -242,6 +285,19 @@ class Store:
 
     def clear_checkpoint(self, run: str, stage: str) -> None:
         self._cache.delete(f"{run}/checkpoint/{stage}")
+
+
+def _alive(pid) -> bool:
+    """Whether a process of this machine with this id exists."""
+    if type(pid) is not int or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _to_npy(array: np.ndarray) -> bytes:

@@ -266,3 +266,11 @@ def test_a_new_stage_version_reruns_only_that_stage():
     unversioned = stable_hash({"run": "k", "params": asdict(config.embed), "upstream": [hashes["pass1"]]})
     assert hashes["embed"] != unversioned            # embed is at version 2 (centred vectors): stored ones rerun
     assert hashes["cluster"] == stable_hash({"run": "k", "params": asdict(config.cluster), "upstream": [hashes["pass1"]]})
+
+
+def test_a_second_precompute_of_a_run_being_computed_stops_naming_the_first(small_fashion_run):
+    config, execution, manifest = small_fashion_run
+    with Store(execution.cache) as store, store.writer(manifest["key"]):
+        with pytest.raises(NeuroCartoError, match=rf"being computed by process {os.getpid()} .*wait for it"):
+            precompute(config, execution, log=lambda _: None)
+    assert precompute(config, execution, log=lambda _: None)["complete"]       # free again

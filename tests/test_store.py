@@ -136,3 +136,43 @@ def test_planted_pickles_and_foreign_files_are_never_read(tmp_path):
         store.delete_run("bad")
         assert store.run_keys() == ["good"]
     assert not canary.exists()
+
+
+def test_one_writer_per_run(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import neurocarto.store as store_module
+
+    with Store(tmp_path) as store, store.writer("abc"):
+        with Store(tmp_path) as other:
+            with pytest.raises(NeuroCartoError, match=rf"run abc is being computed by process {os.getpid()} on "):
+                with other.writer("abc"):
+                    pass
+            with other.writer("xyz"):           # another run is free
+                pass
+    with Store(tmp_path) as store, store.writer("abc"):     # released on exit
+        pass
+    # a holder killed on this machine: its lock is taken over at once
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Store(tmp_path) as store:
+        store._cache.add("lock/abc", json.dumps({"pid": dead.pid, "host": __import__("socket").gethostname(),
+                                                  "since": "then"}).encode(), expire=60)
+        with store.writer("abc"):
+            pass
+    # a holder on another machine that stopped refreshing: its lock lapses; a live one keeps it by refreshing
+    monkeypatch.setattr(store_module, "LOCK_SECONDS", 0.6)
+    with Store(tmp_path) as store:
+        store._cache.add("lock/abc", json.dumps({"pid": 1, "host": "elsewhere", "since": "then"}).encode(), expire=0.6)
+        with pytest.raises(NeuroCartoError, match="by process 1 on elsewhere"):
+            with store.writer("abc"):
+                pass
+        time.sleep(0.8)
+        with store.writer("abc"):
+            time.sleep(1.5)                     # over twice the lapse: the refresh keeps it
+            with Store(tmp_path) as other, pytest.raises(NeuroCartoError, match="being computed"):
+                with other.writer("abc"):
+                    pass
