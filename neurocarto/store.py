@@ -8,6 +8,7 @@ pickles), named JSON values and bytes, and stage checkpoints.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -120,6 +121,14 @@ class Store:
                 f"neurocarto; this version reads schema {SCHEMA_VERSION}: rebuild it with "
                 "`python -m neurocarto precompute … --rebuild` (other runs are unaffected)")
         return manifest
+
+    def manifest_stamp(self, run: str) -> str | None:
+        """A short digest of the run's manifest as stored (it changes whenever a stage starts or ends), or None."""
+        try:
+            raw = self._get(run, f"{run}/manifest")
+        except NeuroCartoError:
+            return "unreadable"
+        return None if raw is None else hashlib.sha1(raw).hexdigest()[:16]
 
     def write_manifest(self, manifest: dict) -> None:
         manifest["schema"] = SCHEMA_VERSION

@@ -1,11 +1,16 @@
 """The Dash app over a store: a catalog of complete runs, the page, its callbacks and image routes."""
 from __future__ import annotations
 
+import math
+import sys
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import dash_cytoscape as cyto
 from dash import Dash
 
+from ..errors import NeuroCartoError
 from ..store import Store
 from .callbacks import register_callbacks
 from .inputs import MAX_REQUEST, check_requests
@@ -17,12 +22,23 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 class Catalog:
-    """The store's complete runs, each loaded once on first use."""
+    """The store's complete runs, loaded on first use and kept true to the store while served.
+
+    A loaded run is checked against its manifest at most every CHECK_SECONDS: a run rewritten since (a stage
+    rerun, `--rebuild`) is loaded again once complete, and is unavailable meanwhile; a run that fails to load is
+    reported once (per version of its manifest) and skipped. At most MAX_LOADED runs stay loaded (least
+    recently used first out).
+    """
+
+    MAX_LOADED = 4
+    CHECK_SECONDS = 2.0
 
     def __init__(self, store: Store, first: str | None = None):
         self.store = store
         self.first = first
-        self._loaded: dict[str, RunData] = {}
+        self._loaded: OrderedDict[str, tuple[RunData, str]] = OrderedDict()     # key → (data, manifest stamp)
+        self._checked: dict[str, float] = {}
+        self._failed: dict[str, str] = {}
 
     @property
     def keys(self) -> list[str]:
@@ -37,14 +53,43 @@ class Catalog:
         runs = sorted(complete_runs(self.store), key=lambda item: order[item[0]])
         return [{"label": run_label(manifest), "value": key} for key, manifest in runs]
 
+    def unavailable(self, key: str) -> str:
+        """Why a run cannot be shown, in a sentence."""
+        try:
+            manifest = self.store.manifest(key)
+        except NeuroCartoError as problem:
+            return str(problem)
+        if manifest is None:
+            return f"Unknown run “{key[:64]}”"
+        if not manifest.get("complete"):
+            return f"Run “{manifest['name']}” is being computed or incomplete"
+        return f"Run “{manifest['name']}” cannot be read (see the server's log)"
+
     def get(self, key: str | None) -> RunData | None:
-        if not key or not isinstance(key, str):
+        if not key or not isinstance(key, str) or len(key) > 64:
             return None
-        if key not in self._loaded:
-            if key not in self.keys:
-                return None
-            self._loaded[key] = load_run(self.store, key)
-        return self._loaded[key]
+        now = time.monotonic()
+        if key in self._loaded and now - self._checked.get(key, -math.inf) < self.CHECK_SECONDS:
+            self._loaded.move_to_end(key)
+            return self._loaded[key][0]
+        stamp = self.store.manifest_stamp(key)
+        self._checked[key] = now
+        if key in self._loaded and self._loaded[key][1] == stamp:
+            self._loaded.move_to_end(key)
+            return self._loaded[key][0]
+        self._loaded.pop(key, None)
+        if stamp is None or self._failed.get(key) == stamp or key not in self.keys:
+            return None
+        try:
+            data = load_run(self.store, key)
+        except NeuroCartoError as problem:
+            self._failed[key] = stamp
+            print(f"run {key} cannot be shown: {problem}", file=sys.stderr, flush=True)
+            return None
+        self._loaded[key] = (data, stamp)
+        while len(self._loaded) > self.MAX_LOADED:
+            self._loaded.popitem(last=False)
+        return data
 
 
 def create_app(cache: str | Path, first_run: str | None = None) -> Dash:

@@ -43,7 +43,7 @@ def register_callbacks(app: Dash, catalog) -> None:
                     "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
         run_key = query.get("run") or catalog.keys[0]
         if catalog.get(run_key) is None:
-            problems.append(f"Unknown run “{run_key}”; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
+            problems.append(f"{catalog.unavailable(run_key)}; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
             run_key = catalog.keys[0]
         data = catalog.get(run_key)
         class_index = 0

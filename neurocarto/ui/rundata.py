@@ -188,9 +188,10 @@ class RunData:
 
 
 def complete_runs(store: Store) -> list[tuple[str, dict]]:
-    """(key, manifest) of every run whose every stage is done, newest first."""
+    """(key, manifest) of every run whose every stage is done with its present inputs, newest first."""
     runs = [(key, manifest) for key, manifest, _ in store.list_runs()
-            if manifest and all(manifest["stages"].get(s, {}).get("status") == "done" for s in REQUIRED_STAGES)]
+            if manifest and manifest.get("complete")
+            and all(manifest["stages"].get(s, {}).get("status") == "done" for s in REQUIRED_STAGES)]
     return sorted(runs, key=lambda item: item[1].get("created", ""), reverse=True)
 
 
