@@ -274,3 +274,45 @@ def test_a_second_precompute_of_a_run_being_computed_stops_naming_the_first(smal
         with pytest.raises(NeuroCartoError, match=rf"being computed by process {os.getpid()} .*wait for it"):
             precompute(config, execution, log=lambda _: None)
     assert precompute(config, execution, log=lambda _: None)["complete"]       # free again
+
+
+def _kill_during(cache: Path, command: list[str], stage: str, env: dict) -> None:
+    """Start the precompute and kill -9 it while `stage` runs (as its manifest says)."""
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        with Store(cache) as store:
+            keys = store.run_keys()
+            manifest = store.manifest(keys[0]) if keys else None
+        if manifest and manifest["stages"].get(stage, {}).get("status") == "running":
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"never saw {stage} running: {process.stderr.read().decode()[-2000:]}")
+
+
+def test_kill_9_in_every_stage_after_pass_1_resumes_to_identical_results(tmp_path):
+    """Killed in cluster, then in embed, then in graph, then in patches, each time resumed by the same command:
+    every stored result equals an uninterrupted run's, byte for byte."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def command(cache: Path) -> list[str]:
+        return [sys.executable, "-m", "neurocarto", "precompute", "--max-images", "600", "--top-k", "20",
+                "--embed-epochs", "60", "--projection-seed", "0", "--cache", str(cache), "--quiet"]
+
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    for stage in ("cluster", "embed", "graph", "patches"):
+        _kill_during(killed, command(killed), stage, env)
+    finished = subprocess.run(command(killed), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    reference = subprocess.run(command(clean), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    with Store(killed) as resumed, Store(clean) as uninterrupted:
+        (key,) = uninterrupted.run_keys()
+        names = [entry for entry in uninterrupted._run_entries(key) if not entry.endswith("/manifest")]
+        assert sorted(names) == sorted(e for e in resumed._run_entries(key) if not e.endswith("/manifest"))
+        different = [name for name in names if resumed._cache.get(name) != uninterrupted._cache.get(name)]
+        assert not different, different[:10]
+        assert resumed.manifest(key)["complete"] and len(names) > 764      # every neuron's patches and more
