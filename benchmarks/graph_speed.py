@@ -25,6 +25,7 @@ import numpy as np
 
 from neurocarto import concept_graph, graph, stages
 from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.models import neuron_offsets
 from neurocarto.pipeline import precompute
 from neurocarto.run import prepare
 from neurocarto.store import Store
@@ -79,8 +80,7 @@ def _class_graphs(run, store: Store, classes: list[int], execution: ExecutionCon
                                                                   "skipped")}
     feeds = feeding_map(model, run.layers)
     paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, run.load_images(np.array([0]))))
-    offsets = np.concatenate([[0], np.cumsum([layer.channels for layer in run.layers])])
-    layer_of = np.repeat(np.arange(len(run.layers)), [layer.channels for layer in run.layers])
+    offsets, layer_of = neuron_offsets(run.layers), stages._layer_of_neuron(run)
     labels = inputs["cluster_labels"]
     for label in classes:
         ids = stages._class_image_ids(inputs["image_labels"], inputs["skipped"], label, None, 0)

@@ -21,10 +21,15 @@ from .conv_paths import ConvPath, candidate_paths, identify, path_sums
 from .models import neuron_offsets
 
 
+def _layers_of(chosen: np.ndarray, layers: list[Layer]) -> tuple[list[int], np.ndarray]:
+    """The layers' first neurons, and the layer of each chosen neuron."""
+    offsets = neuron_offsets(layers)
+    return offsets, np.searchsorted(offsets, chosen["neuron"], side="right") - 1
+
+
 def needed_channels(chosen: np.ndarray, layers: list[Layer], feeds: list[Feed]) -> dict[int, np.ndarray]:
     """Per downstream layer index, its chosen channels (`concept_graph.chosen_neurons`) that some layer feeds."""
-    offsets = neuron_offsets(layers)
-    layer_of = np.searchsorted(offsets, chosen["neuron"], side="right") - 1
+    offsets, layer_of = _layers_of(chosen, layers)
     fed = {}
     for feed in feeds:
         channels = chosen["neuron"][layer_of == feed.downstream] - offsets[feed.downstream]
@@ -187,8 +192,7 @@ def neuron_weights(chosen: np.ndarray, layers: list[Layer], feeds: list[Feed], c
                    sums: dict[int, np.ndarray], n_images: int) -> np.ndarray:
     """Mean gradient × activation from every chosen upstream neuron to every chosen downstream neuron it feeds
     (concept_graph.WEIGHT_DTYPE; zeros left out)."""
-    offsets = neuron_offsets(layers)
-    layer_of = np.searchsorted(offsets, chosen["neuron"], side="right") - 1
+    offsets, layer_of = _layers_of(chosen, layers)
     parts = []
     for k, feed in enumerate(feeds):
         if k not in sums:

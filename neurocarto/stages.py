@@ -19,7 +19,7 @@ from .extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, merg
 from .capture import record_calls
 from .feeding import feeding_map
 from .interrupt import deferred_interrupt
-from .models import neuron_ids
+from .models import neuron_ids, neuron_offsets
 from .run import PreparedRun, RunImages, collate_readable, resolve_device
 from .store import Store
 
@@ -291,8 +291,7 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
     gathered = group.gather(graphs)
     if not group.leader:
         return {}
-    layer_of = _layer_of_neuron(run)
-    offsets = np.concatenate([[0], np.cumsum([layer.channels for layer in run.layers])])
+    layer_of, offsets = _layer_of_neuron(run), neuron_offsets(run.layers)
     labels = inputs["cluster_labels"]
     anchors = concept_graph.cluster_anchors(labels, layer_of)
     totals = {"nodes": 0, "edges": 0, "neuron_weights": 0}

@@ -168,16 +168,14 @@ def register_callbacks(app: Dash, catalog) -> None:
             return {}
         cut = chosen_cut(data, cut_choice)
         graph = data.graph(int(class_index), cut) if class_index is not None else None
-        highlighted = list(hovered or [])
+        selected = [] if graph is None else data.resolve_nodes(graph, selection["nodes"], cut)
+        members = [n for node in selected for n in node["members"]]
+        highlighted = list(hovered or []) + members + list(selection.get("neurons") or [])
         if selection["neuron"] is not None:
             highlighted += data.neighbors[selection["neuron"], :10].tolist()
-        if graph is not None:
-            highlighted += selected_members(data, graph, selection, cut)
-        highlighted += list(selection.get("neurons") or [])
         overlays_only = {"hovered.data"} | ({"selection.data", "cut-choice.data"}
                                            if shown_filter != "clusters" else set())
-        concepts = [] if graph is None else [(node["members"], concept_name(data, node))
-                                             for node in data.resolve_nodes(graph, selection["nodes"], cut)]
+        concepts = [(node["members"], concept_name(data, node)) for node in selected]
         triggered = set(ctx.triggered_prop_ids)
         if triggered and triggered <= overlays_only:
             patch, first = Patch(), len(data.layer_names)
@@ -192,7 +190,7 @@ def register_callbacks(app: Dash, catalog) -> None:
             shown[[n for node in graph["nodes"] for n in node["members"]]] = True
         elif shown_filter == "clusters" and graph is not None:
             shown = np.zeros(len(data.neuron_ids), dtype=bool)
-            shown[selected_members(data, graph, selection, cut)] = True
+            shown[members] = True
         return projection_figure(data.projection, data.layer_of, data.layer_names, shown, highlighted,
                                  selection["neuron"], paper=bool(paper), concepts=concepts)
 
@@ -274,8 +272,8 @@ def register_callbacks(app: Dash, catalog) -> None:
         url = patch_url(data.key)
         grid = html.Div(className="patch-grid", children=[
             html.Img(src=url(neuron, rank), width=48, height=48) for rank in range(min(9, data.patch_count))])
-        return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]),
-                                     html.Div(f"top images: {data.concept_label([neuron])}", className="tooltip-label"), grid]
+        label = html.Div(f"top images: {data.concept_label([neuron])}", className="tooltip-label")
+        return True, point["bbox"], [html.Strong(data.neuron_ids[neuron]), label, grid]
 
     @callback(Output("examples", "children"), Input("run", "value"), Input("class", "value"),
                   Input("cut-choice", "data"), Input("selection", "data"))
@@ -359,10 +357,6 @@ def chosen_cut(data, cut_choice):
         return parse_cut(cut_choice, data.floor)
     except NeuroCartoError:
         return AUTO
-
-
-def selected_members(data, graph: dict, selection: dict, cut) -> list[int]:
-    return [n for node in data.resolve_nodes(graph, selection["nodes"], cut) for n in node["members"]]
 
 
 def neuron_block(data, neuron: int, url, heading: str | None, count: int = 9) -> list:

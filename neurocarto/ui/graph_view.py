@@ -92,7 +92,8 @@ def summary_nodes(graph: dict, visible: set[str], slots: int, keep: set[str] = f
     return shown
 
 
-def strongest_edges(edges: list[dict], shown: set[str], incoming: int = IN_EDGES, outgoing: int = OUT_EDGES) -> list[dict]:
+def strongest_edges(edges: list[dict], shown: set[str], incoming: int = IN_EDGES,
+                    outgoing: int = OUT_EDGES) -> list[dict]:
     """Among edges between shown nodes, each node's `incoming` strongest in and `outgoing` strongest out."""
     between = [e for e in edges if e["source"] in shown and e["target"] in shown]
     kept = set()
@@ -155,25 +156,27 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
     edges = strongest_edges(graph["edges"], shown) if grid else [
         e for e in graph["edges"] if e["source"] in shown and e["target"] in shown]
     if chain:
-        edges += [e for e in graph["edges"] if edge_id(e) in chain[1] and e not in edges]
+        drawn = {edge_id(e) for e in edges}
+        edges += [e for e in graph["edges"] if edge_id(e) in chain[1] and edge_id(e) not in drawn]
     near = set(selected) | {e[end] for e in edges for end in ("source", "target")
                             if e["source"] in selected or e["target"] in selected}
     best = max((node["score"] for node in graph["nodes"] if node["id"] in shown), default=1.0) or 1.0
+    by_layer: dict[int, list[dict]] = {}
+    for node in graph["nodes"]:
+        if node["id"] in shown:
+            by_layer.setdefault(node["layer_index"], []).append(node)
+    smallest, room = (NODE_MIN, max(0.0, min(NODE_MAX, grid.row_height - 18) - NODE_MIN)) if grid else (26, 34)
     elements = []
     for order, layer_index in enumerate(layers):
-        ranked = sorted((n for n in graph["nodes"] if n["layer_index"] == layer_index and n["id"] in shown),
-                        key=lambda n: (-n["score"], n["id"]))
+        ranked = sorted(by_layer.get(layer_index, []), key=lambda n: (-n["score"], n["id"]))
         if grid:
             left, y = grid.cell(order, frame)
             xs = [left + grid.gutter + grid.slot * (rank + 0.5) for rank in range(len(ranked))]
-            caption = {"x": left + grid.gutter - 6, "y": y, "width": grid.gutter - 10}
-            room = max(0.0, min(NODE_MAX, grid.row_height - 18) - NODE_MIN)
-            size = lambda score: NODE_MIN + room * score / best  # noqa: E731
+            caption, caption_width = {"x": left + grid.gutter - 6, "y": y}, grid.gutter - 10
         else:
             y = (len(layers) - 1 - order) * ALL_ROW
             xs = [(rank - (len(ranked) - 1) / 2) * ALL_COLUMN for rank in range(len(ranked))]
-            caption = {"x": xs[0] - 0.8 * ALL_COLUMN if xs else 0, "y": y}
-            size = lambda score: 26 + 34 * score / best  # noqa: E731
+            caption, caption_width = {"x": xs[0] - 0.8 * ALL_COLUMN if xs else 0, "y": y}, ALL_COLUMN
         for x, node in zip(xs, ranked):
             classes = ["cluster" if node["cluster"] >= 0 else "neuron"]
             if node["id"] in selected:
@@ -184,14 +187,14 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
                 classes.append("faded")
             look = looks[node["id"]]
             elements.append({
-                "data": {"id": node["id"], "label": look.label, "layer": node["layer"], "score": round(node["score"], 3),
-                         "size": round(size(node["score"]), 1), "image": look.image,
+                "data": {"id": node["id"], "label": look.label, "layer": node["layer"],
+                         "score": round(node["score"], 3),
+                         "size": round(smallest + room * node["score"] / best, 1), "image": look.image,
                          "wrap": (grid.slot if grid else ALL_COLUMN) - 4,
                          "members": [neuron_ids[n] for n in node["members"]]},
                 "position": {"x": x, "y": y}, "classes": " ".join(classes)})
-        width = caption.pop("width", ALL_COLUMN)
-        elements.append({"data": {"id": f"row:{layer_names[layer_index]}", "label": layer_caption(layer_names[layer_index]),
-                                  "wrap": width},
+        name = layer_names[layer_index]
+        elements.append({"data": {"id": f"row:{name}", "label": layer_caption(name), "wrap": caption_width},
                          "position": caption, "classes": "row-label", "selectable": False, "grabbable": False})
     if grid:       # the panel's corners: fitting them shows the summary at zoom 1
         elements += [{"data": {"id": f"frame:{i}"}, "position": {"x": x, "y": y}, "classes": "frame",
