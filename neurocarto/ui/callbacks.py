@@ -128,7 +128,7 @@ def register_callbacks(app: Dash, catalog) -> None:
         if data is None:
             return no_update, no_update, True, no_update
         marks = {data.floor: f"{data.floor:g}", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"}
-        label = f"each layer's default cut ({data.cut_range()})"
+        label = f"layer defaults ({data.cut_range()})"
         return data.floor, marks, not data.cuttable, [{"label": label, "value": "auto"}]
 
     @callback(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),

@@ -72,9 +72,11 @@ def page(run_options: list[dict]) -> html.Div:
                                    marks={0: "0", 0.5: "0.5", 1: "1"}, tooltip={"placement": "bottom"}),
                     ]),
                     html.Div(className="slider cut-control", children=[
-                        html.Label(["concept granularity (Jaccard cut: left coarser, right finer) ",
+                        html.Label(["granularity (cut) ",
                                     dcc.Checklist(id="cut-auto", inline=True, value=["auto"], options=[
-                                        {"label": "each layer's default", "value": "auto"}])], htmlFor="cut"),
+                                        {"label": "layer defaults", "value": "auto"}])], htmlFor="cut",
+                                   title="the concept hierarchy's Jaccard cut: left coarser (similar clusters merge), "
+                                         "right finer"),
                         dcc.Slider(id="cut", min=0.05, max=0.6, step=0.01, value=0.2,
                                    marks={0.05: "0.05", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"},
                                    tooltip={"placement": "bottom"}),
