@@ -1,6 +1,6 @@
 // The Graph View's browser side: the panel's size, for the server to lay the summary out at zoom 1 (measured
 // when the panel appears and whenever it changes size, debounced); the summary fitted to its frame whenever its
-// elements change; and the hover box shown only while the pointer is on a node.
+// elements change or its frame moves; and the hover box shown only while the pointer is on a node.
 (function () {
   let timer = null, last = "";
   function report(element) {
@@ -27,10 +27,18 @@
     new ResizeObserver(() => { clearTimeout(timer); timer = setTimeout(() => report(element), 150); }).observe(element);
     const cy = element._cyreg.cy;
     let fitTimer = null;
-    cy.on("add remove", () => {
+    function fitLater() {
       clearTimeout(fitTimer);
-      fitTimer = setTimeout(() => { const frame = cy.nodes(".frame"); if (frame.length === 2) { cy.fit(frame, 0); } }, 30);
-    });
+      fitTimer = setTimeout(() => {
+        const frame = cy.nodes(".frame");
+        if (frame.length === 2) {
+          cy.resize();
+          cy.fit(frame, 0);
+        }
+      }, 30);
+    }
+    cy.on("add remove", fitLater);
+    cy.on("position", ".frame", fitLater);    // the same summary laid out again for a new panel size
     cy.on("mouseover", "node[score]", () => showHover(true));
     cy.on("mouseout", "node[score]", () => showHover(false));
   }

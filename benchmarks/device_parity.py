@@ -22,7 +22,7 @@ import numpy as np
 
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.pipeline import precompute
-from neurocarto.run import prepare
+from neurocarto.prepared_run import prepare
 from neurocarto.store import Store
 
 STAGES = ("pass1", "cluster", "embed", "graph", "patches")

@@ -25,9 +25,9 @@ import numpy as np
 
 from neurocarto import concept_graph, graph, stages
 from neurocarto.config import ExecutionConfig, RunConfig
-from neurocarto.models import neuron_offsets
+from neurocarto.neurons import neuron_layers, neuron_offsets
 from neurocarto.pipeline import precompute
-from neurocarto.run import prepare
+from neurocarto.prepared_run import prepare
 from neurocarto.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +58,7 @@ def timed_graph_stage(config: RunConfig, execution: ExecutionConfig, autograd_on
             user, system = cpu_seconds()
             started = time.perf_counter()
             if classes is None:
-                stages.graph_stage(run, store, store.manifest(key), execution, lambda _: None)
+                stages.graph_stage(stages.StageContext(run, store, execution, lambda _: None))
             else:
                 _class_graphs(run, store, classes, execution)
             seconds = time.perf_counter() - started
@@ -80,10 +80,10 @@ def _class_graphs(run, store: Store, classes: list[int], execution: ExecutionCon
                                                                   "skipped")}
     feeds = feeding_map(model, run.layers)
     paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, run.load_images(np.array([0]))))
-    offsets, layer_of = neuron_offsets(run.layers), stages._layer_of_neuron(run)
+    offsets, layer_of = neuron_offsets(run.layers), neuron_layers(run.layers)
     labels = inputs["cluster_labels"]
     for label in classes:
-        ids = stages._class_image_ids(inputs["image_labels"], inputs["skipped"], label, None, 0)
+        ids = stages.class_image_ids(inputs["image_labels"], inputs["skipped"], label, None, 0)
         batches = lambda ids=ids: (run.load_images(ids[s:s + 64]) for s in range(0, len(ids), 64))  # noqa: E731
         chosen, weights, images = graph.class_weights(model, run.layers, feeds, inputs["class_matrix"][label], batches,
                                                       "cpu", run.config.graph.top_fraction, paths)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
-from neurocarto.run import RunImages, collate_readable, prepare, resolve_device
+from neurocarto.prepared_run import RunImages, collate_readable, prepare, resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_precompute import wall_and_peak  # noqa: E402

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
-from neurocarto.run import RunImages, collate_readable, prepare
+from neurocarto.prepared_run import RunImages, collate_readable, prepare
 
 
 def timed_epochs(run, batches, repeats: int) -> tuple[list[float], list[float]]:

@@ -18,10 +18,10 @@ from PIL import Image
 
 from neurocarto.concept_graph import WEIGHT_DTYPE, chosen_neurons, class_graph_at, cluster_anchors
 from neurocarto.hierarchy import cut_labels, linkage_merges
-from neurocarto.models import Layer
+from neurocarto.neurons import Layer
 from neurocarto.patch_images import pack
 from neurocarto.store import Store
-from neurocarto.ui.rundata import REQUIRED_STAGES
+from neurocarto.stored_run import STAGE_NAMES
 
 
 def _patch_packs(rng: np.random.Generator, count: int, per_neuron: int) -> list[bytes]:
@@ -108,7 +108,7 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
             "counts": {"images": n_images, "neurons": neurons, "classes": n_classes, "skipped": 0},
             "layers": [{"name": layer.name, "channels": width, "height": 7, "width": 7} for layer in layers],
             "config": {"patches": {"per_neuron": patches}, "cluster": {"per_layer": True, "floor": 0.05}},
-            "stages": {name: {"status": "done"} for name in REQUIRED_STAGES},
+            "stages": {name: {"status": "done"} for name in STAGE_NAMES},
         })
     return key
 

@@ -24,39 +24,9 @@ import torch
 from torch import nn
 
 from .errors import NeuroCartoError
+from .neurons import Layer
 
 MAX_EXTRA_TOKENS = 8
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A captured layer: its name, the shape of one image's maps, and where the maps come from."""
-
-    name: str
-    channels: int
-    height: int
-    width: int
-    module: str = ""              # module path; "" = the name
-    call: int = 0                 # which call of the module in one forward pass (0 = the first)
-    item: int | str | None = None  # the output's element, when the module returns a tuple/list/dict
-    layout: str = "nchw"          # nchw | nhwc | tokens
-    extra_tokens: int = 0         # leading tokens without a place (tokens layout)
-
-    @property
-    def module_name(self) -> str:
-        return self.module or self.name
-
-    def describe(self) -> dict:
-        """JSON-able description for the manifest (defaults left out)."""
-        described = {"name": self.name, "channels": self.channels, "height": self.height, "width": self.width}
-        for key, default in (("module", ""), ("call", 0), ("item", None), ("layout", "nchw"), ("extra_tokens", 0)):
-            if getattr(self, key) != default:
-                described[key] = getattr(self, key)
-        return described
-
-    @classmethod
-    def from_description(cls, described: dict) -> "Layer":
-        return cls(**described)
 
 
 def call_name(module: str, call: int) -> str:

@@ -14,6 +14,7 @@ from .export import export_run
 from .pipeline import precompute, summary
 from .snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
 from .store import Store
+from .stored_run import skipped_images
 
 T = TypeVar("T")
 
@@ -122,7 +123,7 @@ def run_rows(store: Store) -> list[dict]:
         rows.append({
             "name": manifest["name"], "key": key, "model": manifest["model"]["spec"],
             "data": manifest["data"]["description"], "images": manifest["counts"]["images"],
-            "neurons": manifest["counts"]["neurons"], "skipped": manifest["counts"]["skipped"],
+            "neurons": manifest["counts"]["neurons"], "skipped": skipped_images(manifest)[0],
             "bytes": store.run_size(key), "status": "complete" if manifest.get("complete") else "incomplete",
             "layers": manifest["layers"], "stages": manifest.get("stages", {}), "created": manifest.get("created"),
             "manifest": manifest,

@@ -238,3 +238,25 @@ def similar_pairs(top_images: np.ndarray, threshold: float, groups: np.ndarray |
     jaccard = pair_jaccard(top_images, first, second)
     keep = jaccard >= threshold
     return first[keep], second[keep], jaccard[keep], len(first)
+
+
+def mean_jaccard(sets: np.ndarray, members: np.ndarray) -> float:
+    """Mean pairwise Jaccard of the members' sets (0 for fewer than two members)."""
+    first, second = np.triu_indices(len(members), k=1)
+    return float(pair_jaccard(sets, members[first], members[second]).mean()) if len(first) else 0.0
+
+
+def cluster_tables(labels: np.ndarray, sets: np.ndarray, top_images: np.ndarray) -> dict[str, np.ndarray]:
+    """A clustering as flat arrays: members of cluster c are `members[offsets[c]:offsets[c + 1]]`; each
+    cluster's mean within-cluster Jaccard; the union of its members' top images, flat the same way."""
+    members = [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]
+    unions = [np.unique(top_images[m]) for m in members]
+
+    def flat(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        return offsets, (np.concatenate(parts) if parts else np.empty(0, dtype=np.int64))
+
+    (offsets, flat_members), (image_offsets, images) = flat(members), flat(unions)
+    return {"cluster_offsets": offsets, "cluster_members": flat_members,
+            "cluster_similarity": np.array([mean_jaccard(sets, m) for m in members], dtype=np.float32),
+            "cluster_image_offsets": image_offsets, "cluster_images": images}

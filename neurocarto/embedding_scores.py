@@ -82,7 +82,7 @@ def embedding_scores(vectors: np.ndarray, groups: np.ndarray, subgroups: np.ndar
         sub_sum, sub_count = _pair_cosine_sums(unit, both.ravel())
         scores["same group, other subgroup"] = _ratio(same_sum - sub_sum, same_count - sub_count)
     nearest, _ = embed.cosine_neighbors(centred, NEIGHBOURS)
-    scores["neighbours in group"] = float((groups[nearest] == groups[:, None]).mean())
+    scores["neighbors in group"] = float((groups[nearest] == groups[:, None]).mean())
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     scores["chance"] = float(((counts[inverse] - 1) / (n - 1)).mean())
     return scores

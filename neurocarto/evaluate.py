@@ -11,7 +11,7 @@ images. Everything is read from the store; nothing is recomputed but the baselin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -21,51 +21,11 @@ from . import cluster, embed, hierarchy
 from .embedding_scores import cosine, embedding_scores, original_rule_embedding
 from .config import EmbedParams
 from .errors import NeuroCartoError
-from .models import Layer
+from .neurons import Layer
+from .stored_run import StoredRun
 from .store import Store
 from .zoo.parts import part_counts
 
-
-
-@dataclass
-class RunArrays:
-    """What the evaluation reads of a run."""
-
-    key: str
-    name: str
-    data: str | None
-    layers: list[Layer]
-    layer_of: np.ndarray
-    top_images: np.ndarray
-    top_values: np.ndarray
-    top_positions: np.ndarray
-    image_index: np.ndarray
-    image_labels: np.ndarray
-    class_names: list[str]
-    cluster_labels: np.ndarray
-    merges: np.ndarray
-    caps: np.ndarray
-    embedding: np.ndarray
-    config: dict
-
-
-def load_arrays(store: Store, reference: str) -> RunArrays:
-    key = store.resolve(reference)
-    manifest = store.manifest(key)
-    missing = [s for s in ("pass1", "cluster", "embed") if manifest["stages"].get(s, {}).get("status") != "done"]
-    if missing:
-        raise NeuroCartoError(f"run {manifest['name']} lacks the {', '.join(missing)} stage(s): "
-                              "finish it with `python -m neurocarto precompute`")
-    layers = [Layer.from_description(layer) for layer in manifest["layers"]]
-    return RunArrays(
-        key=key, name=manifest["name"], data=manifest["config"].get("data"), layers=layers,
-        layer_of=np.repeat(np.arange(len(layers)), [layer.channels for layer in layers]),
-        top_images=store.get_array(key, "top_images"), top_values=store.get_array(key, "top_values"),
-        top_positions=store.get_array(key, "top_positions"), image_index=store.get_array(key, "image_index"),
-        image_labels=store.get_array(key, "image_labels"), class_names=store.get_json(key, "class_names"),
-        cluster_labels=store.get_array(key, "cluster_labels"), merges=store.get_array(key, "cluster_merges"),
-        caps=store.get_array(key, "cluster_caps"), embedding=store.get_array(key, "embedding"),
-        config=manifest["config"])
 
 
 # ---- ground truth: a concept per neuron ----
@@ -195,45 +155,45 @@ def held_out_spec(data: str) -> str:
     return f"parts:{dataset.n_images}:{dataset.seed + 1}"
 
 
-def held_out_concepts(store: Store, arrays: RunArrays, spec: str) -> tuple[np.ndarray, np.ndarray]:
+def held_out_concepts(run: StoredRun, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Each neuron's part read from images the clustering never saw: pass 1 of the same model and layers on
     the Parts sample `spec` (computed once into the store), then the part under its argmax there."""
     from .config import ExecutionConfig, RunConfig
     from .pipeline import precompute
 
-    config = RunConfig.from_dict(arrays.config)
-    held_out = replace(config, data=spec, max_images=None, top_k=None, name=f"{arrays.name}-held-out")
-    manifest = precompute(held_out, ExecutionConfig(cache=store.directory, progress=False), log=lambda _: None,
+    config = RunConfig.from_dict(run.config)
+    held_out = replace(config, data=spec, max_images=None, top_k=None, name=f"{run.name}-held-out")
+    manifest = precompute(held_out, ExecutionConfig(cache=run.store.directory, progress=False), log=lambda _: None,
                           stages=["pass1"])
     key = manifest["key"]
-    if manifest["counts"]["neurons"] != len(arrays.layer_of):
+    if manifest["counts"]["neurons"] != len(run.layer_of):
         raise NeuroCartoError(f"the held-out run {manifest['name']} has {manifest['counts']['neurons']} neurons, "
-                              f"this run {len(arrays.layer_of)}: rebuild it, or use --truth top-images")
-    top_images, top_values, top_positions = (store.get_array(key, name)
+                              f"this run {len(run.layer_of)}: rebuild it, or use --truth top-images")
+    top_images, top_values, top_positions = (run.store.get_array(key, name)
                                              for name in ("top_images", "top_values", "top_positions"))
-    maps = _part_maps(spec, top_images, store.get_array(key, "image_index"))
-    return neuron_concepts(top_images, top_values, top_positions, arrays.layer_of, arrays.layers, maps)
+    maps = _part_maps(spec, top_images, run.store.get_array(key, "image_index"))
+    return neuron_concepts(top_images, top_values, top_positions, run.layer_of, run.layers, maps)
 
 
 def clustered_share(labels: np.ndarray) -> float:
     return float(sum(len(group) for group in groups_of(labels)) / len(labels))
 
 
-def cut_point(labels: np.ndarray, arrays: RunArrays, histograms: np.ndarray, truth: tuple | None,
+def cut_point(labels: np.ndarray, run: StoredRun, histograms: np.ndarray, truth: tuple | None,
               rng: np.random.Generator, trials: int, other_concept: bool) -> dict:
     """The scores of one grouping: on any data, and against the parts where they are known."""
     groups = groups_of(labels)
-    sizes = np.bincount(arrays.layer_of)
+    sizes = np.bincount(run.layer_of)
     point = {"clusters": len(groups), "clustered": clustered_share(labels),
-             "layers with clusters": len({int(arrays.layer_of[g[0]]) for g in groups}),
-             "largest share of a layer": max((len(g) / sizes[arrays.layer_of[g[0]]] for g in groups), default=0.0),
+             "layers with clusters": len({int(run.layer_of[g[0]]) for g in groups}),
+             "largest share of a layer": max((len(g) / sizes[run.layer_of[g[0]]] for g in groups), default=0.0),
              "class agreement": class_agreement(labels, histograms)}
     if truth is not None:
         concepts, clear = truth
         in_cluster = labels >= 0
         point.update({"coverage": float((in_cluster & clear).sum() / max(clear.sum(), 1)),
                       "purity": _mean(purity(labels, concepts)),
-                      "intruder accuracy": intruder_accuracy(labels, concepts, arrays.layer_of, rng, trials,
+                      "intruder accuracy": intruder_accuracy(labels, concepts, run.layer_of, rng, trials,
                                                              other_concept)})
     return point
 
@@ -250,6 +210,47 @@ def above_original(ours: list[dict], original: list[dict]) -> float | None:
     return float(min(margins)) if margins else None
 
 
+def parts_scores(run: StoredRun, truth: str, intruders: str, groupings: dict, randoms: list, embeddings: dict,
+                 rng: np.random.Generator, trials: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """On Parts data: each neuron's part, the purity and intruder accuracy of every grouping, the embedding's
+    scores by object; and (concepts, neurons with a clear part) for the scores along the cut."""
+    from .zoo.parts import OBJECT_OF_PART, PART_NAMES
+
+    layer_of = run.layer_of
+    if truth == "held-out":
+        concepts, dominance = held_out_concepts(run, held_out_spec(run.config.get("data")))
+    else:
+        maps = _part_maps(run.config.get("data"), run.top_images, run.array("image_index"))
+        concepts, dominance = neuron_concepts(run.top_images, run.array("top_values"), run.array("top_positions"),
+                                              layer_of, run.layers, maps)
+    clear = (concepts > 0) & (dominance >= 0.5)
+    per_layer = []
+    for index, layer in enumerate(run.layers):
+        in_layer = layer_of == index
+        row = {"layer": layer.name}
+        for name, labels in groupings.items():
+            row[name] = _mean(purity(np.where(in_layer, labels, -1), concepts))
+        row["random groups"] = _mean([_mean(purity(np.where(in_layer, labels, -1), concepts)) for labels in randoms])
+        row["clusters"] = len(groups_of(np.where(in_layer, run.cluster_labels, -1)))
+        per_layer.append(row)
+    purities = {name: _mean(purity(labels, concepts)) for name, labels in groupings.items()}
+    purities["random groups"] = _mean([_mean(purity(labels, concepts)) for labels in randoms])
+    other_concept = intruders == "other-concept"
+    intruder_scores = {name: intruder_accuracy(labels, concepts, layer_of, rng, trials, other_concept)
+                       for name, labels in groupings.items()}
+    intruder_scores["random groups"] = _mean([intruder_accuracy(labels, concepts, layer_of, rng, trials,
+                                                                other_concept) for labels in randoms[:3]])
+    scores = {
+        "neurons": [{"id": run.neuron_ids[n], "concept": PART_NAMES[concepts[n]], "dominance": round(float(dominance[n]), 3)}
+                    for n in range(len(concepts))],
+        "concepts": {PART_NAMES[p]: int((concepts[clear] == p).sum()) for p in range(1, len(PART_NAMES))},
+        "neurons with a clear part": int(clear.sum()),
+        "purity": purities, "purity per layer": per_layer, "intruder accuracy": intruder_scores,
+        "embedding": {name: embedding_scores(vectors[clear], OBJECT_OF_PART[concepts[clear]], concepts[clear])
+                      for name, vectors in embeddings.items()}}
+    return scores, (concepts, clear)
+
+
 def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int = 10, seed: int = 0,
                  truth: str = "held-out", intruders: str = "other-concept") -> dict:
     """Every score of the report, ours and the baselines, as a dict (see `format_report`).
@@ -262,26 +263,27 @@ def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int =
     if truth not in ("held-out", "top-images") or intruders not in ("other-concept", "any"):
         raise NeuroCartoError(f"--truth {truth} --intruders {intruders}: valid: --truth held-out|top-images, "
                               "--intruders other-concept|any")
-    arrays = load_arrays(store, reference)
+    run = StoredRun(store, store.resolve(reference))
+    run.require("pass1", "cluster", "embed")
     rng = np.random.default_rng(seed)
-    cluster_config, layer_of = arrays.config["cluster"], arrays.layer_of
-    sets = cluster.clustering_sets(arrays.top_images, arrays.top_values, len(arrays.image_index))
+    cluster_config, layer_of = run.config["cluster"], run.layer_of
+    sets = run.top_sets
     groups = layer_of if cluster_config["per_layer"] else np.zeros_like(layer_of)
     default_cut = cluster_config["threshold"]
-    groupings = {"ours": arrays.cluster_labels,
+    groupings = {"ours": run.cluster_labels,
                  "original (LSH buckets)": original_grouping(sets, groups, default_cut or 0.3, cluster_config["seed"])}
-    randoms = [random_grouping(arrays.cluster_labels, layer_of, rng) for _ in range(repeats)]
-    params = EmbedParams(**{k: v for k, v in arrays.config["embed"].items() if k in EmbedParams.__dataclass_fields__})
+    randoms = [random_grouping(run.cluster_labels, layer_of, rng) for _ in range(repeats)]
+    params = EmbedParams(**{k: v for k, v in run.config["embed"].items() if k in EmbedParams.__dataclass_fields__})
     offsets, words = embed.image_sentences(sets)
-    embeddings = {"ours": arrays.embedding,
+    embeddings = {"ours": run.embedding,
                   "original update rule": original_rule_embedding(offsets, words, len(layer_of), params),
-                  "random": rng.normal(size=arrays.embedding.shape)}
-    result = {"run": arrays.name, "key": arrays.key, "neurons": len(layer_of),
+                  "random": rng.normal(size=run.embedding.shape)}
+    result = {"run": run.name, "key": run.key, "neurons": len(layer_of),
               "clusters": {name: len(groups_of(labels)) for name, labels in groupings.items()},
               "cut": "automatic" if default_cut is None else default_cut,
               "definitions": {"truth": truth, "intruders": intruders, "trials": trials}}
 
-    histograms = class_histograms(arrays.top_images, arrays.top_values, arrays.image_labels, len(arrays.class_names))
+    histograms = class_histograms(run.top_images, run.array("top_values"), run.image_labels, len(run.class_names))
     agreement = {name: class_agreement(labels, histograms) for name, labels in groupings.items()}
     agreement["random groups"] = _mean([class_agreement(labels, histograms) for labels in randoms])
     fired = histograms.sum(axis=1) > 0
@@ -290,60 +292,23 @@ def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int =
         "cluster class agreement": agreement,
         "embedding": {name: embedding_scores(vectors[fired], dominant[fired]) for name, vectors in embeddings.items()}}
 
-    truth_arrays = None
-    if is_parts(arrays.data):
-        from .zoo.parts import OBJECT_OF_PART, PART_NAMES
-
-        if truth == "held-out":
-            concepts, dominance = held_out_concepts(store, arrays, held_out_spec(arrays.data))
-        else:
-            maps = _part_maps(arrays.data, arrays.top_images, arrays.image_index)
-            concepts, dominance = neuron_concepts(arrays.top_images, arrays.top_values, arrays.top_positions,
-                                                  layer_of, arrays.layers, maps)
-        clear = (concepts > 0) & (dominance >= 0.5)
-        truth_arrays = (concepts, clear)
-        per_layer = []
-        for index, layer in enumerate(arrays.layers):
-            in_layer = layer_of == index
-            row = {"layer": layer.name}
-            for name, labels in groupings.items():
-                row[name] = _mean(purity(np.where(in_layer, labels, -1), concepts))
-            row["random groups"] = _mean([_mean(purity(np.where(in_layer, labels, -1), concepts)) for labels in randoms])
-            row["clusters"] = len(groups_of(np.where(in_layer, arrays.cluster_labels, -1)))
-            per_layer.append(row)
-        purities = {name: _mean(purity(labels, concepts)) for name, labels in groupings.items()}
-        purities["random groups"] = _mean([_mean(purity(labels, concepts)) for labels in randoms])
-        other_concept = intruders == "other-concept"
-        intruder_scores = {name: intruder_accuracy(labels, concepts, layer_of, rng, trials, other_concept)
-                           for name, labels in groupings.items()}
-        intruder_scores["random groups"] = _mean([intruder_accuracy(labels, concepts, layer_of, rng, trials,
-                                                                    other_concept) for labels in randoms[:3]])
-        neuron_ids = store.get_json(arrays.key, "neuron_ids")
-        result["parts"] = {
-            "neurons": [{"id": neuron_ids[n], "concept": PART_NAMES[concepts[n]], "dominance": round(float(dominance[n]), 3)}
-                        for n in range(len(concepts))],
-            "concepts": {PART_NAMES[p]: int((concepts[clear] == p).sum()) for p in range(1, len(PART_NAMES))},
-            "neurons with a clear part": int(clear.sum()),
-            "purity": purities, "purity per layer": per_layer, "intruder accuracy": intruder_scores,
-            "embedding": {name: embedding_scores(vectors[clear], OBJECT_OF_PART[concepts[clear]], concepts[clear])
-                          for name, vectors in embeddings.items()}}
+    known_parts = None
+    if is_parts(run.config.get("data")):
+        result["parts"], known_parts = parts_scores(run, truth, intruders, groupings, randoms, embeddings, rng,
+                                                     trials)
 
     other_concept = intruders == "other-concept"
-    floor = cluster_config["floor"]
-    merge_group = hierarchy.merge_groups(len(layer_of), arrays.merges, groups)
-    caps = arrays.caps[merge_group]
     curves = {"ours": [], "original (LSH buckets)": []}
-    for cut in (t for t in CUTS if t >= floor):
-        labels = hierarchy.cut_labels(len(layer_of), arrays.merges, cut, caps)
-        curves["ours"].append({"cut": cut, **cut_point(labels, arrays, histograms, truth_arrays, rng, trials,
-                                                       other_concept)})
+    for cut in (t for t in CUTS if t >= cluster_config["floor"]):
+        labels = hierarchy.cut_labels(len(layer_of), run.merges, cut, run.merge_caps)
         original = original_grouping(sets, groups, cut, cluster_config["seed"])
-        curves["original (LSH buckets)"].append({"cut": cut, **cut_point(original, arrays, histograms, truth_arrays,
-                                                                         rng, trials, other_concept)})
+        for name, grouping in (("ours", labels), ("original (LSH buckets)", original)):
+            curves[name].append({"cut": cut, **cut_point(grouping, run, histograms, known_parts, rng, trials,
+                                                         other_concept)})
     result["along the cut"] = curves
-    result["default cut"] = cut_point(arrays.cluster_labels, arrays, histograms, truth_arrays, rng, trials,
+    result["default cut"] = cut_point(run.cluster_labels, run, histograms, known_parts, rng, trials,
                                       other_concept)
-    if truth_arrays is not None:
+    if known_parts is not None:
         result["purity margin over the original"] = above_original(curves["ours"], curves["original (LSH buckets)"])
     return result
 
@@ -384,7 +349,7 @@ def format_report(result: dict) -> str:
                       + _table(["embedding", "same part", "other part, same object", "other object",
                                 "neighbours same object", "chance"],
                                [[n, s["same group"], s["same group, other subgroup"],
-                                 s["other groups"], s["neighbours in group"], s["chance"]]
+                                 s["other groups"], s["neighbors in group"], s["chance"]]
                                 for n, s in parts["embedding"].items()]))
     proxy = result["class proxy"]
     blocks.append("## Class-label proxy (any data)\nCluster class agreement (mean cosine between members' "
@@ -393,7 +358,7 @@ def format_report(result: dict) -> str:
     blocks.append("Embedding: mean cosine of neurons with the same / another dominant class; neighbours = share of "
                   "the 10 nearest with the same dominant class\n\n"
                   + _table(["embedding", "same class", "other class", "neighbours same class", "chance"],
-                           [[n, s["same group"], s["other groups"], s["neighbours in group"], s["chance"]]
+                           [[n, s["same group"], s["other groups"], s["neighbors in group"], s["chance"]]
                             for n, s in proxy["embedding"].items()]))
     return "\n\n".join(blocks)
 

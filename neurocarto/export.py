@@ -20,26 +20,23 @@ Only stages that have run are written; the manifest says which.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
+from . import concept_graph
 from .errors import NeuroCartoError
 from .store import Store
-
-
-def _done(manifest: dict, stage: str) -> bool:
-    return manifest["stages"].get(stage, {}).get("status") == "done"
+from .stored_run import StoredRun
 
 
 def export_run(store: Store, reference: str, out: Path) -> list[Path]:
     """Write the run named `reference` into `out`; returns the files written."""
-    key = store.resolve(reference)
-    manifest = store.manifest(key)
-    if not _done(manifest, "pass1"):
-        raise NeuroCartoError(f"run {manifest['name']} has not finished pass 1: run its precompute first")
+    run = StoredRun(store, store.resolve(reference))
+    run.require("pass1")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -54,16 +51,16 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
         written.append(path)
 
     def write_npz(name: str, arrays: list[str]) -> None:
-        np.savez_compressed(out / name, **{array: store.get_array(key, array) for array in arrays})
+        np.savez_compressed(out / name, **{array: run.array(array) for array in arrays})
         written.append(out / name)
 
-    write_json("manifest.json", manifest)
-    write_json("class_names.json", store.get_json(key, "class_names"))
+    write_json("manifest.json", run.manifest)
+    write_json("class_names.json", run.class_names)
     write_npz("top_images.npz", ["top_images", "top_values", "top_positions", "image_index", "image_labels"])
     write_npz("class_matrix.npz", ["class_matrix", "class_mean_maxima"])
-    neuron_ids = store.get_json(key, "neuron_ids")
-    labels = store.get_array(key, "cluster_labels") if _done(manifest, "cluster") else np.full(len(neuron_ids), -1)
-    projection = store.get_array(key, "projection") if _done(manifest, "embed") else None
+    neuron_ids = run.neuron_ids
+    labels = run.cluster_labels if run.done("cluster") else np.full(len(neuron_ids), -1)
+    projection = run.projection if run.done("embed") else None
     with open(out / "neurons.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "layer", "channel", "cluster", "x", "y"])
@@ -72,11 +69,9 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
             x, y = (f"{projection[index, 0]:.5f}", f"{projection[index, 1]:.5f}") if projection is not None else ("", "")
             writer.writerow([neuron, layer, channel, int(labels[index]), x, y])
     written.append(out / "neurons.csv")
-    if _done(manifest, "cluster"):
-        offsets = store.get_array(key, "cluster_offsets")
-        members = store.get_array(key, "cluster_members")
-        similarity = store.get_array(key, "cluster_similarity")
-        image_offsets = store.get_array(key, "cluster_image_offsets")
+    if run.done("cluster"):
+        offsets, members, similarity, image_offsets = (run.array(name) for name in (
+            "cluster_offsets", "cluster_members", "cluster_similarity", "cluster_image_offsets"))
         clusters = []
         for label in range(len(offsets) - 1):
             ids = [neuron_ids[n] for n in members[offsets[label]:offsets[label + 1]]]
@@ -84,34 +79,33 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
                              "mean_jaccard": float(similarity[label]),
                              "top_images": int(image_offsets[label + 1] - image_offsets[label])})
         write_json("clusters.json", clusters)
-        write_json("hierarchy.json", hierarchy(store, key, manifest, neuron_ids))
-    if _done(manifest, "embed"):
+        write_json("hierarchy.json", hierarchy(run))
+    if run.done("embed"):
         write_npz("embedding.npz", ["embedding", "projection", "neighbors", "neighbor_similarity"])
-    if _done(manifest, "graph"):
-        for label, name in enumerate(store.get_json(key, "class_names")):
-            graph = store.get_json(key, f"graph/{label}")
+    if run.done("graph"):
+        for label, name in enumerate(run.class_names):
+            graph = copy.deepcopy(run.graph(label))
             for node in graph["nodes"]:
                 node["members"] = [neuron_ids[n] for n in node["members"]]
                 node["listed"] = [neuron_ids[n] for n in node["listed"]]
-            weights = store.get_array(key, f"graph_weights/{label}")
+            weights = run.class_weights(label)[1] if run.cuttable else np.zeros(0, concept_graph.WEIGHT_DTYPE)
             graph["neuron_edges"] = [{"source": neuron_ids[s], "target": neuron_ids[t], "weight": float(w)}
                                      for s, t, w in zip(weights["source"], weights["target"], weights["weight"])]
             write_json(f"graphs/{label:04d}.json", {"class": name, **graph})
     return written
 
 
-def hierarchy(store: Store, key: str, manifest: dict, neuron_ids: list[str]) -> dict:
+def hierarchy(run: StoredRun) -> dict:
     """The merge order and the cut of a clustered run, with readable ids."""
-    merges = store.get_array(key, "cluster_merges")
-    cuts, caps = store.get_array(key, "cluster_cuts"), store.get_array(key, "cluster_caps")
-    params = manifest["config"]["cluster"]
+    merges, neuron_ids = run.merges, run.neuron_ids
+    cuts, caps = run.array("cluster_cuts"), run.array("cluster_caps")
+    params = run.config["cluster"]
     n = len(neuron_ids)
 
     def name(item: float) -> str:
         return neuron_ids[int(item)] if item < n else f"merge:{int(item) - n}"
 
-    layers = [layer["name"] for layer in manifest["layers"]]
-    per_group = layers if params["per_layer"] else ["all layers"]
+    per_group = run.layer_names if params["per_layer"] else ["all layers"]
     return {"floor": params["floor"], "cut": "automatic" if params["threshold"] is None else params["threshold"],
             "cuts": {group: {"cut": float(cut), "largest_cluster": int(cap)} for group, cut, cap in zip(per_group, cuts, caps)},
             "merges": [{"a": name(a), "b": name(b), "similarity": float(similarity), "size": int(size)}

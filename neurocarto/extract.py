@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import Layer, LayerCapture
+from .capture import LayerCapture
+from .neurons import Layer
 from .errors import NeuroCartoError
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .capture import Layer
+from .neurons import Layer
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .feeding import Feed
-from .capture import Layer, LayerCapture, ModuleCall, as_maps
+from .capture import LayerCapture, ModuleCall, as_maps
+from .neurons import Layer, neuron_offsets
 from .concept_graph import WEIGHT_DTYPE, chosen_neurons
 from .conv_paths import ConvPath, candidate_paths, identify, path_sums
-from .models import neuron_offsets
 
 
 def _layers_of(chosen: np.ndarray, layers: list[Layer]) -> tuple[list[int], np.ndarray]:

@@ -165,10 +165,10 @@ def _sparse_linkage(first: np.ndarray, second: np.ndarray, similarity: np.ndarra
         name[a] = -len(merges)
         size[a] += size.pop(b)
         version[a] += 1
-        neighbours_b = sums.pop(b)
-        neighbours_b.pop(a, None)
+        neighbors_b = sums.pop(b)
+        neighbors_b.pop(a, None)
         sums[a].pop(b, None)
-        for c, s in neighbours_b.items():
+        for c, s in neighbors_b.items():
             sums[a][c] = sums[a].get(c, 0.0) + s
             sums[c][a] = sums[c].get(a, 0.0) + s
             sums[c].pop(b, None)

@@ -21,8 +21,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .capture import Layer, ModuleCall, call_name, layer_of_call, record_calls, why_not_a_map
+from .capture import ModuleCall, call_name, layer_of_call, record_calls, why_not_a_map
 from .errors import NeuroCartoError, suggest
+from .neurons import Layer
 from .zoo import fashion_inception, parts
 
 DEFAULT_MODEL = "fashion-inception"
@@ -222,6 +223,29 @@ def _load_factory(spec: str, weights: str | None, image_size: int | None) -> Loa
                        [], weights or "factory", checksum)
 
 
+def module_checksum(module: nn.Module) -> str:
+    """A checksum of a module's class, parameters and buffers: runs of changed weights get other keys."""
+    digest = hashlib.sha256(type(module).__qualname__.encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.dtype != torch.bfloat16
+                      else tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def from_module(module: nn.Module, transform: Callable | None = None, class_names: list[str] | None = None,
+                image_size: int | None = None) -> LoadedModel:
+    """A model object made in Python (not named by a spec), in eval mode; ImageNet preprocessing unless given."""
+    if not isinstance(module, nn.Module):
+        raise NeuroCartoError(f"model: expected a torch.nn.Module, a torchvision name or path/to/file.py:factory, "
+                              f"not a {type(module).__name__}")
+    if transform is not None and not callable(transform):
+        raise NeuroCartoError(f"transform: expected a callable (PIL image → CHW tensor), not a {type(transform).__name__}")
+    module.eval()
+    return LoadedModel(f"python:{type(module).__name__}", module, transform or _imagenet_transform(image_size),
+                       list(class_names) if class_names else None, [], "in memory", module_checksum(module))
+
+
 def load_model(spec: str | None, weights: str | None = None, seed: int = 0,
                image_size: int | None = None) -> LoadedModel:
     """Build the model a spec names, in eval mode; NeuroCartoError with valid names otherwise."""
@@ -359,30 +383,3 @@ def resolve_layers(loaded: LoadedModel, requested: list[str] | None, example: to
     if left_out:
         notes.append(f"default layer map of {loaded.spec}: {len(layers)} layers; left out: {'; '.join(left_out)}")
     return layers
-
-
-def neuron_offsets(layers: list[Layer]) -> list[int]:
-    """Index of each layer's first neuron in the run's flat neuron order (layer order, then channel)."""
-    offsets, total = [], 0
-    for layer in layers:
-        offsets.append(total)
-        total += layer.channels
-    return offsets
-
-
-def neuron_ids(layers: list[Layer]) -> list[str]:
-    """`layer:channel` for every neuron of the run, in flat order."""
-    return [f"{layer.name}:{channel}" for layer in layers for channel in range(layer.channels)]
-
-
-def parse_neuron_id(neuron: str, layers: list[Layer]) -> int:
-    """Flat index of a `layer:channel` id; NeuroCartoError naming valid layers or channels."""
-    layer_name, sep, channel_text = neuron.rpartition(":")
-    by_name = {layer.name: (i, layer) for i, layer in enumerate(layers)}
-    if not sep or layer_name not in by_name:
-        raise NeuroCartoError(f"unknown neuron {neuron!r}: expected layer:channel with layer one of "
-                              f"{suggest(layer_name or neuron, list(by_name))}")
-    index, layer = by_name[layer_name]
-    if not channel_text.isdigit() or int(channel_text) >= layer.channels:
-        raise NeuroCartoError(f"unknown neuron {neuron!r}: {layer_name} has channels 0…{layer.channels - 1}")
-    return neuron_offsets(layers)[index] + int(channel_text)

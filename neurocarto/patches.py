@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .capture import Layer, LayerCapture
+from .capture import LayerCapture
+from .neurons import Layer, neuron_layers
 from .patch_images import encode_png
 
 
@@ -101,7 +102,7 @@ def neuron_patches(layers: list[Layer], top_images: np.ndarray, top_positions: n
     normalisation = _normalisation(transform)
     n_neurons = top_images.shape[0]
     count = min(per_neuron, top_images.shape[1])
-    layer_of = np.repeat(np.arange(len(layers)), [layer.channels for layer in layers])
+    layer_of = neuron_layers(layers)
     tasks_image = top_images[:, :count].reshape(-1)
     order = np.argsort(tasks_image, kind="stable")
     sorted_images = tasks_image[order]

@@ -14,9 +14,11 @@ from . import distributed
 from .config import ExecutionConfig, RunConfig, stable_hash
 from .data import dataset_summary
 from .errors import NeuroCartoError
-from .run import PreparedRun, prepare
-from .stages import STAGES
+from .models import LoadedModel
+from .prepared_run import PreparedRun, prepare
+from .stages import STAGES, StageContext
 from .store import Store
+from .stored_run import skipped_images
 from .threads import limit_threads
 
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
@@ -32,8 +34,7 @@ def _new_manifest(run: PreparedRun) -> dict:
         "model": {"spec": run.model.spec, "weights": run.model.weights, "checksum": run.model.weights_checksum},
         "data": data,
         "layers": [layer.describe() for layer in run.layers],
-        "counts": {"images": int(len(run.indices)), "neurons": run.n_neurons, "classes": len(run.dataset.class_names),
-                   "skipped": 0},
+        "counts": {"images": int(len(run.indices)), "neurons": run.n_neurons, "classes": len(run.dataset.class_names)},
         "stages": {},
     }
 
@@ -76,8 +77,9 @@ def wanted_stages(names: list[str] | None) -> set[str]:
 
 
 def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = False, log=print,
-               stages: list[str] | None = None) -> dict | None:
-    """Compute (or resume, or skip) the stages (default: all) of the run `config` defines; returns its manifest.
+               stages: list[str] | None = None, model: LoadedModel | None = None) -> dict | None:
+    """Compute (or resume, or skip) the stages (default: all) of the run `config` defines (with `model` in place
+    of `config.model` if given); returns its manifest.
 
     Under torchrun every process calls this: rank 0 keeps the store and the manifest and returns the
     manifest; the others join the sharded stages (pass 1, graphs) and return None.
@@ -87,12 +89,12 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
     group = distributed.join(execution.device)
     try:
         execution = replace(execution, device=distributed.device_for(group, execution.device))
-        run = prepare(config, execution)
+        run = prepare(config, execution, model)
         if not group.leader:
+            context = StageContext(run, None, execution, log, group)
             for name in group.broadcast(None):
-                stage = STAGE_BY_NAME[name]
-                if stage.sharded:
-                    stage.compute(run, None, None, execution, log, group)
+                if STAGE_BY_NAME[name].sharded:
+                    STAGE_BY_NAME[name].compute(context)
             group.barrier()     # leave together: a process that tears down while rank 0 works can abort
             return None
         with Store(execution.cache) as store, store.writer(run.key):
@@ -132,16 +134,14 @@ def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: b
             continue
         todo.append(stage.name)
     group.broadcast(todo)
+    context = StageContext(run, store, execution, log, group)
     for name in todo:
         stage = STAGE_BY_NAME[name]
         manifest["complete"] = False
         manifest["stages"][stage.name] = {"status": "running", "inputs": inputs[stage.name]}
         store.write_manifest(manifest)
         started = time.perf_counter()
-        if stage.sharded:
-            details = stage.compute(run, store, manifest, execution, log, group)
-        else:
-            details = stage.compute(run, store, manifest, execution, log)
+        details = stage.compute(context)
         manifest["stages"][stage.name] = {"status": "done", "inputs": inputs[stage.name],
                                           "seconds": round(time.perf_counter() - started, 3), **details}
         store.write_manifest(manifest)
@@ -153,11 +153,11 @@ def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: b
 
 def summary(manifest: dict) -> str:
     """Human-readable end-of-run report: neurons and clusters per layer, embedding loss, time per stage."""
-    counts = manifest["counts"]
+    counts, (skipped, skipped_files) = manifest["counts"], skipped_images(manifest)
     stages = manifest["stages"]
     lines = [f"run {manifest['name']} ({manifest['key']}): {manifest['model']['spec']} on "
              f"{manifest['data']['description']}",
-             f"  {counts['images']} images ({counts['skipped']} unreadable, skipped), {counts['neurons']} neurons "
+             f"  {counts['images']} images ({skipped} unreadable, skipped), {counts['neurons']} neurons "
              f"in {len(manifest['layers'])} layers, {counts['classes']} classes"]
     clusters = {row["layer"]: row for row in stages.get("cluster", {}).get("per_layer", [])}
     lines.append(f"    {'layer':<36} {'neurons':>7} {'map':>7} {'clusters':>8} {'clustered':>9} {'largest':>7} {'cut':>6}")
@@ -178,6 +178,6 @@ def summary(manifest: dict) -> str:
     timings = ", ".join(f"{stage.name} {stages[stage.name]['seconds']:.1f} s" for stage in STAGES
                         if stages.get(stage.name, {}).get("status") == "done")
     lines.append(f"  time: {timings}")
-    if manifest.get("skipped_files"):
-        lines.append(f"  unreadable files (first {len(manifest['skipped_files'])}): " + ", ".join(manifest["skipped_files"]))
+    if skipped_files:
+        lines.append(f"  unreadable files (first {len(skipped_files)}): " + ", ".join(skipped_files))
     return "\n".join(lines)

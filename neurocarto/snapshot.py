@@ -12,9 +12,10 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote
 
 from .errors import NeuroCartoError
+from .ui.url_state import ViewState
 from .store import Store
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,17 +56,9 @@ def output_format(out: Path) -> str:
 
 
 def page_query(key: str, request: SnapshotRequest) -> str:
-    """The app URL's query for the requested state (the same keys the app writes)."""
-    query = {"run": key, "threshold": f"{request.threshold:g}", "cut": request.cut}
-    if request.class_name is not None:
-        query["class"] = request.class_name
-    if request.select:
-        query["select"] = ",".join(request.select)
-    if request.cascade:
-        query["mode"] = "cascade"
-    if request.paper:
-        query["style"] = "paper"
-    return "?" + urlencode(query)
+    """The app URL's query for the requested state (`ui.url_state`, as the app writes it)."""
+    return ViewState(key, request.class_name, request.threshold, request.cut, tuple(request.select), request.cascade,
+                     paper=request.paper).query()
 
 
 def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = CHROMIUM) -> Path:

@@ -1,6 +1,8 @@
-"""The stages of a run, in data-flow order; each reads its inputs from the store and writes its results.
+"""The stages of a run, in data-flow order: pass1 → cluster → graph;  pass1 → embed;  pass1 → patches.
 
-pass1 → cluster → graph;  pass1 → embed;  pass1 → patches.
+Every stage is `compute(context) -> details`: it reads its inputs from the store, writes its results
+there and returns what the manifest records of it. Sharded stages run on every process of a torchrun
+group (`context.store` is None but on rank 0); the others run on rank 0 only.
 """
 from __future__ import annotations
 
@@ -8,31 +10,42 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patch_images, patches
-from .config import ExecutionConfig, RunConfig
-from .errors import NeuroCartoError
-from .distributed import Group
-from .extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
 from .capture import record_calls
+from .config import ExecutionConfig, RunConfig
+from .distributed import Group
+from .errors import NeuroCartoError
+from .extract import SUM_SCALE
 from .feeding import feeding_map
-from .interrupt import deferred_interrupt
-from .models import neuron_ids, neuron_offsets
-from .run import PreparedRun, RunImages, collate_readable, resolve_device
+from .neurons import neuron_ids, neuron_layers, neuron_offsets
+from .pass1_stream import CheckpointedPass1
+from .prepared_run import PreparedRun, resolve_device
 from .store import Store
 
 PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "class_images", "skipped")
+SKIPPED_LISTED = 20         # unreadable files the manifest names
 
 
-def pass1(run: PreparedRun, store: Store | None, manifest: dict | None, execution: ExecutionConfig, log,
-          group: Group = Group()) -> dict:
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage gets: the prepared run, the store (rank 0 only), how to execute, a log, the process group."""
+
+    run: PreparedRun
+    store: Store | None
+    execution: ExecutionConfig
+    log: Callable[[str], None] = print
+    group: Group = Group()
+
+
+def pass1(context: StageContext) -> dict:
     """Top-k images per neuron and the class matrix, in one streaming pass, checkpointed and resumable; across a
     torchrun group, sharded at batch boundaries and merged exactly on rank 0."""
+    run, store, execution, group = context.run, context.store, context.execution, context.group
     device = resolve_device(execution.device)
     n_images = len(run.indices)
-    results = _checkpointed_pass1(run, store, execution, device, log, group)
+    results = CheckpointedPass1(run, store, execution, device, context.log, group).compute()
     if not group.leader:
         return {}
     if len(results["skipped"]) >= n_images:
@@ -48,117 +61,9 @@ def pass1(run: PreparedRun, store: Store | None, manifest: dict | None, executio
     store.put_json(run.key, "neuron_ids", neuron_ids(run.layers))
     store.clear_checkpoint(run.key, "pass1")
     skipped = results["skipped"]
-    manifest["counts"]["skipped"] = int(len(skipped))
-    manifest["skipped_files"] = [_image_reference(run, int(i)) for i in skipped[:20]]
-    return {"device": str(device), "batch_size": execution.batch_size, "processes": group.world}
-
-
-def _new_state(run: PreparedRun, device, next_image: int = 0) -> Pass1State:
-    return Pass1State(StreamingTopK(run.n_neurons, run.config.top_k, device),
-                      ClassStatistics(len(run.dataset.class_names), run.n_neurons, device), next_image)
-
-
-def _stream(run: PreparedRun, state: Pass1State, stop: int, execution: ExecutionConfig, device, show: bool,
-            on_batch=None) -> None:
-    """Run pass 1 from the state's next image up to `stop`, with a progress bar."""
-    images = RunImages(run.dataset, run.indices, run.model.transform)
-    loader = DataLoader(images, batch_size=execution.batch_size, sampler=range(state.next_image, stop),
-                        collate_fn=collate_readable, num_workers=execution.workers, pin_memory=device.type == "cuda")
-    progress = tqdm(total=stop, initial=state.next_image, desc="pass 1", unit="img", disable=not show,
-                    dynamic_ncols=True)
-
-    def advance(current: Pass1State, n: int) -> None:
-        progress.update(current.next_image - progress.n)
-        if on_batch is not None:
-            on_batch(current, n)
-
-    try:
-        run_pass1(run.model.module.to(device), run.layers, loader, state, run.config.threshold, device,
-                  run.config.amp, advance)
-    finally:
-        progress.close()
-
-
-def _pack_shards(states: list[dict[str, np.ndarray]], batch_size: int) -> dict[str, np.ndarray]:
-    """The states of all shards as one checkpoint (one transaction: the shards always agree)."""
-    packed = {"shards": np.array(len(states)), "batch_size": np.array(batch_size)}
-    for rank, state in enumerate(states):
-        packed.update({f"{rank}/{name}": value for name, value in state.items()})
-    return packed
-
-
-def _unpack_shards(checkpoint: dict[str, np.ndarray], world: int, batch_size: int) -> list[dict[str, np.ndarray]]:
-    """Each shard's state from a checkpoint, if it was written by `world` processes with this batch size."""
-    if "shards" not in checkpoint:           # one process, before checkpoints recorded their shards
-        shards, saved_batch_size, states = 1, batch_size, [checkpoint]
-    else:
-        shards, saved_batch_size = int(checkpoint["shards"]), int(checkpoint["batch_size"])
-        states = [{name.split("/", 1)[1]: value for name, value in checkpoint.items() if name.startswith(f"{rank}/")}
-                  for rank in range(shards)]
-    if (shards, saved_batch_size) != (world, batch_size):
-        raise NeuroCartoError(
-            f"pass 1 has a checkpoint written by {shards} process{'es' * (shards > 1)} with --batch-size "
-            f"{saved_batch_size}; this command has {world} with --batch-size {batch_size}. Resume with the same "
-            "process count and batch size (the shards are cut by them), or start over with --rebuild")
-    return states
-
-
-def _checkpointed_pass1(run: PreparedRun, store: Store | None, execution: ExecutionConfig, device, log,
-                        group: Group) -> dict | None:
-    """Pass 1 over this process's shard (all images in one process), from the checkpoint if there is one.
-
-    Every `checkpoint_every` batches, and after a Ctrl-C once the batch in flight is merged, rank 0 gathers
-    every shard's state into one checkpoint. The processes agree after each batch every shard has (they
-    differ by at most one) whether any was interrupted, so all stop after the same batch; a Ctrl-C during a
-    shard's extra last batch stops them all once every shard is whole. Returns the whole stream's state on rank 0.
-    """
-    n_images, batch_size = len(run.indices), execution.batch_size
-    shard = group.batch_shard(n_images, batch_size)
-    common = group.common_batches(n_images, batch_size)
-    saved = None
-    if group.leader:
-        checkpoint = store.load_checkpoint(run.key, "pass1")
-        saved = None if checkpoint is None else _unpack_shards(checkpoint, group.world, batch_size)
-    state = _new_state(run, device, shard.start)
-    mine = group.scatter(saved if saved is not None else [None] * group.world)
-    if mine is not None:
-        state.load(mine)
-        log(f"pass 1: resuming at image {state.next_image} of {n_images} from its checkpoint" if group.world == 1 else
-            f"pass 1: resuming {group.world} shards, each from batch {(state.next_image - shard.start) // batch_size}")
-    done = (state.next_image - shard.start) // batch_size
-
-    def save(current: Pass1State) -> None:
-        states = group.gather(current.state())
-        if group.leader:
-            store.save_checkpoint(run.key, "pass1", _pack_shards(states, batch_size))
-
-    def stop(current: Pass1State, where: str) -> None:
-        save(current)
-        group.barrier()         # torchrun ends the others as soon as one process exits: only after the save
-        raise NeuroCartoError(
-            f"pass 1 interrupted at image {current.next_image} of {n_images}; its state is saved: the same command "
-            "resumes from there" if group.world == 1 else
-            f"pass 1 interrupted {where}; their state is saved: the same torchrun command resumes from there")
-
-    def on_batch(current: Pass1State, _n: int) -> None:
-        # called only where every accumulator has taken the whole batch: a consistent state to save
-        nonlocal done
-        done += 1
-        if done > common:       # a shard's extra last batch: the others have no batch to agree on
-            return
-        if group.any(interrupt.requested):
-            stop(current, f"after batch {done} of each of {group.world} shards")
-        if done % execution.checkpoint_every == 0 and done < common:
-            save(current)
-
-    with deferred_interrupt() as interrupt:
-        _stream(run, state, shard.stop, execution, device, group.leader and execution.progress, on_batch)
-        if group.any(interrupt.requested):      # during the extra last batches: every shard is whole
-            stop(state, f"as its {group.world} shards ended")
-    states = group.gather(state.state())
-    if not group.leader:
-        return None
-    return states[0] if len(states) == 1 else merge_states(states, run.config.top_k)
+    return {"device": str(device), "batch_size": execution.batch_size, "processes": group.world,
+            "skipped": int(len(skipped)),
+            "skipped_files": [_image_reference(run, int(i)) for i in skipped[:SKIPPED_LISTED]]}
 
 
 def _image_reference(run: PreparedRun, image_id: int) -> str:
@@ -167,17 +72,15 @@ def _image_reference(run: PreparedRun, image_id: int) -> str:
     return files[index] if files is not None else f"#{index}"
 
 
-def _layer_of_neuron(run: PreparedRun) -> np.ndarray:
-    return np.repeat(np.arange(len(run.layers)), [layer.channels for layer in run.layers])
-
-
-def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+def cluster_stage(context: StageContext) -> dict:
     """Similar pairs (MinHash + LSH, exact Jaccard), co-activation refinement, average-linkage clusters."""
+    run, store, execution = context.run, context.store, context.execution
     params = run.config.cluster
     progress = tqdm(total=3, desc="cluster", unit="step", disable=not execution.progress)
     top_images = store.get_array(run.key, "top_images")
     sets = cluster.clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
-    groups = _layer_of_neuron(run) if params.per_layer else np.zeros(run.n_neurons, dtype=np.int64)
+    layer_of = neuron_layers(run.layers)
+    groups = layer_of if params.per_layer else np.zeros(run.n_neurons, dtype=np.int64)
     if params.method == "exact":
         first, second, jaccard = cluster.exact_similar_pairs(sets, params.floor, groups)
         candidates = len(first)
@@ -192,7 +95,6 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
     progress.update()
     kept = rates >= params.min_coactive
     merges = hierarchy.linkage_merges(run.n_neurons, first[kept], second[kept], jaccard[kept], params.floor)
-    layer_of = _layer_of_neuron(run)
     cuts = (np.full(int(groups.max()) + 1, params.threshold) if params.threshold is not None else np.maximum(
         hierarchy.null_cuts(sets, layer_of, groups, params.null_quantile, seed=params.seed), params.floor))
     caps = np.floor(params.max_share * np.bincount(groups))
@@ -200,37 +102,29 @@ def cluster_stage(run: PreparedRun, store: Store, manifest: dict, execution: Exe
     labels = hierarchy.cut_labels(run.n_neurons, merges, cuts[merge_group], caps[merge_group])
     progress.update()
     progress.close()
-    members = [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]
-    offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
-    flat_members = np.concatenate(members) if members else np.empty(0, dtype=np.int64)
-    similarity = np.array([_mean_jaccard(sets, m) for m in members], dtype=np.float32)
-    unions = [np.unique(top_images[m]) for m in members]
-    for name, value in (("cluster_labels", labels), ("cluster_offsets", offsets), ("cluster_members", flat_members),
-                        ("cluster_similarity", similarity),
-                        ("cluster_image_offsets", np.concatenate([[0], np.cumsum([len(u) for u in unions])]).astype(np.int64)),
-                        ("cluster_images", np.concatenate(unions) if unions else np.empty(0, dtype=np.int64)),
-                        ("pairs", np.stack([first, second]).T if len(first) else np.empty((0, 2), dtype=np.int64)),
-                        ("pair_jaccard", jaccard), ("pair_coactivation", rates), ("cluster_merges", merges),
-                        ("cluster_cuts", cuts), ("cluster_caps", caps)):
+    tables = cluster.cluster_tables(labels, sets, top_images)
+    arrays = {"cluster_labels": labels, **tables,
+              "pairs": np.stack([first, second]).T if len(first) else np.empty((0, 2), dtype=np.int64),
+              "pair_jaccard": jaccard, "pair_coactivation": rates, "cluster_merges": merges,
+              "cluster_cuts": cuts, "cluster_caps": caps}
+    for name, value in arrays.items():
         store.put_array(run.key, name, value)
+    sizes = np.diff(tables["cluster_offsets"])
+    first_members = tables["cluster_members"][tables["cluster_offsets"][:-1]]
     per_layer = []
     for index, layer in enumerate(run.layers):
-        in_layer = [m for m in members if layer_of[m[0]] == index]
-        per_layer.append({"layer": layer.name, "clusters": len(in_layer), "clustered": int(sum(len(m) for m in in_layer)),
-                          "largest": int(max((len(m) for m in in_layer), default=0)),
+        in_layer = sizes[layer_of[first_members] == index]
+        per_layer.append({"layer": layer.name, "clusters": len(in_layer), "clustered": int(in_layer.sum()),
+                          "largest": int(in_layer.max(initial=0)),
                           "cut": round(float(cuts[groups[layer_of == index][0]]), 4) if layer.channels else None})
     return {"candidates": int(candidates), "verified_pairs": int(len(first)), "coactive_pairs": int(kept.sum()),
             "merges": len(merges), "cut": "automatic" if params.threshold is None else params.threshold,
-            "clusters": len(members), "per_layer": per_layer}
+            "clusters": len(sizes), "per_layer": per_layer}
 
 
-def _mean_jaccard(sets: np.ndarray, members: np.ndarray) -> float:
-    first, second = np.triu_indices(len(members), k=1)
-    return float(cluster.pair_jaccard(sets, members[first], members[second]).mean())
-
-
-def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
-    """Co-occurrence sentences → skip-gram embedding → UMAP 2D and full-dimensional neighbours."""
+def embed_stage(context: StageContext) -> dict:
+    """Co-occurrence sentences → skip-gram embedding → UMAP 2D and full-dimensional neighbors."""
+    run, store, execution = context.run, context.store, context.execution
     params = run.config.embed
     top_images = store.get_array(run.key, "top_images")
     sets = cluster.clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
@@ -240,7 +134,7 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
                               "use more images or a larger --top-k")
     progress = tqdm(total=3, desc="embed", unit="step", disable=not execution.progress)
     vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, params)
-    vectors -= vectors.mean(axis=0)     # drop the direction all vectors share: it only blurs cosine neighbours
+    vectors -= vectors.mean(axis=0)     # drop the direction all vectors share: it only blurs cosine neighbors
     progress.update()
     neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
     progress.update()
@@ -253,18 +147,18 @@ def embed_stage(run: PreparedRun, store: Store, manifest: dict, execution: Execu
     return {"sentences": len(offsets) - 1, "words": int(len(words)), "loss": [round(x, 4) for x in losses]}
 
 
-def _class_image_ids(labels: np.ndarray, skipped: np.ndarray, label: int, limit: int | None, seed: int) -> np.ndarray:
+def class_image_ids(labels: np.ndarray, skipped: np.ndarray, label: int, limit: int | None, seed: int) -> np.ndarray:
     candidates = np.setdiff1d(np.flatnonzero(labels == label), skipped)
     if limit is not None and len(candidates) > limit:
         candidates = np.sort(np.random.default_rng(seed + label).choice(candidates, limit, replace=False))
     return candidates
 
 
-def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, execution: ExecutionConfig, log,
-                group: Group = Group()) -> dict:
+def graph_stage(context: StageContext) -> dict:
     """Per class: the chosen neurons and their neuron-level gradient × activation weights on the class's images,
     and the graph at the run's cut (`concept_graph`).
     Across a torchrun group, classes are dealt round-robin and the graphs gathered on rank 0."""
+    run, store, execution, group = context.run, context.store, context.execution, context.group
     params = run.config.graph
     device = resolve_device(execution.device)
     model = run.model.module.to(device)
@@ -280,7 +174,7 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
     graphs = {}
     for label in tqdm(group.mine(len(class_matrix)), desc="graphs", unit="class",
                       disable=not (execution.progress and group.leader)):
-        ids = _class_image_ids(inputs["image_labels"], inputs["skipped"], label, per_class, params.seed)
+        ids = class_image_ids(inputs["image_labels"], inputs["skipped"], label, per_class, params.seed)
 
         def batches(ids=ids):
             for start in range(0, len(ids), batch_size):
@@ -291,7 +185,7 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
     gathered = group.gather(graphs)
     if not group.leader:
         return {}
-    layer_of, offsets = _layer_of_neuron(run), neuron_offsets(run.layers)
+    layer_of, offsets = neuron_layers(run.layers), neuron_offsets(run.layers)
     labels = inputs["cluster_labels"]
     anchors = concept_graph.cluster_anchors(labels, layer_of)
     totals = {"nodes": 0, "edges": 0, "neuron_weights": 0}
@@ -309,8 +203,9 @@ def graph_stage(run: PreparedRun, store: Store | None, manifest: dict | None, ex
             "processes": group.world, **totals}
 
 
-def patches_stage(run: PreparedRun, store: Store, manifest: dict, execution: ExecutionConfig, log) -> dict:
+def patches_stage(context: StageContext) -> dict:
     """PNG patches of each neuron's top images around its argmax, stored per neuron (`patch_images.pack`)."""
+    run, store, execution = context.run, context.store, context.execution
     params = run.config.patches
     model = run.model.module.cpu()
     example = run.load_images(store.get_array(run.key, "top_images")[:1, 0])
@@ -338,7 +233,7 @@ class Stage:
     compute: Callable
     params: Callable[[RunConfig], object]   # the config section whose change reruns this stage
     inputs: tuple[str, ...]                 # upstream stages
-    sharded: bool = False                   # every process of a torchrun group takes part (compute takes `group`)
+    sharded: bool = False                   # every process of a torchrun group takes part
     version: int = 1                        # raised when the stage computes differently: stored results rerun
 
 

@@ -330,10 +330,13 @@ READABILITY = f"""() => {{
 
 
 def readability(page) -> dict:
-    """Once the summary is laid out for the panel's present size."""
+    """Once the summary is laid out for the panel's present size and fitted to it."""
     page.wait_for_function(f"() => {{ const f = {CY}.getElementById('frame:1'), e = document.getElementById('graph');"
-                           " return f.length === 1 && f.position('x') === Math.round(e.clientWidth)"
-                           " && f.position('y') === Math.round(e.clientHeight); }", timeout=30000)
+                           " if (f.length !== 1) return false; const r = f.renderedPosition();"
+                           " return f.position('x') === Math.round(e.clientWidth)"
+                           " && f.position('y') === Math.round(e.clientHeight)"
+                           " && Math.abs(r.x - e.clientWidth) < 2 && Math.abs(r.y - e.clientHeight) < 2; }",
+                           timeout=30000)
     page.wait_for_load_state("networkidle")
     return page.evaluate(READABILITY)
 

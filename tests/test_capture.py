@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neurocarto.capture import Layer, LayerCapture, as_maps, map_geometry
+from neurocarto.capture import LayerCapture, as_maps, map_geometry
+from neurocarto.neurons import Layer
 from neurocarto.errors import NeuroCartoError
 from neurocarto.extract import LayerMaxima
 from neurocarto.graph import channel_attributions

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from neurocarto.coactivation import coactivation_rates, shared_image_sample
-from neurocarto.models import Layer
+from neurocarto.neurons import Layer
 
 
 def designed_images(n_images: int = 6) -> torch.Tensor:

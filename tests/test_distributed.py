@@ -12,7 +12,8 @@ import torch
 from neurocarto.distributed import Group
 from neurocarto.errors import NeuroCartoError
 from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, merge_states
-from neurocarto.stages import PASS1_ARRAYS, _pack_shards, _unpack_shards
+from neurocarto.pass1_stream import pack_shards, unpack_shards
+from neurocarto.stages import PASS1_ARRAYS
 from neurocarto.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,17 +85,17 @@ def test_two_processes_write_the_run_one_process_writes(tmp_path, fashion_availa
 
 def test_a_checkpoint_resumes_only_with_its_process_count_and_batch_size():
     states = [{"next_image": np.array(8), "top_values": np.ones((2, 3))}, {"next_image": np.array(28)}]
-    packed = _pack_shards(states, batch_size=4)
-    unpacked = _unpack_shards(packed, world=2, batch_size=4)
+    packed = pack_shards(states, batch_size=4)
+    unpacked = unpack_shards(packed, world=2, batch_size=4)
     assert [sorted(state) for state in unpacked] == [["next_image", "top_values"], ["next_image"]]
     assert int(unpacked[1]["next_image"]) == 28 and unpacked[0]["top_values"].shape == (2, 3)
     with pytest.raises(NeuroCartoError, match="written by 2 processes with --batch-size 4; this command has 1 with "
                                               "--batch-size 4.*--rebuild"):
-        _unpack_shards(packed, world=1, batch_size=4)
+        unpack_shards(packed, world=1, batch_size=4)
     with pytest.raises(NeuroCartoError, match="--batch-size 8"):
-        _unpack_shards(packed, world=2, batch_size=8)
+        unpack_shards(packed, world=2, batch_size=8)
     legacy = {"next_image": np.array(16)}                  # one process, before checkpoints named their shards
-    assert _unpack_shards(legacy, world=1, batch_size=64) == [legacy]
+    assert unpack_shards(legacy, world=1, batch_size=64) == [legacy]
 
 
 def _torchrun(args: list[str], cache: Path, env: dict) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from neurocarto.embed import image_sentences
 from neurocarto.embedding_scores import embedding_scores, original_rule_embedding
 from neurocarto.evaluate import (class_agreement, class_histograms, groups_of, intruder_accuracy, neuron_concepts,
                                  original_grouping, purity, random_grouping)
-from neurocarto.models import Layer
+from neurocarto.neurons import Layer
 from neurocarto.zoo.parts import OBJECT_OF_PART, PARTS_OF_CLASS, PartsDataset
 
 
@@ -81,9 +81,9 @@ def test_embedding_scores_and_the_original_rule_recover_planted_cooccurrence():
     vectors = original_rule_embedding(offsets, words, 60, EmbedParams(dimensions=16, epochs=5, seed=1))
     scores = embedding_scores(vectors, groups)
     assert scores["same group"] > scores["other groups"] + 0.3
-    assert scores["neighbours in group"] > 0.8 > scores["chance"] * 4
+    assert scores["neighbors in group"] > 0.8 > scores["chance"] * 4
     random_scores = embedding_scores(rng.normal(size=(60, 16)), groups)
-    assert random_scores["neighbours in group"] < 0.4
+    assert random_scores["neighbors in group"] < 0.4
 
 
 def test_class_histograms_and_agreement():
@@ -155,7 +155,7 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     assert legacy["definitions"] == {"truth": "top-images", "intruders": "any", "trials": 100}
     # the app's part labels: the part each neuron's own top images show, as the top-images truth reads it
     from neurocarto.store import Store
-    from neurocarto.ui.rundata import PartLabels
+    from neurocarto.zoo.parts import PartLabels
 
     with Store(tmp_path) as store:
         key = manifest["key"]
@@ -169,7 +169,7 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
         assert labels.names[int(np.argmax(counts))] == neuron["concept"]
         assert counts.max() / counts.sum() == pytest.approx(neuron["dominance"])
     ours, random = parts["embedding"]["ours"], parts["embedding"]["random"]
-    assert ours["neighbours in group"] > 2 * ours["chance"] and random["neighbours in group"] < 1.5 * random["chance"]
+    assert ours["neighbors in group"] > 2 * ours["chance"] and random["neighbors in group"] < 1.5 * random["chance"]
     assert main(["evaluate", "--cache", str(tmp_path), "--run", "nope"]) == 2
     assert main(["evaluate", "--cache", str(tmp_path), "--run", manifest["name"], "--trials", "0"]) == 2
     assert "--trials 0: the intruder test needs at least 1 trial" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from neurocarto.extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, SummitThreshold, run_pass1
-from neurocarto.models import Layer
+from neurocarto.neurons import Layer
 
 
 def full_sort_top_k(values: np.ndarray, positions: np.ndarray, k: int):

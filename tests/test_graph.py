@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from neurocarto.feeding import feeding_map
-from neurocarto.run import prepare
+from neurocarto.prepared_run import prepare
 from neurocarto.store import Store
 
 

@@ -82,7 +82,7 @@ def small_run(tmp_path, image_folder, model: str, image_size: int | None = None)
 
 def check_complete(tmp_path, manifest: dict) -> None:
     assert manifest["complete"] and all(stage["status"] == "done" for stage in manifest["stages"].values())
-    assert manifest["counts"]["images"] == 37 and manifest["counts"]["skipped"] == 1
+    assert manifest["counts"]["images"] == 37 and manifest["stages"]["pass1"]["skipped"] == 1
     n_neurons = manifest["counts"]["neurons"]
     with Store(tmp_path) as store:
         key = manifest["key"]

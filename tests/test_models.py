@@ -5,8 +5,8 @@ import torchvision
 
 from neurocarto.capture import record_calls
 from neurocarto.errors import NeuroCartoError
-from neurocarto.models import (GOOGLENET_LAYERS, Layer, candidate_blocks, load_model, neuron_ids,
-                               parse_neuron_id, resolve_layers)
+from neurocarto.models import GOOGLENET_LAYERS, candidate_blocks, load_model, resolve_layers
+from neurocarto.neurons import Layer, neuron_ids, parse_neuron_id
 
 
 def test_googlenet_default_map_is_the_originals_25_blocks():

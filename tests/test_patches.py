@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from neurocarto.models import Layer, load_model, resolve_layers
+from neurocarto.models import load_model, resolve_layers
+from neurocarto.neurons import Layer
 from neurocarto.patch_images import mosaic, pack, unpack
 from neurocarto.patches import crop_box, display_image, neuron_patches, receptive_fields
 

@@ -19,6 +19,7 @@ from neurocarto.models import GOOGLENET_LAYERS, load_model
 from neurocarto.patch_images import unpack
 from neurocarto.pipeline import precompute
 from neurocarto.store import Store
+from neurocarto.stored_run import skipped_images
 from neurocarto.zoo.fashion_inception import DEFAULT_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def test_googlenet_with_small_inputs_covers_the_25_block_map(tmp_path, image_fol
     manifest = precompute(RunConfig(model="googlenet", data=str(image_folder), image_size=64, top_k=5),
                           quiet(tmp_path, batch_size=16))
     assert [layer["name"] for layer in manifest["layers"]] == GOOGLENET_LAYERS
-    assert manifest["counts"]["skipped"] == 1 and manifest["skipped_files"] == ["cat/zz_broken.jpg"]
+    assert skipped_images(manifest) == (1, ["cat/zz_broken.jpg"])
     with Store(tmp_path) as store:
         top_images = store.get_array(manifest["key"], "top_images")
         skipped = store.get_array(manifest["key"], "skipped")

@@ -84,7 +84,7 @@ def test_output_format_and_query():
         output_format(Path("f.jpg"))
     request = SnapshotRequest(run="r", class_name="T-shirt/top", select=("a:c0", "b:3"), threshold=0.25, cut="0.1",
                               cascade=True, paper=True)
-    assert page_query("abc", request) == ("?run=abc&threshold=0.25&cut=0.1&class=T-shirt%2Ftop&select=a%3Ac0%2Cb%3A3"
+    assert page_query("abc", request) == ("?run=abc&class=T-shirt%2Ftop&threshold=0.25&cut=0.1&select=a%3Ac0%2Cb%3A3"
                                           "&mode=cascade&style=paper")
 
 

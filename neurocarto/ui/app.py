@@ -12,13 +12,24 @@ from dash import Dash
 
 from ..errors import NeuroCartoError
 from ..store import Store
+from ..stored_run import STAGE_NAMES, StoredRun, complete_runs, run_label
 from .callbacks import register_callbacks
 from .inputs import MAX_REQUEST, check_requests
 from .layout import page
 from .routes import register_routes
-from .rundata import RunData, complete_runs, load_run, run_label
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+VIEW_ARRAYS = ("neuron_ids", "class_names", "projection", "neighbor_table", "cluster_labels", "merge_caps",
+               "layer_cuts", "top_sets")      # what every view reads: read on loading, so a damaged run shows at once
+
+
+def load_run(store: Store, key: str) -> StoredRun:
+    """A complete run with what every view reads already read."""
+    run = StoredRun(store, key)
+    run.require(*STAGE_NAMES)
+    for name in VIEW_ARRAYS:
+        getattr(run, name)
+    return run
 
 
 class Catalog:
@@ -36,7 +47,7 @@ class Catalog:
     def __init__(self, store: Store, first: str | None = None):
         self.store = store
         self.first = first
-        self._loaded: OrderedDict[str, tuple[RunData, str]] = OrderedDict()     # key → (data, manifest stamp)
+        self._loaded: OrderedDict[str, tuple[StoredRun, str]] = OrderedDict()     # key → (data, manifest stamp)
         self._checked: dict[str, float] = {}
         self._failed: dict[str, str] = {}
 
@@ -65,7 +76,7 @@ class Catalog:
             return f"Run “{manifest['name']}” is being computed or incomplete"
         return f"Run “{manifest['name']}” cannot be read (see the server's log)"
 
-    def get(self, key: str | None) -> RunData | None:
+    def get(self, key: str | None) -> StoredRun | None:
         if not key or not isinstance(key, str) or len(key) > 64:
             return None
         now = time.monotonic()

@@ -32,11 +32,11 @@ def _integer(value) -> int | None:
     return value if type(value) is int else None
 
 
-def _neurons(value, data, limit: int = MAX_NEURONS) -> list[int]:
+def _neurons(value, run, limit: int = MAX_NEURONS) -> list[int]:
     """Distinct neuron indices of the run, in first-seen order, at most `limit` (anything else dropped)."""
     if not isinstance(value, list):
         return []
-    count = len(data.neuron_ids) if data is not None else None
+    count = len(run.neuron_ids) if run is not None else None
     found: dict[int, None] = {}
     for item in value[:limit * 2]:
         if type(item) is int and item >= 0 and (count is None or item < count):
@@ -50,21 +50,21 @@ def run_key(value, data=None) -> str | None:
     return _text(value, 64)
 
 
-def class_index(value, data) -> int | None:
+def class_index(value, run) -> int | None:
     value = _integer(value)
-    if value is None or value < 0 or (data is not None and value >= len(data.class_names)):
+    if value is None or value < 0 or (run is not None and value >= len(run.class_names)):
         return None
     return value
 
 
-def share(value, data) -> float:
+def share(value, run) -> float:
     """A share in [0, 1]; anything else (NaN, text, …) is 0."""
     if type(value) not in (int, float) or not math.isfinite(value):
         return 0.0
     return min(max(float(value), 0.0), 1.0)
 
 
-def flags(value, data) -> list[str]:
+def flags(value, run) -> list[str]:
     """A checklist's ticked values."""
     if not isinstance(value, list):
         return []
@@ -72,27 +72,27 @@ def flags(value, data) -> list[str]:
 
 
 def one_of(*options: str):
-    def check(value, data) -> str:
+    def check(value, run) -> str:
         return value if value in options else options[0]
     return check
 
 
-def search_text(value, data) -> str:
+def search_text(value, run) -> str:
     return value if isinstance(value, str) and len(value) <= MAX_SEARCH else ""
 
 
-def url_search(value, data) -> str:
+def url_search(value, run) -> str:
     return value if isinstance(value, str) and len(value) <= MAX_URL else ""
 
 
-def cut_choice(value, data):
+def cut_choice(value, run):
     """"auto" or a finite number (the run's own range is checked where it is used)."""
     if type(value) in (int, float) and math.isfinite(value):
         return value
     return value if value == "auto" else "auto"
 
 
-def panel_size(value, data) -> dict | None:
+def panel_size(value, run) -> dict | None:
     if not isinstance(value, dict):
         return None
     width, height = value.get("width"), value.get("height")
@@ -101,20 +101,20 @@ def panel_size(value, data) -> dict | None:
     return None
 
 
-def selection(value, data) -> dict:
+def selection(value, run) -> dict:
     """{"nodes": distinct node ids (≤ MAX_NODES), "neuron": a neuron of the run or None, "neurons": […]}."""
     value = value if isinstance(value, dict) else {}
     nodes = value.get("nodes") if isinstance(value.get("nodes"), list) else []
     nodes = list(dict.fromkeys(node for node in nodes[:MAX_NODES * 2] if _text(node)))[:MAX_NODES]
-    neuron = _neurons([value.get("neuron")], data, 1)
-    return {"nodes": nodes, "neuron": neuron[0] if neuron else None, "neurons": _neurons(value.get("neurons"), data)}
+    neuron = _neurons([value.get("neuron")], run, 1)
+    return {"nodes": nodes, "neuron": neuron[0] if neuron else None, "neurons": _neurons(value.get("neurons"), run)}
 
 
-def neuron_list(value, data) -> list[int]:
-    return _neurons(value, data)
+def neuron_list(value, run) -> list[int]:
+    return _neurons(value, run)
 
 
-def node_data(value, data) -> dict | None:
+def node_data(value, run) -> dict | None:
     """A graph node's data as Cytoscape sends it back: its id, label and member ids."""
     if not isinstance(value, dict) or not _text(value.get("id")):
         return None
@@ -123,7 +123,7 @@ def node_data(value, data) -> dict | None:
             "members": [m for m in members[:MAX_MEMBERS] if _text(m)]}
 
 
-def plot_points(value, data) -> dict | None:
+def plot_points(value, run) -> dict | None:
     """Plotly's click, hover or lasso data: the points' neuron indices (customdata) and a hover's bbox."""
     if not isinstance(value, dict) or not isinstance(value.get("points"), list):
         return None
@@ -132,7 +132,7 @@ def plot_points(value, data) -> dict | None:
         if not isinstance(point, dict):
             continue
         checked = {}
-        if _neurons([point.get("customdata")], data, 1):
+        if _neurons([point.get("customdata")], run, 1):
             checked["customdata"] = point["customdata"]
         box = point.get("bbox")
         if isinstance(box, dict) and all(type(box.get(k)) in (int, float) and math.isfinite(box[k])
@@ -142,12 +142,12 @@ def plot_points(value, data) -> dict | None:
     return {"points": points}
 
 
-def clicks(value, data) -> int | None:
+def clicks(value, run) -> int | None:
     return _integer(value)
 
 
 CHECKS = {
-    ("url", "pathname"): lambda value, data: _text(value, 256) or "/",
+    ("url", "pathname"): lambda value, run: _text(value, 256) or "/",
     ("url", "search"): url_search,
     ("run", "value"): run_key,
     ("class", "value"): class_index,
@@ -213,9 +213,9 @@ def bounded_callback(app, catalog):
             @functools.wraps(function)
             def checked(*values):
                 try:
-                    run = next((run_key(v) for (i, p), v in zip(props, values) if (i, p) == ("run", "value")), None)
-                    data = catalog.get(run) if run else None
-                    return function(*(CHECKS[prop](value, data) for prop, value in zip(props, values)))
+                    key = next((run_key(v) for (i, p), v in zip(props, values) if (i, p) == ("run", "value")), None)
+                    run = catalog.get(key) if key else None
+                    return function(*(CHECKS[prop](value, run) for prop, value in zip(props, values)))
                 except PreventUpdate:
                     raise
                 except Exception:

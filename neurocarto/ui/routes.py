@@ -10,7 +10,7 @@ import hashlib
 from flask import Flask, Response, abort, request
 
 from ..patch_images import mosaic
-from .rundata import AUTO
+from ..stored_run import AUTO
 
 CACHE_SECONDS = 7 * 24 * 3600
 
@@ -26,37 +26,37 @@ def _png(body: bytes) -> Response:
 
 
 def register_routes(server: Flask, runs) -> None:
-    """`runs(key)` returns the RunData of a loaded run, or None."""
+    """`runs(key)` returns a loaded StoredRun, or None."""
 
     @server.route("/patch/<run>/<int:neuron>/<int:rank>.png")
     def patch(run: str, neuron: int, rank: int):
-        data = runs(run)
-        if data is None or not 0 <= neuron < len(data.neuron_ids) or not 0 <= rank < data.patch_count:
+        run = runs(run)
+        if run is None or not 0 <= neuron < len(run.neuron_ids) or not 0 <= rank < run.patch_count:
             abort(404)
-        pngs = data.patches(neuron)
+        pngs = run.patch_pngs(neuron)
         if rank >= len(pngs):
             abort(404)
         return _png(pngs[rank])
 
     @server.route("/mosaic/<run>/<int:cluster>.png")
     def cluster_mosaic(run: str, cluster: int):
-        data = runs(run)
-        if data is None or not 0 <= cluster <= data.cluster_labels.max(initial=-1):
+        run = runs(run)
+        if run is None or not 0 <= cluster <= run.cluster_labels.max(initial=-1):
             abort(404)
-        members = data.clustering(AUTO).members_of(cluster)
-        return _png(mosaic([list(data.patches(int(n))) for n in members[:12]], per_member=4))
+        members = run.clustering(AUTO).members_of(cluster)
+        return _png(mosaic([list(run.patch_pngs(int(n))) for n in members[:12]], per_member=4))
 
     @server.route("/members/<run>/<members>.png")
     def member_mosaic(run: str, members: str):
         """A mosaic of up to 9 neurons' top patches, 2 or 3 a row (a cluster node's image): `12.15.88.90`."""
-        data = runs(run)
+        run = runs(run)
         parts = members.split(".")
-        if data is None or not 1 <= len(parts) <= 9 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        if run is None or not 1 <= len(parts) <= 9 or not all(p.isdigit() and len(p) <= 9 for p in parts):
             abort(404)
         neurons = [int(p) for p in parts]
-        if not all(n < len(data.neuron_ids) for n in neurons) or data.patch_count < 1:
+        if not all(n < len(run.neuron_ids) for n in neurons) or run.patch_count < 1:
             abort(404)
-        firsts = [data.patches(n)[:1] for n in neurons]
+        firsts = [run.patch_pngs(n)[:1] for n in neurons]
         per_row = 2 if len(firsts) <= 4 else 3
         return _png(mosaic([sum(firsts[i:i + per_row], ()) for i in range(0, len(firsts), per_row)], per_member=per_row))
 

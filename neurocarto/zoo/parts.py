@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -164,3 +165,26 @@ def part_counts(top_images: np.ndarray, top_values: np.ndarray, top_positions: n
             counts = np.bincount(window.ravel(), minlength=n_parts)
             found[neuron, int(np.argmax(counts[1:])) + 1 if counts[1:].any() else 0] += 1
     return found
+
+
+class PartLabels:
+    """On Parts data, which part each neuron's top images show under its argmax (`zoo.parts.part_counts`),
+    computed for the neurons asked about, once."""
+
+    def __init__(self, spec: str, image_index: np.ndarray, top_images: np.ndarray, top_values: np.ndarray,
+                 top_positions: np.ndarray, grids: list[tuple[int, int]]):
+        dataset = PartsDataset.from_spec(spec)
+        self.names = PART_NAMES
+        self._map = lru_cache(maxsize=4096)(lambda image: dataset.part_map(int(image_index[image])))
+        self._arrays = (top_images, top_values, top_positions)
+        self._grids = grids
+        self._counts: dict[int, np.ndarray] = {}
+
+    def counts(self, neurons: tuple[int, ...]) -> np.ndarray:
+        """Summed over these neurons: how many top images show each part."""
+        missing = [n for n in neurons if n not in self._counts]
+        if missing:
+            images, values, positions = (array[missing] for array in self._arrays)
+            found = part_counts(images, values, positions, [self._grids[n] for n in missing], self._map, len(self.names))
+            self._counts.update(zip(missing, found))
+        return np.sum([self._counts[n] for n in neurons], axis=0)

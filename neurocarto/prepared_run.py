@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 from .config import ExecutionConfig, RunConfig, default_top_k, stable_hash
 from .data import open_dataset, subsample
 from .errors import NeuroCartoError
-from .models import Layer, LoadedModel, load_model, resolve_layers
+from .models import LoadedModel, load_model, resolve_layers
+from .neurons import Layer
 
 PROBE_ATTEMPTS = 50
 
@@ -101,11 +102,12 @@ def _first_readable(dataset, indices: np.ndarray, transform) -> torch.Tensor:
                           f"transformed for this model (first problem: {problems[0]})")
 
 
-def prepare(config: RunConfig, execution: ExecutionConfig) -> PreparedRun:
-    """Validate the config and build the model, dataset and layers; raises NeuroCartoError early."""
+def prepare(config: RunConfig, execution: ExecutionConfig, model: LoadedModel | None = None) -> PreparedRun:
+    """Validate the config and build the model (unless given: `models.from_module`), dataset and layers;
+    raises NeuroCartoError early."""
     config.check()
     execution.check()
-    model = load_model(config.model, config.weights, config.seed, config.image_size)
+    model = model or load_model(config.model, config.weights, config.seed, config.image_size)
     dataset = open_dataset(config.data, execution.cache, model.class_names)
     if len(dataset) == 0:
         raise NeuroCartoError(f"the dataset {dataset.describe()} has no images")
