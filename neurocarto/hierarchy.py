@@ -4,20 +4,39 @@ Reads verified pairs with their Jaccard (`cluster.py`, after co-activation); giv
 down to a floor and the clusters at any cut.
 1. Average-linkage agglomeration (an absent pair counts 0), as a merge order down to a floor: two
    groups merge, most similar first, by the mean similarity over all their cross pairs, so a chain
-   a–b–c–d of neighbour-only overlaps never joins its ends.
+   a–b–c–d of neighbor-only overlaps never joins its ends.
 2. The clusters at a cut t are the groups of the merges with similarity ≥ t (`cut_labels`), one
-   union-find pass; each layer's default cut comes from a null of cross-layer pairs (`null_cuts`).
+   union-find pass; each layer's default cut comes from a null of cross-layer pairs (`null_cuts`);
+   a cut a user types is read by `parse_cut`.
 """
 from __future__ import annotations
 
 import heapq
+import math
 
 import numba
 import numpy as np
 
 from .cluster import pair_jaccard
+from .errors import NeuroCartoError
 
 DENSE_COMPONENT = 4096        # components up to this size are merged on a dense matrix (NN-chain, O(m²))
+
+AUTO = "auto"               # the run's own cut: each layer's default from the cluster stage
+MAX_CUT = 0.6               # the finest uniform cut offered
+
+
+def parse_cut(text, floor: float) -> str | float:
+    """A cut from a URL or a flag: "auto", or a Jaccard threshold in [floor, MAX_CUT] (rounded to 0.01)."""
+    if text is None or str(text).strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not floor <= value <= MAX_CUT:
+        raise NeuroCartoError(f"cut must be “auto” or a Jaccard threshold from {floor:g} to {MAX_CUT:g}, not “{text}”")
+    return round(value, 2)
 
 
 def linkage_merges(n: int, first: np.ndarray, second: np.ndarray, similarity: np.ndarray,

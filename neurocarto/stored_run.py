@@ -22,32 +22,13 @@ import numpy as np
 
 from . import cluster, concept_graph, hierarchy
 from .errors import NeuroCartoError, suggest
+from .hierarchy import AUTO, parse_cut
 from .neurons import Layer, neuron_layers, neuron_offsets
 from .patch_images import unpack
 from .store import Store
 
 STAGE_NAMES = ("pass1", "cluster", "embed", "graph", "patches")
-AUTO = "auto"               # the run's own cut: each layer's default from the cluster stage
-MAX_CUT = 0.6               # the finest uniform cut offered
-STAGE_OF_ARRAY = {"top_images": "pass1", "top_values": "pass1", "top_positions": "pass1", "image_index": "pass1",
-                  "image_labels": "pass1", "class_matrix": "pass1", "class_mean_maxima": "pass1", "skipped": "pass1",
-                  "cluster_labels": "cluster", "cluster_merges": "cluster", "cluster_cuts": "cluster",
-                  "cluster_caps": "cluster", "cluster_similarity": "cluster", "cluster_offsets": "cluster",
-                  "cluster_members": "cluster", "cluster_image_offsets": "cluster", "cluster_images": "cluster",
-                  "embedding": "embed", "projection": "embed", "neighbors": "embed", "neighbor_similarity": "embed"}
-
-
-def parse_cut(text, floor: float) -> str | float:
-    """A cut from a URL or a flag: "auto", or a Jaccard threshold in [floor, MAX_CUT] (rounded to 0.01)."""
-    if text is None or str(text).strip().lower() == AUTO:
-        return AUTO
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not floor <= value <= MAX_CUT:
-        raise NeuroCartoError(f"cut must be “auto” or a Jaccard threshold from {floor:g} to {MAX_CUT:g}, not “{text}”")
-    return round(value, 2)
+EMBED_ARRAYS = ("embedding", "projection", "neighbors", "neighbor_similarity")
 
 
 def skipped_images(manifest: dict) -> tuple[int, list[str]]:
@@ -126,7 +107,8 @@ class StoredRun:
 
     def array(self, name: str) -> np.ndarray:
         """A stored array by its store name, once its stage is done."""
-        self.require(STAGE_OF_ARRAY.get(name, "pass1"))
+        self.require("cluster" if name.startswith(("cluster_", "pair")) else "embed" if name in EMBED_ARRAYS
+                     else "pass1")
         return self.store.get_array(self.key, name)
 
     @property
