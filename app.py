@@ -2,8 +2,9 @@
 
     python app.py [--run RUN] [--host 127.0.0.1] [--port 8050] [--debug] [--cache DIR] [run flags]
 
-Without --run, computes the run the flags define (the embedded default: FashionInception on
-all of Fashion-MNIST) unless the store already holds it, then serves the app on 127.0.0.1.
+Serves the app on 127.0.0.1 at once. Without --run it also computes, in a child process, the run
+the flags define (the embedded default: FashionInception on all of Fashion-MNIST; stages already
+stored are skipped): the page shows its progress and opens its views when it is complete.
 For a team server, use a WSGI server on `app:server` (the store from $NEUROCARTO_CACHE,
 default cache/), e.g. `gunicorn -w 2 -b 0.0.0.0:8050 app:server`.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import sys
 
 
@@ -32,44 +34,59 @@ def loopback(host: str) -> bool:
         return False
 
 
-def first_run(args: argparse.Namespace) -> str:
-    """The key of the run to open: --run, or the run the flags define, computed unless stored."""
-    from neurocarto.cli import configs_from, stage_list
-    from neurocarto.pipeline import precompute, summary
-    from neurocarto.store import Store
-
-    if args.run:
-        with Store(args.cache) as store:
-            return store.resolve(args.run)
-    run, execution = configs_from(args)
-    manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
-    print(summary(manifest))
-    return manifest["key"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from neurocarto.cli import add_run_arguments, guarded
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(parser)
+def app_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--run", default=None, help="open this run (name, key or key prefix); skips the precompute")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=port_number, default=8050, help="TCP port, 1-65535 (default 8050)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared server)")
     parser.add_argument("--debug-on-network", action="store_true",
                         help="allow --debug with a --host other machines can reach (its debugger runs code)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def launch_precompute(run_flags: list[str], argv: list[str]):
+    """The precompute of the run the flags define, in a child process sharing this terminal (its progress bars,
+    its Ctrl-C); the app reads its progress from the store."""
+    import shlex
+    import subprocess
+
+    env = {**os.environ, "NEUROCARTO_COMMAND": shlex.join(["python", "app.py", *argv])}
+    return subprocess.Popen([sys.executable, "-m", "neurocarto", "precompute", *run_flags], env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from neurocarto.cli import add_run_arguments, guarded
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser)
+    args = app_arguments(parser).parse_args(argv)
     if args.debug and not loopback(args.host) and not args.debug_on_network:
         parser.error(f"--debug with --host {args.host}: Dash's debugger would let anyone who reaches the server "
                      "run code on it; serve on 127.0.0.1, drop --debug, or add --debug-on-network if you mean it")
+    from neurocarto.store import Store
     from neurocarto.ui.app import create_app
 
-    status, first = guarded(lambda: first_run(args))
-    if status:
-        return status
-    app = create_app(args.cache, first)
+    first, child = None, None
+    if args.run:
+        def resolve() -> str:
+            with Store(args.cache) as store:
+                return store.resolve(args.run)
+
+        status, first = guarded(resolve)
+        if status:
+            return status
+    elif os.environ.get("WERKZEUG_RUN_MAIN") != "true":     # not again in --debug's reloading server process
+        _, run_flags = app_arguments(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+        child = launch_precompute(run_flags, argv)
+    app = create_app(args.cache, first, child)
     print(f"NeuroCarto at http://{args.host}:{args.port}/", flush=True)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    try:
+        app.run(host=args.host, port=args.port, debug=args.debug)
+    finally:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)        # as Ctrl-C: it saves pass 1's state at the end of its batch
+            child.wait()
     return 0
 
 

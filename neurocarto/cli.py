@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -204,13 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
     evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
     args = parser.parse_args(argv)
+    args.command_line = os.environ.get("NEUROCARTO_COMMAND") or shlex.join(
+        ["python", "-m", "neurocarto", *(sys.argv[1:] if argv is None else argv)])
     return guarded(lambda: run_command(args))[0]
 
 
 def run_command(args: argparse.Namespace) -> None:
     if args.command == "precompute":
         run, execution = configs_from(args)
-        manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args))
+        manifest = precompute(run, execution, rebuild=args.rebuild, stages=stage_list(args),
+                              command=args.command_line)
         if manifest is not None:      # None: a torchrun process other than rank 0
             print(summary(manifest))
     elif args.command == "runs":

@@ -6,18 +6,19 @@ Ctrl-C, and resumed from that checkpoint. Returns the whole stream's state on ra
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from .config import ExecutionConfig
-from .distributed import Group
 from .errors import NeuroCartoError
 from .extract import ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
 from .interrupt import deferred_interrupt
-from .prepared_run import PreparedRun, RunImages, collate_readable
-from .store import Store
+
+if TYPE_CHECKING:
+    from .stages import StageContext
+from .prepared_run import RunImages, collate_readable
 
 
 def pack_shards(states: list[dict[str, np.ndarray]], batch_size: int) -> dict[str, np.ndarray]:
@@ -53,13 +54,13 @@ class CheckpointedPass1:
     shard's extra last batch stops them all once every shard is whole.
     """
 
-    def __init__(self, run: PreparedRun, store: Store | None, execution: ExecutionConfig, device: torch.device,
-                 log, group: Group):
-        self.run, self.store, self.execution, self.device, self.log, self.group = (
-            run, store, execution, device, log, group)
-        self.n_images, self.batch_size = len(run.indices), execution.batch_size
-        self.shard = group.batch_shard(self.n_images, self.batch_size)
-        self.common = group.common_batches(self.n_images, self.batch_size)
+    def __init__(self, context: "StageContext", device: torch.device):
+        self.context, self.device = context, device
+        self.run, self.store, self.execution, self.log, self.group = (
+            context.run, context.store, context.execution, context.log, context.group)
+        self.n_images, self.batch_size = len(self.run.indices), self.execution.batch_size
+        self.shard = self.group.batch_shard(self.n_images, self.batch_size)
+        self.common = self.group.common_batches(self.n_images, self.batch_size)
         self.done = 0
         self.interrupt = None
 
@@ -101,11 +102,10 @@ class CheckpointedPass1:
         loader = DataLoader(images, batch_size=self.batch_size, sampler=range(state.next_image, stop),
                             collate_fn=collate_readable, num_workers=execution.workers,
                             pin_memory=self.device.type == "cuda")
-        progress = tqdm(total=stop, initial=state.next_image, desc="pass 1", unit="img",
-                        disable=not (self.group.leader and execution.progress), dynamic_ncols=True)
+        progress = self.context.progress(stop - self.shard.start, "images", state.next_image - self.shard.start)
 
         def advance(current: Pass1State, _n: int) -> None:
-            progress.update(current.next_image - progress.n)
+            progress.update(current.next_image - self.shard.start - progress.record["done"])
             self._after_batch(current)
 
         try:

@@ -77,9 +77,11 @@ def wanted_stages(names: list[str] | None) -> set[str]:
 
 
 def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = False, log=print,
-               stages: list[str] | None = None, model: LoadedModel | None = None) -> dict | None:
+               stages: list[str] | None = None, model: LoadedModel | None = None,
+               command: str | None = None) -> dict | None:
     """Compute (or resume, or skip) the stages (default: all) of the run `config` defines (with `model` in place
-    of `config.model` if given); returns its manifest.
+    of `config.model` if given); returns its manifest. `command` (the command line that resumes it) is recorded
+    for the app's progress view.
 
     Under torchrun every process calls this: rank 0 keeps the store and the manifest and returns the
     manifest; the others join the sharded stages (pass 1, graphs) and return None.
@@ -94,11 +96,11 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
             context = StageContext(run, None, execution, log, group)
             for name in group.broadcast(None):
                 if STAGE_BY_NAME[name].sharded:
-                    STAGE_BY_NAME[name].compute(context)
+                    STAGE_BY_NAME[name].compute(replace(context, stage=name))
             group.barrier()     # leave together: a process that tears down while rank 0 works can abort
             return None
         with Store(execution.cache) as store, store.writer(run.key):
-            manifest = _lead(run, store, execution, rebuild, log, wanted, group)
+            manifest = _lead(run, store, execution, rebuild, log, wanted, group, command)
         group.barrier()
         return manifest
     finally:
@@ -106,7 +108,7 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
 
 
 def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: bool, log,
-          wanted: set[str], group: distributed.Group) -> dict:
+          wanted: set[str], group: distributed.Group, command: str | None) -> dict:
     """Rank 0's (or the only process's) part: the store, the manifest and every unsharded stage."""
     config = run.config                 # with the defaults that depend on the data resolved (top-k)
     inputs = stage_inputs(config, run.key)
@@ -122,6 +124,7 @@ def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: b
         manifest["name"] += f"-{run.key[:6]}"
     manifest["config"] = config.as_dict()
     manifest["layer_notes"] = run.notes
+    manifest["command"] = command
     for note in run.notes:
         log(note)
     todo = []
@@ -141,7 +144,14 @@ def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: b
         manifest["stages"][stage.name] = {"status": "running", "inputs": inputs[stage.name]}
         store.write_manifest(manifest)
         started = time.perf_counter()
-        details = stage.compute(context)
+        try:
+            details = stage.compute(replace(context, stage=stage.name))
+        except BaseException as error:      # recorded for the app's progress view, then raised as before
+            message = str(error) if isinstance(error, NeuroCartoError) else (
+                "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}")
+            manifest["stages"][stage.name] = {"status": "failed", "inputs": inputs[stage.name], "error": message}
+            store.write_manifest(manifest)
+            raise
         manifest["stages"][stage.name] = {"status": "done", "inputs": inputs[stage.name],
                                           "seconds": round(time.perf_counter() - started, 3), **details}
         store.write_manifest(manifest)

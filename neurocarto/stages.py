@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patch_images, patches
 from .capture import record_calls
@@ -22,6 +21,7 @@ from .feeding import feeding_map
 from .neurons import neuron_ids, neuron_layers, neuron_offsets
 from .pass1_stream import CheckpointedPass1
 from .prepared_run import PreparedRun, resolve_device
+from .progress import StageProgress
 from .store import Store
 
 PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "class_images", "skipped")
@@ -37,6 +37,12 @@ class StageContext:
     execution: ExecutionConfig
     log: Callable[[str], None] = print
     group: Group = Group()
+    stage: str = ""
+
+    def progress(self, total: int, unit: str, initial: int = 0) -> StageProgress:
+        """The stage's progress: a bar in the terminal (rank 0, unless quiet) and a record in the store."""
+        return StageProgress(self.store, self.run.key, self.stage, total, unit, initial,
+                             show=self.execution.progress and self.group.leader)
 
 
 def pass1(context: StageContext) -> dict:
@@ -45,7 +51,7 @@ def pass1(context: StageContext) -> dict:
     run, store, execution, group = context.run, context.store, context.execution, context.group
     device = resolve_device(execution.device)
     n_images = len(run.indices)
-    results = CheckpointedPass1(run, store, execution, device, context.log, group).compute()
+    results = CheckpointedPass1(context, device).compute()
     if not group.leader:
         return {}
     if len(results["skipped"]) >= n_images:
@@ -76,7 +82,7 @@ def cluster_stage(context: StageContext) -> dict:
     """Similar pairs (MinHash + LSH, exact Jaccard), co-activation refinement, average-linkage clusters."""
     run, store, execution = context.run, context.store, context.execution
     params = run.config.cluster
-    progress = tqdm(total=3, desc="cluster", unit="step", disable=not execution.progress)
+    progress = context.progress(3, "steps")
     top_images = store.get_array(run.key, "top_images")
     sets = cluster.clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
     layer_of = neuron_layers(run.layers)
@@ -124,7 +130,7 @@ def cluster_stage(context: StageContext) -> dict:
 
 def embed_stage(context: StageContext) -> dict:
     """Co-occurrence sentences → skip-gram embedding → UMAP 2D and full-dimensional neighbors."""
-    run, store, execution = context.run, context.store, context.execution
+    run, store = context.run, context.store
     params = run.config.embed
     top_images = store.get_array(run.key, "top_images")
     sets = cluster.clustering_sets(top_images, store.get_array(run.key, "top_values"), len(run.indices))
@@ -132,7 +138,7 @@ def embed_stage(context: StageContext) -> dict:
     if len(offsets) < 2:
         raise NeuroCartoError("no image is among the top images of two neurons: nothing co-occurs; "
                               "use more images or a larger --top-k")
-    progress = tqdm(total=3, desc="embed", unit="step", disable=not execution.progress)
+    progress = context.progress(3, "steps")
     vectors, losses = embed.train_skipgram(offsets, words, run.n_neurons, params)
     vectors -= vectors.mean(axis=0)     # drop the direction all vectors share: it only blurs cosine neighbors
     progress.update()
@@ -172,8 +178,9 @@ def graph_stage(context: StageContext) -> dict:
     per_class = params.per_class(len(run.indices), len(class_matrix))
     batch_size = max(1, min(execution.batch_size, 64))
     graphs = {}
-    for label in tqdm(group.mine(len(class_matrix)), desc="graphs", unit="class",
-                      disable=not (execution.progress and group.leader)):
+    mine = group.mine(len(class_matrix))
+    progress = context.progress(len(mine), "classes")
+    for label in mine:
         ids = class_image_ids(inputs["image_labels"], inputs["skipped"], label, per_class, params.seed)
 
         def batches(ids=ids):
@@ -182,6 +189,8 @@ def graph_stage(context: StageContext) -> dict:
 
         graphs[label] = graph.class_weights(model, run.layers, feeds, class_matrix[label], batches, device,
                                             params.top_fraction, paths)
+        progress.update()
+    progress.close()
     gathered = group.gather(graphs)
     if not group.leader:
         return {}
@@ -205,13 +214,13 @@ def graph_stage(context: StageContext) -> dict:
 
 def patches_stage(context: StageContext) -> dict:
     """PNG patches of each neuron's top images around its argmax, stored per neuron (`patch_images.pack`)."""
-    run, store, execution = context.run, context.store, context.execution
+    run, store = context.run, context.store
     params = run.config.patches
     model = run.model.module.cpu()
     example = run.load_images(store.get_array(run.key, "top_images")[:1, 0])
     fields = patches.receptive_fields(model, run.layers, example)
     written = 0
-    progress = tqdm(total=run.n_neurons, desc="patches", unit="neuron", disable=not execution.progress)
+    progress = context.progress(run.n_neurons, "neurons")
 
     def save(neuron: int, neuron_patches: list[bytes]) -> None:
         nonlocal written

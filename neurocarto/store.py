@@ -239,6 +239,16 @@ class Store:
             thread.join()
             self._cache.delete(key)
 
+    def writer_of(self, run: str) -> dict | None:
+        """The live holder of the run's writer lock (pid, host, since), or None if no process writes it."""
+        try:
+            holder = json.loads(self._cache.get(f"lock/{run}", default=b"null"))
+        except (UnsafeRow, ValueError):
+            return None
+        if not isinstance(holder, dict) or (holder.get("host") == socket.gethostname() and not _alive(holder.get("pid"))):
+            return None
+        return holder
+
     # named results
     def put_array(self, run: str, name: str, array: np.ndarray) -> None:
         self._set(f"{run}/array/{name}", _to_npy(array))

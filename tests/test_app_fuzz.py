@@ -25,7 +25,9 @@ def valid_inputs(key: str) -> dict:
             ("selection", "data"): {"nodes": [], "neuron": None, "neurons": []}, ("hovered", "data"): [],
             ("graph", "tapNodeData"): None, ("graph", "mouseoverNodeData"): None, ("projection", "clickData"): None,
             ("projection", "selectedData"): None, ("projection", "hoverData"): None,
-            ("export-graph-png", "n_clicks"): 1, ("export-graph-svg", "n_clicks"): 1}
+            ("export-graph-png", "n_clicks"): 1, ("export-graph-svg", "n_clicks"): 1,
+            ("progress-poll", "n_intervals"): 3, ("ready", "data"): None,
+            ("progress-focus", "data"): {"key": key, "switch": True}}
 
 
 def outputs_of(key: str) -> list[dict]:
@@ -44,7 +46,7 @@ def test_hostile_payloads_on_every_callback(small_fashion_run, capfd):
     assert client.get("/").status_code == 200
     base = valid_inputs(manifest["key"])
     callbacks = [(key, entry) for key, entry in app.callback_map.items() if "callback" in entry]
-    assert len(callbacks) >= 14
+    assert len(callbacks) >= 15
     before, sent, slowest = resident_megabytes(), 0, 0.0
     for key, entry in callbacks:
         outputs = outputs_of(key)
@@ -85,7 +87,8 @@ def test_hostile_urls_keep_the_view_usable(small_fashion_run, query):
     client = app.server.test_client()
     key = next(k for k in app.callback_map if k.startswith("..run.value"))
     payload = {"output": key, "outputs": outputs_of(key), "changedPropIds": ["url.pathname"],
-               "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+               "inputs": [{"id": "url", "property": "pathname", "value": "/"},
+                          {"id": "ready", "property": "data", "value": None}],
                "state": [{"id": "url", "property": "search", "value": query}]}
     response = client.post("/_dash-update-component", json=payload)
     assert response.status_code == 200

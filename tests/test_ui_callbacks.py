@@ -19,7 +19,7 @@ def catalog(small_fashion_run):
 
 def test_every_callback_is_wired_once():
     names = [function.__name__ for function, _, _ in callbacks.WIRING]
-    assert len(names) == len(set(names)) == 14 and "restore" in names and "examples" in names
+    assert len(names) == len(set(names)) == 15 and "restore" in names and "examples" in names
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):
@@ -28,7 +28,7 @@ def test_the_url_restores_the_view_it_wrote(catalog):
     node = max(coarse["nodes"], key=lambda n: len(n["members"]))["id"]
     search = ViewState(run.key, "coat", 0.1, "0.2", (node, run.neuron_ids[3]), cascade=True, paper=True).query()
     (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection,
-     message) = callbacks.restore(catalog, "/", search)
+     message) = callbacks.restore(catalog, "/", None, search)
     assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, message) == (
         run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None)
     assert len(options) == len(run.class_names) and selection == {"nodes": [node], "neuron": 3, "neurons": []}
@@ -38,7 +38,7 @@ def test_the_url_restores_the_view_it_wrote(catalog):
 
 def test_bad_urls_give_a_message_and_a_usable_view(catalog):
     run = catalog.get(catalog.keys[0])
-    *values, message = callbacks.restore(catalog, "/", "?run=nope&class=Zebra&cut=7&select=x:1&threshold=abc")
+    *values, message = callbacks.restore(catalog, "/", None, "?run=nope&class=Zebra&cut=7&select=x:1&threshold=abc")
     assert values[0] == run.key and values[2] == 0 and values[6] == ["auto"]
     for part in ("Unknown run “nope”", "Unknown class “Zebra”", "cut must be “auto”", "Unknown neuron or node “x:1”",
                  "threshold must be a number"):

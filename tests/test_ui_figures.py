@@ -30,7 +30,7 @@ def test_class_bar_lists_classes_with_top_images():
 
 
 def test_type_ahead_emphasises_the_typed_text():
-    from neurocarto.ui.callbacks import emphasised
+    from neurocarto.ui.panels import emphasised
 
     assert emphasised("T-shirt/top", "") == "T-shirt/top" and emphasised("Bag", "shirt") == "Bag"
     span = emphasised("T-shirt/top", "SHIRT")

@@ -44,9 +44,10 @@ class Catalog:
     MAX_LOADED = 4
     CHECK_SECONDS = 2.0
 
-    def __init__(self, store: Store, first: str | None = None):
+    def __init__(self, store: Store, first: str | None = None, launched=None):
         self.store = store
         self.first = first
+        self.launched = launched        # the precompute `python app.py` started (a Popen), if any
         self._loaded: OrderedDict[str, tuple[StoredRun, str]] = OrderedDict()     # key → (data, manifest stamp)
         self._checked: dict[str, float] = {}
         self._failed: dict[str, str] = {}
@@ -103,10 +104,11 @@ class Catalog:
         return data
 
 
-def create_app(cache: str | Path, first_run: str | None = None) -> Dash:
-    """The app for the runs in the store under `cache`; `first_run` (a key) opens first."""
+def create_app(cache: str | Path, first_run: str | None = None, launched=None) -> Dash:
+    """The app for the runs in the store under `cache`; `first_run` (a key) opens first; `launched`, the
+    precompute process started with it, whose start the page shows until its run appears in the store."""
     cyto.load_extra_layouts()      # also brings cytoscape-svg, which the graph's SVG export needs
-    catalog = Catalog(Store(cache), first_run)
+    catalog = Catalog(Store(cache), first_run, launched)
     app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False)
     app.layout = lambda: page(catalog.options())
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST

@@ -12,8 +12,11 @@ from dash.exceptions import MissingCallbackContextException
 from ..errors import NeuroCartoError
 from ..stored_run import AUTO, parse_cut
 from .figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
-from .graph_view import Frame, NodeLook, cascade, graph_elements, graph_stylesheet
+from .graph_view import Frame, cascade, graph_elements, graph_stylesheet
 from .inputs import MAX_NODES, bounded_callback, share
+from .layout import IDLE_POLL_MS, PROGRESS_POLL_MS
+from .panels import class_options_of, concept_name, neuron_block, node_looks
+from .progress_view import incomplete_runs, launch_panel, progress_panel, run_progress
 from .url_state import ViewState, read_query
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
@@ -53,15 +56,20 @@ def triggered() -> set[str]:
        Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
        Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
        Output("selection", "data"), Output("message", "children"),
-       Input("url", "pathname"), State("url", "search"),
+       Input("url", "pathname"), Input("ready", "data"), State("url", "search"),
        prevent_initial_call="initial_duplicate")
-def restore(catalog, _pathname, search):
-    """Initial view from the URL; unknown names give a message and a usable default."""
+def restore(catalog, _pathname, ready, search):
+    """The view the URL asks for (again when a run being computed completes: `ready`); unknown names give a
+    message and a usable default; a run still being computed, none (its progress shows)."""
     query, problems = read_query(search)
+    run_key = query.get("run") or ready or (catalog.keys[0] if catalog.keys else None)
+    computing = [key for key, _ in incomplete_runs(catalog.store)]
+    starting = catalog.launched is not None and catalog.launched.poll() is None
+    if run_key in computing or (not catalog.keys and (computing or starting)):
+        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, None)
     if not catalog.keys:
         return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION,
                 "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
-    run_key = query.get("run") or catalog.keys[0]
     if catalog.get(run_key) is None:
         problems.append(f"{catalog.unavailable(run_key)}; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
         run_key = catalog.keys[0]
@@ -107,6 +115,33 @@ def restore(catalog, _pathname, search):
     detail = "all" if query.get("detail") == "all" else "summary"
     return (run_key, class_options_of(run), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
             selection, " ".join(problems) or None)
+
+
+@wired(Output("progress", "children"), Output("progress", "style"), Output("views", "style"),
+       Output("ready", "data"), Output("run", "options"), Output("progress-focus", "data"),
+       Output("progress-poll", "interval"),
+       Input("progress-poll", "n_intervals"), State("url", "search"), State("progress-focus", "data"))
+def poll_progress(catalog, _n, search, focus):
+    """The progress of the URL's run while it is computed (the views hidden), else while no run is complete of the
+    newest run not complete, else of a run a precompute is writing (above the views); when the run shown
+    completes, the run selector learns of it and, if its views were hidden, `restore` opens it. Polled every
+    second while something is shown, else every IDLE_POLL_MS."""
+    shown, hidden = {}, {"display": "none"}
+    if focus is not None and catalog.get(focus["key"]) is not None:
+        return ([], hidden, shown, focus["key"] if focus["switch"] else no_update, catalog.options(), None,
+                IDLE_POLL_MS)
+    wanted = read_query(search)[0].get("run")
+    incomplete = [key for key, _ in incomplete_runs(catalog.store)]
+    switch = wanted in incomplete or (not catalog.keys and bool(incomplete))
+    target = (wanted if wanted in incomplete else incomplete[0]) if switch else next(
+        (key for key in incomplete if catalog.store.writer_of(key) is not None), None)
+    if target is None:
+        starting = launch_panel(catalog.launched) if not catalog.keys else None
+        return (starting or [], shown if starting else hidden, shown, no_update, no_update, None,
+                PROGRESS_POLL_MS if starting else IDLE_POLL_MS)
+    panel = progress_panel(run_progress(catalog.store, target))
+    return (panel, shown, hidden if switch else shown, no_update, no_update, {"key": target, "switch": switch},
+            PROGRESS_POLL_MS)
 
 
 @wired(Output("url", "search"), Input("run", "value"), Input("class", "value"),
@@ -347,39 +382,6 @@ def register_callbacks(app: Dash, catalog) -> None:
         Input("export-projection-svg", "n_clicks"), prevent_initial_call=True)
 
 
-def class_options_of(run, search: str = "") -> list[dict]:
-    """The class dropdown's options; the typed text is emphasised in each name containing it."""
-    if run is None:
-        return []
-    return [{"label": emphasised(name, search), "value": i, "search": name} for i, name in enumerate(run.class_names)]
-
-
-def emphasised(name: str, search: str):
-    """`name` with its first case-insensitive occurrence of `search` in a <mark>, or plain if none."""
-    at = name.lower().find(search.lower()) if search else -1
-    if at < 0:
-        return name
-    end = at + len(search)
-    return html.Span([name[:at], html.Mark(name[at:end]), name[end:]])
-
-
-def concept_name(run, node: dict) -> str:
-    """A node's label: what its top images are, and for several neurons how many."""
-    label = run.concept_label(node["members"])
-    return f"{label} ({len(node['members'])})" if len(node["members"]) > 1 else label
-
-
-def node_looks(run, graph: dict) -> dict[str, NodeLook]:
-    """Each node's label and image: a neuron's top patch, or a 2×2 mosaic of a cluster's first members' top
-    patches."""
-    looks = {}
-    for node in graph["nodes"]:
-        image = (f"/members/{run.key}/{'.'.join(str(n) for n in node['listed'][:4])}.png" if len(node["members"]) > 1
-                 else f"/patch/{run.key}/{node['members'][0]}/0.png")
-        looks[node["id"]] = NodeLook(concept_name(run, node), image)
-    return looks
-
-
 def chosen_cut(run, cut_choice):
     """The cut the controls ask for (`cut-choice`: "auto" or the slider's Jaccard), checked against the run."""
     if not run.cuttable:
@@ -388,14 +390,3 @@ def chosen_cut(run, cut_choice):
         return parse_cut(cut_choice, run.floor)
     except NeuroCartoError:
         return AUTO
-
-
-def neuron_block(run, neuron: int, url, heading: str | None, count: int = 9) -> list:
-    """A neuron's id, the classes of its top images and its first patches."""
-    children = [html.Div(className="neuron-title", children=[
-        html.Strong(run.neuron_ids[neuron]), html.Span(f" · top images: {run.concept_label([neuron])}")])]
-    if heading:
-        children.insert(0, html.H3(heading))
-    children.append(html.Div(className="patches", children=[html.Img(src=url(neuron, r), width=56, height=56)
-                                                            for r in range(min(count, run.patch_count))]))
-    return children

@@ -146,6 +146,13 @@ def clicks(value, run) -> int | None:
     return _integer(value)
 
 
+def progress_focus(value, run) -> dict | None:
+    """{"key": a run key, "switch": whether to open it when complete}, or None."""
+    if not isinstance(value, dict) or run_key(value.get("key")) is None:
+        return None
+    return {"key": run_key(value.get("key")), "switch": value.get("switch") is True}
+
+
 CHECKS = {
     ("url", "pathname"): lambda value, run: _text(value, 256) or "/",
     ("url", "search"): url_search,
@@ -169,6 +176,9 @@ CHECKS = {
     ("projection", "hoverData"): plot_points,
     ("export-graph-png", "n_clicks"): clicks,
     ("export-graph-svg", "n_clicks"): clicks,
+    ("progress-poll", "n_intervals"): clicks,
+    ("ready", "data"): run_key,
+    ("progress-focus", "data"): progress_focus,
 }
 
 

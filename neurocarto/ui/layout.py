@@ -6,6 +6,9 @@ from dash import dcc, html
 
 from .graph_view import graph_stylesheet
 
+PROGRESS_POLL_MS = 1000     # how often the page reads the store while it shows a run being computed
+IDLE_POLL_MS = 5000         # … and otherwise, to learn of a precompute started later
+
 HELP = [
     html.P("Each point of the projection is a neuron (one channel of a layer, named layer:channel); neurons that "
            "fire on the same images sit close. Colours are layers: click a legend entry to hide or show it."),
@@ -28,6 +31,9 @@ def page(run_options: list[dict]) -> html.Div:
         dcc.Store(id="hovered", data=[]),
         dcc.Store(id="cut-choice", data="auto"),
         dcc.Store(id="graph-size", data=None),          # the graph panel's size, measured in the browser
+        dcc.Store(id="ready", data=None),               # a run just completed: its key, for `restore`
+        dcc.Store(id="progress-focus", data=None),      # the run whose progress is shown
+        dcc.Interval(id="progress-poll", interval=PROGRESS_POLL_MS),
         html.Header(className="header", children=[
             html.H1("NeuroCarto"),
             dcc.Dropdown(id="run", options=run_options, clearable=False, className="run-select",
@@ -43,7 +49,8 @@ def page(run_options: list[dict]) -> html.Div:
             ]),
         ]),
         html.Div(id="message", className="message", role="alert"),
-        html.Main(className="views", children=[
+        html.Section(id="progress", className="progress-panel", style={"display": "none"}, **{"aria-live": "polite"}),
+        html.Main(id="views", className="views", children=[
             html.Section(className="view projection-view", children=[
                 html.Div(className="view-title", children=[
                     html.H2("Neuron projection"),
