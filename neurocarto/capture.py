@@ -69,12 +69,14 @@ class LayerCapture:
 
     With `isolate`, the model goes on with a copy of each captured output, so the tensor a stage
     keeps (`raw[index]`, e.g. to differentiate with respect to it) is never changed in place later.
+    With `edit`, the model goes on with `edit(layer index, output tensor)` instead (e.g. channels ablated).
     Use as a context manager: the hooks are removed on exit.
     """
 
     def __init__(self, model: nn.Module, layers: list[Layer], receive: Callable[[int, torch.Tensor], None],
-                 indices: list[int] | None = None, isolate: bool = False):
-        self.model, self.layers, self.receive, self.isolate = model, layers, receive, isolate
+                 indices: list[int] | None = None, isolate: bool = False,
+                 edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None):
+        self.model, self.layers, self.receive, self.isolate, self.edit = model, layers, receive, isolate, edit
         self.indices = list(range(len(layers))) if indices is None else list(indices)
         self.raw: dict[int, torch.Tensor] = {}
         self._calls: dict[str, int] = {}
@@ -106,8 +108,11 @@ class LayerCapture:
             if self.isolate:
                 self.raw[index] = tensor
                 output = _replaced(output, layer.item, tensor.clone())
+            if self.edit is not None:
+                tensor = self.edit(index, tensor)
+                output = _replaced(output, layer.item, tensor)
             self.receive(index, as_maps(tensor, layer))
-            return output if self.isolate else None
+            return output if self.isolate or self.edit is not None else None
         return hook
 
     def __exit__(self, *_exc) -> None:

@@ -16,7 +16,7 @@ from .export import export_run
 from .pipeline import precompute, summary
 from .snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
 from .store import Store
-from .stored_run import skipped_images
+from .stored_run import StoredRun
 
 T = TypeVar("T")
 
@@ -122,11 +122,12 @@ def run_rows(store: Store) -> list[dict]:
         if manifest is None:
             rows.append({"key": key, "status": "unreadable", "problem": problem})
             continue
+        run = StoredRun(store, key, manifest)
         rows.append({
-            "name": manifest["name"], "key": key, "model": manifest["model"]["spec"],
+            "name": run.name, "key": key, "model": manifest["model"]["spec"],
             "data": manifest["data"]["description"], "images": manifest["counts"]["images"],
-            "neurons": manifest["counts"]["neurons"], "skipped": skipped_images(manifest)[0],
-            "bytes": store.run_size(key), "status": "complete" if manifest.get("complete") else "incomplete",
+            "neurons": manifest["counts"]["neurons"], "skipped": run.skipped[0],
+            "bytes": store.run_size(key), "status": "complete" if run.complete else "incomplete",
             "layers": manifest["layers"], "stages": manifest.get("stages", {}), "created": manifest.get("created"),
             "manifest": manifest,
         })
@@ -205,6 +206,20 @@ def main(argv: list[str] | None = None) -> int:
                             help="draw intruders among neurons of another part (default) or, as before, any")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
     evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
+    ablation = commands.add_parser("ablate", help="what neurons or clusters do to the prediction: ablated on "
+                                                  "held-out images, against random same-size sets")
+    add_cache_argument(ablation)
+    ablation.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    ablation.add_argument("--neurons", required=True, metavar="ID,ID",
+                          help="neurons (layer:channel) and clusters (layer:c<channel>), e.g. mixed4b:c3,mixed4a:17")
+    ablation.add_argument("--class", dest="class_name", default=None, help="the class to report first (default: all)")
+    ablation.add_argument("--method", choices=["zero", "mean"], default="zero",
+                          help="set the channels to 0 (default) or to their mean activation")
+    ablation.add_argument("--images", type=int, default=1000, help="held-out images (default 1000)")
+    ablation.add_argument("--random-sets", type=int, default=5, help="random same-size sets to compare (default 5)")
+    ablation.add_argument("--cut", default="auto", metavar="auto|J", help="the cut clusters are read at")
+    ablation.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ablation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
     args.command_line = os.environ.get("NEUROCARTO_COMMAND") or shlex.join(
         ["python", "-m", "neurocarto", *(sys.argv[1:] if argv is None else argv)])
@@ -236,6 +251,19 @@ def run_command(args: argparse.Namespace) -> None:
         print(format_report(result))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
+    elif args.command == "ablate":
+        from .ablation import format_ablation
+
+        if args.images < 1 or args.random_sets < 0:
+            raise NeuroCartoError(f"--images {args.images} --random-sets {args.random_sets}: expected at least 1 "
+                                  "image and 0 or more random sets")
+        with Store(args.cache) as store:
+            run = StoredRun(store, store.resolve(args.run))
+            items = [item.strip() for item in args.neurons.split(",") if item.strip()]
+            result = run.ablate(items, args.method, args.images, args.random_sets, args.cut, device=args.device)
+        print(format_ablation(result, args.class_name))
+        if args.json:
+            args.json.write_text(json.dumps(result.as_dict(), indent=2))
     elif args.command == "snapshot":
         request = SnapshotRequest(
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,

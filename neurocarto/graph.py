@@ -98,6 +98,7 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0. A feed that
     `paths` knows to be one convolution is summed in closed form; every other feed differentiates only its
     own channels and only down to its own upstream layer (a 3×3 branch's channels stop at their bottleneck).
+    One function: the capture hooks, the backward pass and the per-feed sums share one pass over the batch.
     """
     paths = paths or FeedPaths(model, layers, feeds, None)
     feeds_used = []     # (feed index, feed, its rows of channels[feed.downstream], their channels as a tensor)

@@ -95,7 +95,8 @@ def linkage_merges(n: int, first: np.ndarray, second: np.ndarray, similarity: np
 def _dense_linkage(by_node, node_bounds, small, first, second, similarity, pair_bounds, floor):
     """Per small component: its dense similarity matrix, then nearest-neighbour-chain average linkage.
     Merges below the floor are dropped (their ancestors are below it too). Returns a, b (item ids, or
-    −(r + 1) for the group unsorted row r made), similarity, size, and each row's creation number."""
+    −(r + 1) for the group unsorted row r made), similarity, size, and each row's creation number.
+    One numba kernel: the chain, the matrix update and the output rows share their arrays in nopython mode."""
     total = 0
     for c in range(len(small)):
         if small[c] and node_bounds[c + 1] > node_bounds[c]:

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from .errors import NeuroCartoError
 from .ui.url_state import ViewState
 from .store import Store
+from .stored_run import StoredRun
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
@@ -83,7 +84,7 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
         raise NeuroCartoError(f"--dpi {request.dpi}: expected 72 to 1200")
     with Store(cache) as store:
         key = store.resolve(request.run)
-        if not (store.manifest(key) or {}).get("complete"):
+        if not StoredRun(store, key).complete:
             raise NeuroCartoError(f"run {request.run} is not complete: `python -m neurocarto precompute` finishes it")
     sync_playwright = _playwright()
     if not chromium.exists():

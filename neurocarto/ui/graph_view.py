@@ -147,7 +147,8 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
                    chain: tuple[set[str], set[str]] | None = None, frame: Frame | None = None,
                    paper: bool = False) -> list[dict]:
     """Cytoscape elements of the summary for `frame` (or, without a frame, of every node, compactly); paper
-    style's larger labels get wider slots."""
+    style's larger labels get wider slots. Row labels, nodes, edges and frame corners are built in one place
+    so that they share the grid's positions."""
     visible = visible_nodes(graph, threshold)
     keep = set(selected) | (chain[0] if chain else set())
     layers = sorted({node["layer_index"] for node in graph["nodes"] if node["id"] in visible | keep})

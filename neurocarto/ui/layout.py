@@ -25,6 +25,7 @@ HELP = [
 
 
 def page(run_options: list[dict]) -> html.Div:
+    """The whole page as one declarative tree (read top to bottom as it appears on screen)."""
     return html.Div(className="app", children=[
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="selection", data={"nodes": [], "neuron": None, "neurons": []}),
