@@ -123,37 +123,62 @@ def _logits(run: PreparedRun, images: list[torch.Tensor], device, channels: _Cha
     return torch.cat(outputs)
 
 
+class AblationBench:
+    """The images, labels and unablated outputs of one run, loaded once for any number of ablations."""
+
+    def __init__(self, run: PreparedRun, method: str = "zero", n_images: int = 1000, random_sets: int = 5,
+                 seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256):
+        if method not in METHODS:
+            raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
+        self.run, self.method, self.random_sets, self.seed, self.device = run, method, random_sets, seed, device
+        self.targets = output_classes(run)
+        indices, self.held_out = ablation_images(run, n_images, seed)
+        self.labels = np.array([run.dataset.label(int(i)) for i in indices])
+        tensors = [run.model.transform(run.dataset.load(int(i))) for i in indices]
+        self.batches = [torch.stack(tensors[s:s + batch_size]) for s in range(0, len(tensors), batch_size)]
+        means = np.zeros(run.n_neurons, dtype=np.float64) if method == "mean" else None
+        self.before = _logits(run, self.batches, device, means=means)
+        self.values = None if means is None else (means / len(indices)).astype(np.float32)
+        self.layer_of = neuron_layers(run.layers)
+
+    def accuracy(self, neurons: np.ndarray | None = None) -> np.ndarray:
+        """(classes,) accuracy with `neurons` ablated (none: as the model is)."""
+        return _accuracy(self.logits(neurons), self.labels, self.targets)
+
+    def logits(self, neurons: np.ndarray | None = None) -> torch.Tensor:
+        if neurons is None:
+            return self.before
+        return _logits(self.run, self.batches, self.device, _Channels(self.run.layers, neurons, self.values))
+
+    def random_like(self, neurons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """As many neurons in each of the same layers, none of `neurons`, drawn at random."""
+        layer_of = self.layer_of
+        return np.concatenate([rng.choice(np.setdiff1d(np.flatnonzero(layer_of == layer), neurons),
+                                          size=int((layer_of[neurons] == layer).sum()), replace=False)
+                               for layer in np.unique(layer_of[neurons])])
+
+    def ablate(self, neurons: np.ndarray) -> Ablation:
+        neurons = np.unique(np.asarray(neurons, dtype=np.int64))
+        if len(neurons) == 0:
+            raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
+        after = self.logits(neurons)
+        rng = np.random.default_rng(self.seed + 1)
+        random_after = [self.accuracy(self.random_like(neurons, rng)) for _ in range(self.random_sets)]
+        offsets, layers = neuron_offsets(self.run.layers), self.run.layers
+        ids = [f"{layers[self.layer_of[n]].name}:{n - offsets[self.layer_of[n]]}" for n in neurons]
+        labels, targets = self.labels, self.targets
+        return Ablation(ids, self.method, len(labels), self.held_out, list(self.run.dataset.class_names),
+                        _accuracy(self.before, labels, targets), _accuracy(after, labels, targets),
+                        _mean_logit(self.before, labels, targets), _mean_logit(after, labels, targets),
+                        np.array(random_after).reshape(self.random_sets, len(targets)))
+
+
 def ablate(run: PreparedRun, neurons: np.ndarray, method: str = "zero", n_images: int = 1000, random_sets: int = 5,
            seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256) -> Ablation:
     """Ablate `neurons` (flat indices) and `random_sets` same-size sets of the same layers; see the module doc."""
-    if method not in METHODS:
-        raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
-    neurons = np.unique(np.asarray(neurons, dtype=np.int64))
-    if len(neurons) == 0:
+    if len(np.asarray(neurons)) == 0:
         raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
-    targets = output_classes(run)
-    indices, held_out = ablation_images(run, n_images, seed)
-    labels = np.array([run.dataset.label(int(i)) for i in indices])
-    transform = run.model.transform
-    tensors = [transform(run.dataset.load(int(i))) for i in indices]
-    batches = [torch.stack(tensors[s:s + batch_size]) for s in range(0, len(tensors), batch_size)]
-    means = np.zeros(run.n_neurons, dtype=np.float64) if method == "mean" else None
-    before = _logits(run, batches, device, means=means)
-    values = None if means is None else (means / len(indices)).astype(np.float32)
-    after = _logits(run, batches, device, _Channels(run.layers, neurons, values))
-    layer_of = neuron_layers(run.layers)
-    rng = np.random.default_rng(seed + 1)
-    random_after = []
-    for _ in range(random_sets):
-        drawn = np.concatenate([rng.choice(np.setdiff1d(np.flatnonzero(layer_of == layer), neurons),
-                                           size=int((layer_of[neurons] == layer).sum()), replace=False)
-                                for layer in np.unique(layer_of[neurons])])
-        random_after.append(_accuracy(_logits(run, batches, device, _Channels(run.layers, drawn, values)),
-                                      labels, targets))
-    ids = [f"{run.layers[layer_of[n]].name}:{n - neuron_offsets(run.layers)[layer_of[n]]}" for n in neurons]
-    return Ablation(ids, method, len(indices), held_out, list(run.dataset.class_names), _accuracy(before, labels, targets),
-                    _accuracy(after, labels, targets), _mean_logit(before, labels, targets),
-                    _mean_logit(after, labels, targets), np.array(random_after).reshape(random_sets, len(targets)))
+    return AblationBench(run, method, n_images, random_sets, seed, device, batch_size).ablate(neurons)
 
 
 def _accuracy(logits: torch.Tensor, labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -168,19 +193,16 @@ def _mean_logit(logits: torch.Tensor, labels: np.ndarray, targets: np.ndarray) -
                      for c in range(len(targets))])
 
 
-def ablate_stored(run, items: list[str], method: str = "zero", n_images: int = 1000, random_sets: int = 5,
-                  cut="auto", seed: int = 0, model=None, device: str = "cpu") -> Ablation:
-    """`ablate` on a stored run (`StoredRun`): neuron ids and cluster ids (at `cut`) name the neurons; its model
-    and data are loaded as its manifest names them (`model`: the nn.Module of a run made from a Python object)."""
+def prepared_for(run, model=None) -> PreparedRun:
+    """A stored run's model and data, loaded as its manifest names them (`model`: the nn.Module of a run made from a
+    Python object); NeuroCartoError saying what differs where they are not the run's."""
     from dataclasses import replace
 
     from .config import ExecutionConfig, RunConfig
     from .models import from_module
     from .prepared_run import prepare
 
-    neurons = np.unique(np.concatenate([run.members(item, cut) for item in items])) if items else np.array([])
-    config = RunConfig.from_dict(run.config)
-    loaded = None
+    config, loaded = RunConfig.from_dict(run.config), None
     if run.manifest["model"]["spec"].startswith("python:"):
         if model is None:
             raise NeuroCartoError(f"run {run.name} was made from a Python model object ({run.manifest['model']['spec']}): "
@@ -194,7 +216,51 @@ def ablate_stored(run, items: list[str], method: str = "zero", n_images: int = 1
     if prepared.key != run.key:
         raise NeuroCartoError(f"the model or data here differ from those run {run.name} was computed on (its key "
                               f"{run.key}, here {prepared.key}): ablate where its model, weights and data are")
-    return ablate(prepared, neurons, method, n_images, random_sets, seed, device)
+    return prepared
+
+
+def ablate_stored(run, items: list[str], method: str = "zero", n_images: int = 1000, random_sets: int = 5,
+                  cut="auto", seed: int = 0, model=None, device: str = "cpu") -> Ablation:
+    """`ablate` on a stored run (`StoredRun`): neuron ids and cluster ids (at `cut`) name the neurons."""
+    neurons = np.unique(np.concatenate([run.members(item, cut) for item in items])) if items else np.array([])
+    return ablate(prepared_for(run, model), neurons, method, n_images, random_sets, seed, device)
+
+
+def causal_scores(run, top_nodes: int = 3, n_images: int = 1000, random_sets: int = 5, seed: int = 0,
+                  method: str = "zero", model=None, device: str = "cpu") -> dict:
+    """Per class, its graph's `top_nodes` best nodes ablated together: the class's accuracy drop, the other classes'
+    mean drop (specificity) and the mean drop of random same-size sets of the same layers; how many classes drop
+    at least 3× more than random."""
+    bench = AblationBench(prepared_for(run, model), method, n_images, random_sets, seed, device)
+    rows = []
+    for c, name in enumerate(run.class_names):
+        nodes = sorted(run.graph(c)["nodes"], key=lambda node: -node["score"])[:top_nodes]
+        result = bench.ablate(np.unique(np.concatenate([node["members"] for node in nodes])))
+        drop, random = result.drop(), result.random_drop()[:, c]
+        own, others, chance = float(drop[c]), float(np.nanmean(np.delete(drop, c))), float(random.mean())
+        rows.append({"class": name, "nodes": [node["id"] for node in nodes], "neurons": len(result.neurons),
+                     "accuracy_before": float(result.accuracy_before[c]), "drop": own, "other_classes_drop": others,
+                     "random_drop": chance, "random_drop_std": float(random.std()),
+                     "specific": own > others, "three_times_random": own > 0 and own >= 3 * max(chance, 0.0)})
+    return {"top_nodes": top_nodes, "images": len(bench.labels), "held_out": bench.held_out, "method": method,
+            "random_sets": random_sets, "classes": rows,
+            "three_times_random": sum(row["three_times_random"] for row in rows),
+            "specific": sum(row["specific"] for row in rows)}
+
+
+def format_causal(scores: dict) -> str:
+    source = "held-out images" if scores["held_out"] else "the run's own images (none is outside it)"
+    lines = [f"Causal test: each class's top {scores['top_nodes']} graph nodes ablated ({scores['method']}) on "
+             f"{scores['images']} {source}; random: {scores['random_sets']} same-size sets of the same layers",
+             "| class | neurons | accuracy | drop | other classes' drop | random drop | ≥ 3× random |",
+             "|---|---:|---:|---:|---:|---:|:---:|"]
+    for row in scores["classes"]:
+        lines.append(f"| {row['class']} | {row['neurons']} | {row['accuracy_before']:.3f} | {row['drop']:+.3f} | "
+                     f"{row['other_classes_drop']:+.3f} | {row['random_drop']:+.3f} ± {row['random_drop_std']:.3f} | "
+                     f"{'yes' if row['three_times_random'] else 'no'} |")
+    lines.append(f"{scores['three_times_random']} of {len(scores['classes'])} classes drop ≥ 3× more than random sets; "
+                 f"{scores['specific']} drop more than the other classes do")
+    return "\n".join(lines)
 
 
 def format_ablation(result: Ablation, first: str | None = None) -> str:

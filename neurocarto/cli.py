@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                             help="draw intruders among neurons of another part (default) or, as before, any")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
     evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
+    evaluation.add_argument("--causal", action="store_true",
+                            help="also ablate each class's top graph nodes (needs the run's model and data)")
+    evaluation.add_argument("--causal-images", type=int, default=1000, help="images of the causal test (default 1000)")
     ablation = commands.add_parser("ablate", help="what neurons or clusters do to the prediction: ablated on "
                                                   "held-out images, against random same-size sets")
     add_cache_argument(ablation)
@@ -248,7 +251,16 @@ def run_command(args: argparse.Namespace) -> None:
         with Store(args.cache) as store:
             result = evaluate_run(store, args.run, args.trials, seed=args.seed, truth=args.truth,
                                   intruders=args.intruders)
+            if args.causal:
+                from .ablation import causal_scores
+
+                result["causal"] = causal_scores(StoredRun(store, store.resolve(args.run)),
+                                                 n_images=args.causal_images, seed=args.seed)
         print(format_report(result))
+        if args.causal:
+            from .ablation import format_causal
+
+            print("\n" + format_causal(result["causal"]))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
     elif args.command == "ablate":

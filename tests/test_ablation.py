@@ -91,3 +91,26 @@ def test_ablate_a_cluster_of_a_stored_run_from_the_cli(small_fashion_run, tmp_pa
     assert cli_main(["ablate", "--cache", str(execution.cache), "--run", manifest["key"], "--neurons",
                      "nope:1"]) == 2
     assert "unknown neuron or cluster 'nope:1'" in capsys.readouterr().err
+
+
+def test_causal_scores_ablate_each_class_graphs_top_nodes(small_fashion_run, capsys):
+    from neurocarto.ablation import AblationBench, causal_scores, prepared_for
+
+    _config, execution, manifest = small_fashion_run
+    run = nc.open_run(manifest["key"], cache=execution.cache)
+    try:
+        scores = causal_scores(run, top_nodes=3, n_images=200, random_sets=2, seed=3)
+        assert scores["images"] == 200 and scores["held_out"] and len(scores["classes"]) == 10
+        coat = scores["classes"][4]
+        nodes = sorted(run.graph(4)["nodes"], key=lambda node: -node["score"])[:3]
+        assert coat["nodes"] == [node["id"] for node in nodes]
+        bench = AblationBench(prepared_for(run), n_images=200, random_sets=2, seed=3)
+        direct = bench.ablate(np.unique(np.concatenate([node["members"] for node in nodes])))
+        assert coat["drop"] == pytest.approx(direct.drop()[4])
+        assert coat["random_drop"] == pytest.approx(direct.random_drop()[:, 4].mean())
+        assert scores["three_times_random"] == sum(row["three_times_random"] for row in scores["classes"])
+    finally:
+        run.store.close()
+    assert cli_main(["evaluate", "--cache", str(execution.cache), "--run", manifest["key"], "--trials", "5",
+                     "--causal", "--causal-images", "100"]) == 0
+    assert "Causal test: each class's top 3 graph nodes ablated" in capsys.readouterr().out
