@@ -107,7 +107,8 @@ def _logits(run: PreparedRun, images: list[torch.Tensor], device, channels: _Cha
     channel's mean activation over these images."""
     model, layers = run.model.module.to(device).eval(), run.layers
     offsets = neuron_offsets(layers)
-    involved = sorted(channels.by_layer) if channels is not None else list(range(len(layers)))
+    involved = sorted(channels.by_layer) if channels is not None else (
+        list(range(len(layers))) if means is not None else [])       # no layer is read for a plain forward pass
 
     def receive(index: int, maps: torch.Tensor) -> None:
         if means is not None:

@@ -78,6 +78,11 @@ class Store:
             raise NeuroCartoError(f"cannot open the store in {self.directory}: {error}; move it "
                                   "aside or choose another --cache DIR") from error
 
+    @staticmethod
+    def holds_store(directory: str | Path) -> bool:
+        """Whether a store was ever opened in `directory` (without creating one)."""
+        return (Path(directory) / "store" / "cache.db").exists()
+
     def close(self) -> None:
         self._cache.close()
 

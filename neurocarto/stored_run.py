@@ -23,7 +23,7 @@ import numpy as np
 from . import cluster, concept_graph, hierarchy
 from .errors import NeuroCartoError, suggest
 from .hierarchy import AUTO, parse_cut
-from .neurons import Layer, neuron_layers, neuron_offsets
+from .neurons import Layer, neuron_ids, neuron_layers, neuron_offsets
 from .patch_images import unpack
 from .store import Store
 
@@ -137,7 +137,7 @@ class StoredRun:
 
     @cached_property
     def neuron_ids(self) -> list[str]:
-        return [f"{layer.name}:{channel}" for layer in self.layers for channel in range(layer.channels)]
+        return neuron_ids(self.layers)
 
     @cached_property
     def _neuron_index(self) -> dict[str, int]:
@@ -226,14 +226,15 @@ class StoredRun:
 
     def clusters_at(self, cut: str | float = AUTO) -> list[Cluster]:
         """Every cluster at a cut ("auto": each layer's own), in layer order then by smallest member."""
-        clustering = self.clustering(parse_cut(cut, self.floor))
+        cut = parse_cut(cut, self.floor)
+        clustering = self.clustering(cut)
         found = []
         for anchor in np.unique(clustering.anchors[clustering.labels >= 0]):
             label, layer = int(clustering.labels[anchor]), int(self.layer_of[anchor])
             members = clustering.members_of(label, self.layer_of, layer)
             found.append(Cluster(f"{self.layer_names[layer]}:c{anchor - self.layer_offsets[layer]}",
                                  self.layer_names[layer], [self.neuron_ids[m] for m in members],
-                                 cluster.mean_jaccard(self.top_sets, members)))
+                                 self.cluster_similarity(cut, label, layer)[1]))
         return found
 
     @property
@@ -252,11 +253,11 @@ class StoredRun:
                                   f"layers: {suggest(item.rpartition(':')[0], self.layer_names)}")
         if not via_cluster:
             return np.array([neuron]), False
-        labels = self.clustering(parse_cut(cut, self.floor)).labels
-        if labels[neuron] < 0:
+        clustering = self.clustering(parse_cut(cut, self.floor))
+        label = int(clustering.labels[neuron])
+        if label < 0:
             raise NeuroCartoError(f"{item}: neuron {self.neuron_ids[neuron]} is in no cluster at cut {cut}")
-        layer = int(self.layer_of[neuron])
-        return np.flatnonzero((labels == labels[neuron]) & (self.layer_of == layer)), True
+        return clustering.members_of(label, self.layer_of, int(self.layer_of[neuron])), True
 
     # ---- the embedding ----
 
@@ -401,7 +402,7 @@ def complete_runs(store: Store) -> list[tuple[str, dict]]:
 def open_run(reference: str | None = None, cache: str | Path = "cache") -> StoredRun:
     """A stored run by name, key or key prefix (None: the newest complete run); the store stays open with it."""
     path = Path(cache)
-    if not (path / "store" / "cache.db").exists():
+    if not Store.holds_store(path):
         raise NeuroCartoError(f"{path} holds no neurocarto store: name the folder `precompute --cache` wrote")
     store = Store(path)
     try:
