@@ -9,10 +9,12 @@ images when the run holds them all (the result says which).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
+from .ablation_results import result_name, store_baseline, store_result, stored_baseline, stored_result
 from .capture import LayerCapture
 from .errors import NeuroCartoError
 from .neurons import Layer, neuron_layers, neuron_offsets
@@ -45,12 +47,26 @@ class Ablation:
     def as_dict(self) -> dict:
         random = self.random_drop()
         return {"neurons": self.neurons, "method": self.method, "images": self.images, "held_out": self.held_out,
+                "random_accuracy_after": self.random_accuracy_after.tolist(),
                 "classes": [{"class": name, "accuracy_before": float(self.accuracy_before[c]),
                              "accuracy_after": float(self.accuracy_after[c]),
                              "logit_before": float(self.logit_before[c]), "logit_after": float(self.logit_after[c]),
                              "random_drop_mean": float(random[:, c].mean()) if len(random) else None,
                              "random_drop_std": float(random[:, c].std()) if len(random) else None}
                             for c, name in enumerate(self.class_names)]}
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "Ablation":
+        """The result `as_dict` wrote."""
+        rows = stored["classes"]
+
+        def column(name: str) -> np.ndarray:
+            return np.array([row[name] for row in rows], dtype=np.float64)
+
+        random = np.array(stored["random_accuracy_after"], dtype=np.float64).reshape(-1, len(rows))
+        return cls(stored["neurons"], stored["method"], stored["images"], stored["held_out"],
+                   [row["class"] for row in rows], column("accuracy_before"), column("accuracy_after"),
+                   column("logit_before"), column("logit_after"), random)
 
 
 def ablation_images(run: PreparedRun, count: int, seed: int = 0) -> tuple[np.ndarray, bool]:
@@ -102,9 +118,9 @@ class _Channels:
 
 
 def _logits(run: PreparedRun, images: list[torch.Tensor], device, channels: _Channels | None = None,
-            means: np.ndarray | None = None) -> torch.Tensor:
+            means: np.ndarray | None = None, tick: Callable[[], None] = lambda: None) -> torch.Tensor:
     """The model's outputs on the image batches, with `channels` edited; `means` (neurons,) filled with each
-    channel's mean activation over these images."""
+    channel's mean activation over these images; `tick` called after each batch."""
     model, layers = run.model.module.to(device).eval(), run.layers
     offsets = neuron_offsets(layers)
     involved = sorted(channels.by_layer) if channels is not None else (
@@ -121,14 +137,21 @@ def _logits(run: PreparedRun, images: list[torch.Tensor], device, channels: _Cha
         for batch in images:
             logits = model(batch.to(device))
             outputs.append((logits[0] if isinstance(logits, (tuple, list)) else logits).float().cpu())
+            tick()
     return torch.cat(outputs)
 
 
 class AblationBench:
-    """The images, labels and unablated outputs of one run, loaded once for any number of ablations."""
+    """The images, labels and unablated outputs of one run, loaded once for any number of ablations.
+
+    `progress(done, total)` is told of every forward batch, counted against one ablation's total (the unablated
+    pass, the ablated one and one per random set). `baseline`: the unablated logits and, for "mean", the mean
+    activations, as an earlier bench on the same images computed them (`.baseline`), so that pass is skipped."""
 
     def __init__(self, run: PreparedRun, method: str = "zero", n_images: int = 1000, random_sets: int = 5,
-                 seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256):
+                 seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256,
+                 progress: Callable[[int, int], None] | None = None,
+                 baseline: tuple[np.ndarray, np.ndarray | None] | None = None):
         if method not in METHODS:
             raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
         self.run, self.method, self.random_sets, self.seed, self.device = run, method, random_sets, seed, device
@@ -137,19 +160,34 @@ class AblationBench:
         self.labels = np.array([run.dataset.label(int(i)) for i in indices])
         tensors = [run.model.transform(run.dataset.load(int(i))) for i in indices]
         self.batches = [torch.stack(tensors[s:s + batch_size]) for s in range(0, len(tensors), batch_size)]
-        means = np.zeros(run.n_neurons, dtype=np.float64) if method == "mean" else None
-        self.before = _logits(run, self.batches, device, means=means)
-        self.values = None if means is None else (means / len(indices)).astype(np.float32)
+        passes = 1 + random_sets + (baseline is None)
+        self._done, self._total, self._progress = 0, len(self.batches) * passes, progress
+        if baseline is None:
+            means = np.zeros(run.n_neurons, dtype=np.float64) if method == "mean" else None
+            self.before = _logits(run, self.batches, device, means=means, tick=self._tick)
+            self.values = None if means is None else (means / len(indices)).astype(np.float32)
+        else:
+            self.before, self.values = torch.from_numpy(baseline[0]), baseline[1]
         self.layer_of = neuron_layers(run.layers)
+
+    @property
+    def baseline(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.before.numpy(), self.values
 
     def accuracy(self, neurons: np.ndarray | None = None) -> np.ndarray:
         """(classes,) accuracy with `neurons` ablated (none: as the model is)."""
         return _accuracy(self.logits(neurons), self.labels, self.targets)
 
+    def _tick(self) -> None:
+        self._done += 1
+        if self._progress is not None:
+            self._progress(min(self._done, self._total), self._total)
+
     def logits(self, neurons: np.ndarray | None = None) -> torch.Tensor:
         if neurons is None:
             return self.before
-        return _logits(self.run, self.batches, self.device, _Channels(self.run.layers, neurons, self.values))
+        return _logits(self.run, self.batches, self.device, _Channels(self.run.layers, neurons, self.values),
+                       tick=self._tick)
 
     def random_like(self, neurons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """As many neurons in each of the same layers, none of `neurons`, drawn at random."""
@@ -175,11 +213,12 @@ class AblationBench:
 
 
 def ablate(run: PreparedRun, neurons: np.ndarray, method: str = "zero", n_images: int = 1000, random_sets: int = 5,
-           seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256) -> Ablation:
+           seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256,
+           progress: Callable[[int, int], None] | None = None) -> Ablation:
     """Ablate `neurons` (flat indices) and `random_sets` same-size sets of the same layers; see the module doc."""
     if len(np.asarray(neurons)) == 0:
         raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
-    return AblationBench(run, method, n_images, random_sets, seed, device, batch_size).ablate(neurons)
+    return AblationBench(run, method, n_images, random_sets, seed, device, batch_size, progress).ablate(neurons)
 
 
 def _accuracy(logits: torch.Tensor, labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -221,10 +260,28 @@ def prepared_for(run, model=None) -> PreparedRun:
 
 
 def ablate_stored(run, items: list[str], method: str = "zero", n_images: int = 1000, random_sets: int = 5,
-                  cut="auto", seed: int = 0, model=None, device: str = "cpu") -> Ablation:
-    """`ablate` on a stored run (`StoredRun`): neuron ids and cluster ids (at `cut`) name the neurons."""
+                  cut="auto", seed: int = 0, model=None, device: str = "cpu",
+                  progress: Callable[[int, int], None] | None = None) -> Ablation:
+    """`ablate` on a stored run (`StoredRun`): neuron ids and cluster ids (at `cut`) name the neurons. The result
+    is kept in the run's store (`ablation_results`), and read from there when the same ablation is asked again; so
+    is the unablated pass over the same images, which every ablation of the run shares."""
     neurons = np.unique(np.concatenate([run.members(item, cut) for item in items])) if items else np.array([])
-    return ablate(prepared_for(run, model), neurons, method, n_images, random_sets, seed, device)
+    if method not in METHODS:
+        raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
+    if not len(neurons):
+        raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
+    name = result_name(neurons, method, n_images, random_sets, seed)
+    stored = stored_result(run, name)
+    if stored is not None:
+        return Ablation.from_dict(stored)
+    baseline = stored_baseline(run, method, n_images, seed)
+    bench = AblationBench(prepared_for(run, model), method, n_images, random_sets, seed, device, progress=progress,
+                          baseline=baseline)
+    if baseline is None:
+        store_baseline(run, method, n_images, seed, *bench.baseline)
+    result = bench.ablate(neurons)
+    store_result(run, name, result.as_dict())
+    return result
 
 
 def causal_scores(run, top_nodes: int = 3, n_images: int = 1000, random_sets: int = 5, seed: int = 0,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,8 +89,10 @@ def _load_state_dict(module: nn.Module, path: str) -> str:
 
 
 def _grey_transform(image):
-    from torchvision.transforms import functional as TF
-    return TF.normalize(TF.to_tensor(image.convert("L")), [fashion_inception.MEAN], [fashion_inception.STD])
+    """torchvision's to_tensor and normalize of a grey image, written out: the default model then loads without
+    importing torchvision (2 s of a concept test in the app)."""
+    pixels = torch.from_numpy(np.array(image.convert("L"), dtype=np.uint8)).to(torch.float32).div(255)[None]
+    return pixels.sub(fashion_inception.MEAN).div(fashion_inception.STD)
 
 
 def _to_rgb(image):

@@ -65,6 +65,19 @@ class BytesOnlyDisk(diskcache.Disk):
         raise UnsafeRow(f"a value stored in mode {mode} ({type(value).__name__}, file {filename!r}), not bytes")
 
 
+class JsonOnlyDisk(BytesOnlyDisk):
+    """BytesOnlyDisk whose values are JSON, kept as UTF-8 bytes: for the cache of Dash's background callbacks
+    beside the store, which would otherwise pickle."""
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if read:
+            raise UnsafeRow("values are JSON, not files")
+        return super().store(json.dumps(value).encode(), read, key)
+
+    def fetch(self, mode, filename, value, read):
+        return json.loads(super().fetch(mode, filename, value, read))
+
+
 class Store:
     """Named results of runs, in one diskcache directory."""
 
@@ -270,6 +283,9 @@ class Store:
 
     def put_json(self, run: str, name: str, value) -> None:
         self._set(f"{run}/json/{name}", json.dumps(value).encode())
+
+    def has_json(self, run: str, name: str) -> bool:
+        return f"{run}/json/{name}" in self._cache
 
     def get_json(self, run: str, name: str):
         raw = self._require(run, f"{run}/json/{name}")

@@ -69,3 +69,19 @@ def small_fashion_run(tmp_path_factory, fashion_available):
     logs: list[str] = []
     manifest = precompute(config, execution, log=logs.append)
     return config, execution, manifest
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Playwright (one per test module: a second sync Playwright, as `snapshot`
+    starts, cannot run beside one left open)."""
+    from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_FLAGS))
+        yield chromium
+        chromium.close()

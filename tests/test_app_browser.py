@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS
+from neurocarto.snapshot import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -63,16 +63,6 @@ def server(small_fashion_run, tmp_path_factory):
     print(f"\nscreenshots in {SHOTS}")
     with served_app(execution.cache, manifest["key"], tmp_path_factory.mktemp("server") / "app.log") as base:
         yield base, manifest
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_FLAGS))
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser, url: str):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS
 from neurocarto.store import Store
 from neurocarto.ui.progress_view import progress_panel, run_progress
 
@@ -53,19 +52,6 @@ def stop_app(process: subprocess.Popen) -> None:
         process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_FLAGS))
-        yield chromium
-        chromium.close()
 
 
 def test_an_empty_store_shows_the_precompute_then_its_views(browser, tmp_path, fashion_available):

@@ -1,4 +1,5 @@
 """Model specs, layer maps and `layer:channel` ids."""
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -107,3 +108,24 @@ def test_an_image_size_a_model_cannot_take_names_the_choice(name, size, message)
     with pytest.raises(NeuroCartoError, match=message):
         loaded = load_model(name, image_size=size)
         resolve_layers(loaded, None, torch.randn(1, 3, size, size))
+
+
+def test_the_default_models_transform_equals_torchvisions_and_needs_none_of_it():
+    import subprocess
+    import sys
+
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from neurocarto.models import _grey_transform
+    from neurocarto.zoo import fashion_inception
+
+    rng = np.random.default_rng(0)
+    for shape in [(28, 28), (28, 28, 3), (5, 9)]:
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        expected = TF.normalize(TF.to_tensor(image.convert("L")), [fashion_inception.MEAN], [fashion_inception.STD])
+        assert torch.equal(_grey_transform(image), expected)
+    code = ("import sys; from neurocarto.models import load_model; from PIL import Image; "
+            "m = load_model('fashion-inception'); m.transform(Image.new('L', (28, 28))); "
+            "assert 'torchvision' not in sys.modules, 'torchvision imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

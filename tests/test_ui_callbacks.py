@@ -19,7 +19,7 @@ def catalog(small_fashion_run):
 
 def test_every_callback_is_wired_once():
     names = [function.__name__ for function, _, _ in callbacks.WIRING]
-    assert len(names) == len(set(names)) == 15 and "restore" in names and "examples" in names
+    assert len(names) == len(set(names)) == 18 and "restore" in names and "examples" in names
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):
@@ -27,12 +27,12 @@ def test_the_url_restores_the_view_it_wrote(catalog):
     coarse = run.graph(4, 0.2)
     node = max(coarse["nodes"], key=lambda n: len(n["members"]))["id"]
     search = ViewState(run.key, "coat", 0.1, "0.2", (node, run.neuron_ids[3]), cascade=True, paper=True).query()
-    (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection,
+    (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection, test,
      message) = callbacks.restore(catalog, "/", None, search)
     assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, message) == (
         run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None)
     assert len(options) == len(run.class_names) and selection == {"nodes": [node], "neuron": 3, "neurons": []}
-    written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection)
+    written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, None)
     assert read_query(written)[0] == read_query(search)[0] | {"class": "Coat"}
 
 

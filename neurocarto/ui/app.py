@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import math
+import secrets
 import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import dash_cytoscape as cyto
-from dash import Dash
+import diskcache
+from dash import Dash, DiskcacheManager
 
 from ..errors import NeuroCartoError
-from ..store import Store
+from ..store import JsonOnlyDisk, Store
 from ..stored_run import STAGE_NAMES, StoredRun, complete_runs, run_label
 from .callbacks import register_callbacks
 from .inputs import MAX_REQUEST, check_requests
@@ -46,6 +48,7 @@ class Catalog:
 
     def __init__(self, store: Store, first: str | None = None, launched=None):
         self.store = store
+        self.jobs = diskcache.Cache(str(store.directory / "background"), disk=JsonOnlyDisk)  # background callbacks
         self.first = first
         self.launched = launched        # the precompute `python app.py` started (a Popen), if any
         self._loaded: OrderedDict[str, tuple[StoredRun, str]] = OrderedDict()     # key → (data, manifest stamp)
@@ -109,9 +112,12 @@ def create_app(cache: str | Path, first_run: str | None = None, launched=None) -
     precompute process started with it, whose start the page shows until its run appears in the store."""
     cyto.load_extra_layouts()      # also brings cytoscape-svg, which the graph's SVG export needs
     catalog = Catalog(Store(cache), first_run, launched)
-    app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False)
+    app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False,
+               background_callback_manager=DiskcacheManager(catalog.jobs))
     app.layout = lambda: page(catalog.options())
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
+    catalog.jobs.add("signing-secret", secrets.token_hex(32))      # one for every worker on this store
+    app.server.secret_key = catalog.jobs.get("signing-secret")      # signs background jobs' handles
     register_callbacks(app, catalog)
     check_requests(app)
     register_routes(app.server, catalog.get)

@@ -2,7 +2,6 @@
 views with figures.py and graph_view.py; `register_callbacks` wires them to the page's components."""
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -13,31 +12,14 @@ from ..errors import NeuroCartoError
 from ..stored_run import AUTO, parse_cut
 from .figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
 from .graph_view import Frame, cascade, graph_elements, graph_stylesheet
-from .inputs import MAX_NODES, bounded_callback, share
+from .inputs import MAX_NODES, bounded_callback, chosen_cut, share
 from .layout import IDLE_POLL_MS, PROGRESS_POLL_MS
 from .panels import class_options_of, concept_name, neuron_block, node_looks
 from .progress_view import incomplete_runs, launch_panel, progress_panel, run_progress
 from .url_state import ViewState, read_query
+from .wiring import WIRING, wired, with_catalog
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
-
-
-WIRING: list[tuple] = []        # (function, Dash dependencies, options), in the order they are registered
-
-
-def wired(*dependencies, **options):
-    """Record a module-level callback `function(catalog, *values)` for `register_callbacks`."""
-    def record(function):
-        WIRING.append((function, dependencies, options))
-        return function
-    return record
-
-
-def _with_catalog(function, catalog):
-    @functools.wraps(function)
-    def bound(*values):
-        return function(catalog, *values)
-    return bound
 
 
 def patch_url(run_key: str):
@@ -55,7 +37,7 @@ def triggered() -> set[str]:
 @wired(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
        Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
        Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
-       Output("selection", "data"), Output("message", "children"),
+       Output("selection", "data"), Output("test-method", "value"), Output("message", "children"),
        Input("url", "pathname"), Input("ready", "data"), State("url", "search"),
        prevent_initial_call="initial_duplicate")
 def restore(catalog, _pathname, ready, search):
@@ -66,9 +48,9 @@ def restore(catalog, _pathname, ready, search):
     computing = [key for key, _ in incomplete_runs(catalog.store)]
     starting = catalog.launched is not None and catalog.launched.poll() is None
     if run_key in computing or (not catalog.keys and (computing or starting)):
-        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, None)
+        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, None)
     if not catalog.keys:
-        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION,
+        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update,
                 "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
     if catalog.get(run_key) is None:
         problems.append(f"{catalog.unavailable(run_key)}; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
@@ -113,8 +95,9 @@ def restore(catalog, _pathname, ready, search):
     paper = ["paper"] if query.get("style") == "paper" else []
     cut_auto, cut_value = (["auto"], no_update) if cut == AUTO else ([], cut)  # the slider only moves for a value
     detail = "all" if query.get("detail") == "all" else "summary"
+    test = "mean" if query.get("test") == "mean" else "zero"
     return (run_key, class_options_of(run), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
-            selection, " ".join(problems) or None)
+            selection, test, " ".join(problems) or None)
 
 
 @wired(Output("progress", "children"), Output("progress", "style"), Output("views", "style"),
@@ -147,15 +130,15 @@ def poll_progress(catalog, _n, search, focus):
 @wired(Output("url", "search"), Input("run", "value"), Input("class", "value"),
        Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
        Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
-       prevent_initial_call=True)
-def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection):
+       Input("test-shown", "data"), prevent_initial_call=True)
+def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test):
     run = catalog.get(run_key)
     if run is None or class_index is None:
         return no_update
     selected = list(selection["nodes"]) + ([run.neuron_ids[selection["neuron"]]]
                                            if selection["neuron"] is not None else [])
     return ViewState(run.key, run.class_names[class_index], threshold, f"{chosen_cut(run, cut_choice)}",
-                     tuple(selected), bool(mode), detail == "all", bool(paper)).query()
+                     tuple(selected), bool(mode), detail == "all", bool(paper), test).query()
 
 
 @wired(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
@@ -354,11 +337,13 @@ def examples(catalog, run_key, class_index, cut_choice, selection):
 
 
 def register_callbacks(app: Dash, catalog) -> None:
-    """Wire every callback of this module to `app`, each reading runs from `catalog` (.keys, newest first;
-    .get(key) → StoredRun or None), its inputs checked (`inputs.bounded_callback`)."""
+    """Wire every recorded callback (this module's and concept_test's) to `app`, each reading runs from `catalog`
+    (.keys, newest first; .get(key) → StoredRun or None; .jobs, the background cache), its inputs checked
+    (`inputs.bounded_callback`)."""
+
     callback = bounded_callback(app, catalog)
     for function, dependencies, options in WIRING:
-        callback(*dependencies, **options)(_with_catalog(function, catalog))
+        callback(*dependencies, **options)(with_catalog(function, catalog))
 
     app.clientside_callback(       # moving the slider unticks the default; the views read only `cut-choice`
         """function(cut, auto) {
@@ -380,13 +365,3 @@ def register_callbacks(app: Dash, catalog) -> None:
         }""",
         Output("export-projection-png", "title"), Input("export-projection-png", "n_clicks"),
         Input("export-projection-svg", "n_clicks"), prevent_initial_call=True)
-
-
-def chosen_cut(run, cut_choice):
-    """The cut the controls ask for (`cut-choice`: "auto" or the slider's Jaccard), checked against the run."""
-    if not run.cuttable:
-        return AUTO
-    try:
-        return parse_cut(cut_choice, run.floor)
-    except NeuroCartoError:
-        return AUTO

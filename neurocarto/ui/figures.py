@@ -138,3 +138,27 @@ def node_title(node: dict, cluster_size: int, cluster_similarity: float) -> str:
             title += f" of the cluster's {cluster_size} in this class's graph"
         title += f", mean within-cluster similarity {cluster_similarity:.2f}"
     return title
+
+
+def ablation_figure(result: dict, chosen: int, paper: bool = False) -> dict:
+    """Each class's accuracy change with the concept ablated (bars; the chosen class darker), and the mean change
+    of random same-size sets with their spread (markers with error bars)."""
+    rows = result["classes"]
+    names = [row["class"] for row in rows]
+    change = [row["accuracy_after"] - row["accuracy_before"] for row in rows]
+    colours = ["#e15759" if c == chosen else "#9fb4cc" for c in range(len(rows))]
+    figure = go.Figure(go.Bar(x=change, y=names, orientation="h", marker={"color": colours}, name="this concept",
+                              hovertemplate="%{y}: %{x:+.3f}<extra>this concept</extra>"))
+    if rows and rows[0]["random_drop_mean"] is not None:
+        figure.add_trace(go.Scatter(
+            x=[-row["random_drop_mean"] for row in rows], y=names, mode="markers", name="random sets (mean ± std)",
+            marker={"color": "#333", "symbol": "line-ns-open", "size": 12, "line": {"width": 2}},
+            error_x={"type": "data", "array": [row["random_drop_std"] for row in rows], "thickness": 1.2, "width": 3},
+            hovertemplate="%{y}: %{x:+.3f}<extra>random sets</extra>"))
+    figure.update_layout(height=90 + 20 * len(rows), margin={"l": 8, "r": 8, "t": 4, "b": 44}, showlegend=True,
+                         legend={"orientation": "h", "y": -0.25, "x": 0, "font": {"size": 10}}, barmode="overlay",
+                         paper_bgcolor="white", plot_bgcolor="white", font={"size": 14 if paper else 11},
+                         xaxis={"title": {"text": "accuracy change", "standoff": 2}, "zeroline": True,
+                                "zerolinecolor": "#888", "tickformat": "+.2f"},
+                         yaxis={"automargin": True, "autorange": "reversed"})
+    return figure.to_dict()

@@ -15,6 +15,9 @@ import traceback
 from dash import Input, State
 from dash.exceptions import PreventUpdate
 
+from ..errors import NeuroCartoError
+from ..hierarchy import AUTO, parse_cut
+
 MAX_NODES = 50            # selected graph nodes
 MAX_NEURONS = 5000        # neurons selected with the lasso or hovered
 MAX_MEMBERS = 1000        # members listed in a node's data
@@ -153,6 +156,20 @@ def progress_focus(value, run) -> dict | None:
     return {"key": run_key(value.get("key")), "switch": value.get("switch") is True}
 
 
+def job_name(value, run) -> str | None:
+    """A concept test's result name (`ablation_results.result_name`)."""
+    text = _text(value, 64)
+    return text if text and text.startswith("ablation/") and text[9:].isalnum() else None
+
+
+def job_outcome(value, run) -> dict | None:
+    """{"name": a job's name, "error": its message or None}."""
+    if not isinstance(value, dict) or job_name(value.get("name"), run) is None:
+        return None
+    error = value.get("error")
+    return {"name": value["name"], "error": error[:2000] if isinstance(error, str) else None}
+
+
 CHECKS = {
     ("url", "pathname"): lambda value, run: _text(value, 256) or "/",
     ("url", "search"): url_search,
@@ -179,6 +196,11 @@ CHECKS = {
     ("progress-poll", "n_intervals"): clicks,
     ("ready", "data"): run_key,
     ("progress-focus", "data"): progress_focus,
+    ("test-run", "n_clicks"): clicks,
+    ("test-method", "value"): one_of("zero", "mean"),
+    ("test-job", "data"): job_name,
+    ("test-done", "data"): job_outcome,
+    ("test-shown", "data"): lambda value, run: value if value in ("zero", "mean") else None,
 }
 
 
@@ -211,7 +233,8 @@ def check_requests(app) -> None:
 def bounded_callback(app, catalog):
     """`app.callback`, with each input and state passed through its check (the run, when a callback reads
     "run.value", loaded first so that indices are checked against it); an unexpected failure is logged and
-    answered with no update, never a server error."""
+    answered with no update, never a server error. A background callback's progress setter comes first, as Dash
+    passes it."""
 
     def callback(*dependencies, **options):
         props = [(d.component_id, d.component_property) for d in dependencies if isinstance(d, (Input, State))]
@@ -222,10 +245,11 @@ def bounded_callback(app, catalog):
         def register(function):
             @functools.wraps(function)
             def checked(*values):
+                setter, values = (values[:1], values[1:]) if options.get("progress") else ((), values)
                 try:
                     key = next((run_key(v) for (i, p), v in zip(props, values) if (i, p) == ("run", "value")), None)
                     run = catalog.get(key) if key else None
-                    return function(*(CHECKS[prop](value, run) for prop, value in zip(props, values)))
+                    return function(*setter, *(CHECKS[prop](value, run) for prop, value in zip(props, values)))
                 except PreventUpdate:
                     raise
                 except Exception:
@@ -235,3 +259,13 @@ def bounded_callback(app, catalog):
             return app.callback(*dependencies, **options)(checked)
         return register
     return callback
+
+
+def chosen_cut(run, cut_choice):
+    """The cut the controls ask for (`cut-choice`: "auto" or the slider's Jaccard), checked against the run."""
+    if not run.cuttable:
+        return AUTO
+    try:
+        return parse_cut(cut_choice, run.floor)
+    except NeuroCartoError:
+        return AUTO

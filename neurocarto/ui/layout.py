@@ -4,6 +4,7 @@ from __future__ import annotations
 import dash_cytoscape as cyto
 from dash import dcc, html
 
+from .concept_test import test_panel
 from .graph_view import graph_stylesheet
 
 PROGRESS_POLL_MS = 1000     # how often the page reads the store while it shows a run being computed
@@ -21,6 +22,9 @@ HELP = [
     html.P("Concept granularity cuts the hierarchy of clusters: move it left and similar clusters merge into "
            "larger concepts, right and they split; each layer's default cut is where its neurons overlap more "
            "than neurons of different layers almost ever do."),
+    html.P("“Test this concept” zeroes the selected neurons (or sets them to their mean) on images the run did not "
+           "use and shows how each class's accuracy changes, against random sets of as many neurons in the same "
+           "layers."),
 ]
 
 
@@ -95,7 +99,10 @@ def page(run_options: list[dict]) -> html.Div:
                                stylesheet=graph_stylesheet(), style={"width": "100%", "height": "100%"},
                                minZoom=0.1, maxZoom=4, boxSelectionEnabled=False, autoungrabify=True),
             ]),
-            html.Aside(id="examples", className="view examples", children=[
-                html.H2("Examples"), html.P("Select a node or a neuron to see its examples.")]),
+            html.Aside(className="view examples", children=[
+                test_panel(),
+                html.Div(id="examples", children=[
+                    html.H2("Examples"), html.P("Select a node or a neuron to see its examples.")]),
+            ]),
         ]),
     ])

@@ -1,6 +1,6 @@
 """What a view's URL says, in one place: the app writes and reads it, `snapshot` writes it.
 
-    ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper
+    ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper&test=zero|mean
 
 Reading only splits the text (at most MAX_FIELDS fields); the app checks each value against the run.
 """
@@ -24,6 +24,7 @@ class ViewState:
     cascade: bool = False
     all_nodes: bool = False
     paper: bool = False
+    test: str | None = None         # the method of the concept test whose result is shown
 
     def query(self) -> str:
         fields = {"run": self.run}
@@ -38,6 +39,8 @@ class ViewState:
             fields["detail"] = "all"
         if self.paper:
             fields["style"] = "paper"
+        if self.test:
+            fields["test"] = self.test
         return "?" + urlencode(fields)
 
 
