@@ -28,8 +28,7 @@ def valid_inputs(key: str) -> dict:
             ("export-graph-png", "n_clicks"): 1, ("export-graph-svg", "n_clicks"): 1,
             ("progress-poll", "n_intervals"): 3, ("ready", "data"): None,
             ("progress-focus", "data"): {"key": key, "switch": True}, ("test-run", "n_clicks"): 1,
-            ("test-method", "value"): "zero", ("test-job", "data"): None, ("test-done", "data"): None,
-            ("test-shown", "data"): None}
+            ("test-method", "value"): "zero", ("test-job", "data"): None, ("test-done", "data"): None}
 
 
 def outputs_of(key: str) -> list[dict]:

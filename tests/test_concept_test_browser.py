@@ -38,7 +38,11 @@ def untested_node(page, skip=()) -> str:
 def timed(page, action, condition: str, arg=None) -> float:
     started = time.perf_counter()
     action()
-    page.wait_for_function(condition, arg=arg, timeout=30000)
+    try:
+        page.wait_for_function(condition, arg=arg, timeout=30000)
+    except Exception:
+        page.screenshot(path=SHOTS / "debug-timed.png")
+        raise AssertionError(f"not answered: {condition} (url {page.url})")
     return time.perf_counter() - started
 
 

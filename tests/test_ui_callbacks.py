@@ -32,8 +32,8 @@ def test_the_url_restores_the_view_it_wrote(catalog):
     assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, message) == (
         run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None)
     assert len(options) == len(run.class_names) and selection == {"nodes": [node], "neuron": 3, "neurons": []}
-    written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, None)
-    assert read_query(written)[0] == read_query(search)[0] | {"class": "Coat"}
+    written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, test)
+    assert read_query(written)[0] == read_query(search)[0] | {"class": "Coat", "test": "zero"}
 
 
 def test_bad_urls_give_a_message_and_a_usable_view(catalog):

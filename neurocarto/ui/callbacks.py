@@ -130,15 +130,16 @@ def poll_progress(catalog, _n, search, focus):
 @wired(Output("url", "search"), Input("run", "value"), Input("class", "value"),
        Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
        Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
-       Input("test-shown", "data"), prevent_initial_call=True)
+       Input("test-method", "value"), prevent_initial_call=True)
 def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test):
+    """The view as a URL; with a selection, the method of its concept test (its stored result shows for it)."""
     run = catalog.get(run_key)
     if run is None or class_index is None:
         return no_update
     selected = list(selection["nodes"]) + ([run.neuron_ids[selection["neuron"]]]
                                            if selection["neuron"] is not None else [])
     return ViewState(run.key, run.class_names[class_index], threshold, f"{chosen_cut(run, cut_choice)}",
-                     tuple(selected), bool(mode), detail == "all", bool(paper), test).query()
+                     tuple(selected), bool(mode), detail == "all", bool(paper), test if selected else None).query()
 
 
 @wired(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),

@@ -51,7 +51,6 @@ def test_panel() -> html.Section:
         html.Div(id="test-view"),
         dcc.Store(id="test-job"),       # the name of a job to run (its spec is in the background cache)
         dcc.Store(id="test-done"),      # {"name": a finished job, "error": its message or None}
-        dcc.Store(id="test-shown"),     # the method of the result shown, for the URL
     ])
 
 
@@ -86,8 +85,9 @@ def request_test(catalog, clicks, run_key, class_index, cut_choice, selection, m
     run, neurons, name = test
     if stored_result(run, name) is not None:
         return no_update, {"name": name, "error": None}
-    catalog.jobs.set(f"concept-test/job/{name}", {"run": run.key, "neurons": neurons.tolist(), "method": method},
-                     expire=JOB_SECONDS)
+    spec = {"run": run.key, "neurons": neurons.tolist(), "method": method, "images": TEST_IMAGES,
+            "random_sets": RANDOM_SETS, "seed": SEED}
+    catalog.jobs.set(f"concept-test/job/{name}", spec, expire=JOB_SECONDS)
     return name, no_update
 
 
@@ -107,7 +107,7 @@ def run_test(catalog, set_progress, name):
     if not _take_slot(catalog.jobs):
         return {"name": name, "error": f"{MAX_JOBS} tests are running on this server; try again when they finish."}
     try:
-        set_progress((0, 1, f"loading the model and {TEST_IMAGES:,} held-out images…"))
+        set_progress((0, 1, f"loading the model and {spec['images']:,} held-out images…"))
         job = subprocess.Popen([sys.executable, "-m", __name__, str(catalog.store.directory)], text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         job.stdin.write(json.dumps(spec))
@@ -153,7 +153,7 @@ def _free_slot(jobs) -> None:
         jobs.set("concept-test/running", [pid for pid in jobs.get("concept-test/running", []) if pid != os.getpid()])
 
 
-@wired(Output("concept-test", "style"), Output("test-view", "children"), Output("test-shown", "data"),
+@wired(Output("concept-test", "style"), Output("test-view", "children"),
        Input("run", "value"), Input("class", "value"), Input("cut-choice", "data"), Input("selection", "data"),
        Input("test-method", "value"), Input("test-done", "data"), Input("paper", "value"))
 def show_test(catalog, run_key, class_index, cut_choice, selection, method, done, paper):
@@ -161,17 +161,17 @@ def show_test(catalog, run_key, class_index, cut_choice, selection, method, done
     button will do."""
     test = _test_of(catalog, run_key, class_index, cut_choice, selection, method)
     if test is None:
-        return HIDDEN, [], None
+        return HIDDEN, []
     run, neurons, name = test
     result = stored_result(run, name)
     if result is not None:
-        return {}, result_view(result, class_index, bool(paper)), method
+        return {}, result_view(result, class_index, bool(paper))
     if done and done["name"] == name and done["error"]:
-        return {}, html.P(f"Not tested: {done['error']}", className="test-problem"), None
+        return {}, html.P(f"Not tested: {done['error']}", className="test-problem")
     which = "this neuron" if len(neurons) == 1 else f"these {len(neurons)} neurons"
     verb = f"Zero {which}" if method == "zero" else f"Set {which} to {'its' if len(neurons) == 1 else 'their'} mean"
     return {}, html.P(f"{verb} on {TEST_IMAGES:,} held-out images, against {RANDOM_SETS} random sets of as many "
-                      "neurons in the same layers.", className="test-hint"), None
+                      "neurons in the same layers.", className="test-hint")
 
 
 def _signed(value: float) -> str:
@@ -212,8 +212,9 @@ def main(cache: str) -> None:
             run = StoredRun(store, spec["run"])
             from ..ablation import ablate_stored
 
-            ablate_stored(run, [run.neuron_ids[n] for n in spec["neurons"]], spec["method"], TEST_IMAGES,
-                          RANDOM_SETS, seed=SEED, progress=lambda done, total: report({"done": done, "total": total}))
+            ablate_stored(run, [run.neuron_ids[n] for n in spec["neurons"]], spec["method"], spec["images"],
+                          spec["random_sets"], seed=spec["seed"],
+                          progress=lambda done, total: report({"done": done, "total": total}))
         report({"error": None})
     except NeuroCartoError as problem:
         report({"error": str(problem)})

@@ -200,7 +200,6 @@ CHECKS = {
     ("test-method", "value"): one_of("zero", "mean"),
     ("test-job", "data"): job_name,
     ("test-done", "data"): job_outcome,
-    ("test-shown", "data"): lambda value, run: value if value in ("zero", "mean") else None,
 }
 
 

@@ -24,7 +24,7 @@ class ViewState:
     cascade: bool = False
     all_nodes: bool = False
     paper: bool = False
-    test: str | None = None         # the method of the concept test whose result is shown
+    test: str | None = None         # the method of the selection's concept test
 
     def query(self) -> str:
         fields = {"run": self.run}
