@@ -12,14 +12,13 @@ idle; during the others the projection filter is toggled once a second, as a per
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +35,12 @@ def serve(run: str, cache: str):
         port = s.getsockname()[1]
     process = subprocess.Popen([sys.executable, "app.py", "--run", run, "--cache", cache, "--port", str(port)],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(base + "/", timeout=2)
-            return process, base
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:     # until the port takes a connection
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"http://127.0.0.1:{port}"
+        time.sleep(0.1)
     process.kill()
     raise RuntimeError("the app did not start")
 

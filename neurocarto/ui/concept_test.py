@@ -103,13 +103,13 @@ def run_test(catalog, set_progress, name):
     spec = catalog.jobs.get(f"concept-test/job/{name}") if name else None
     if not isinstance(spec, dict) or catalog.get(spec["run"]) is None:
         raise PreventUpdate
-    os.nice(10)         # the web workers' requests come first (the ablation's interpreter inherits it)
     if not _take_slot(catalog.jobs):
         return {"name": name, "error": f"{MAX_JOBS} tests are running on this server; try again when they finish."}
     try:
         set_progress((0, 1, f"loading the model and {spec['images']:,} held-out images…"))
         job = subprocess.Popen([sys.executable, "-m", __name__, str(catalog.store.directory)], text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        os.setpriority(os.PRIO_PROCESS, job.pid, 10)        # the web workers' requests come first
         job.stdin.write(json.dumps(spec))
         job.stdin.close()
         outcome = None
