@@ -46,16 +46,16 @@ def timed(page, action, condition: str, arg=None) -> float:
     return time.perf_counter() - started
 
 
-def job_processes(server: psutil.Process) -> list:
-    """The server's child processes still alive (a test's job runs in one)."""
-    alive = []
-    for child in server.children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                alive.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+def command_of(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:        # ended, or a zombie
+        return []
+
+
+def job_processes(parent: psutil.Process) -> list:
+    """The process's descendants still alive (a test's job runs in one of the server's)."""
+    return [child for child in parent.children(recursive=True) if command_of(child)]
 
 
 def test_testing_a_concept_in_the_browser(server, browser):
@@ -108,7 +108,8 @@ def test_testing_a_concept_in_the_browser(server, browser):
     assert not polls and other.is_hidden("#test-progress-box")
 
     # Cancel ends the job's process
-    server_process = next(p for p in psutil.Process().children() if f"{base.rsplit(':', 1)[1]}" in p.cmdline())
+    port = base.rsplit(":", 1)[1]
+    server_process = next(p for p in job_processes(psutil.Process()) if port in command_of(p))
     page.check("#test-method input[value=zero]")
     page.wait_for_selector("#test-view .test-hint")
     page.click("#test-run")
@@ -149,8 +150,7 @@ def test_on_gunicorn_the_test_runs_outside_the_request_workers(small_fashion_run
         page.wait_for_function("() => document.getElementById('test-status').innerText.includes('batch')",
                                timeout=60000)
         workers = psutil.Process(server.pid).children()
-        ablating = [p for w in workers for p in w.children(recursive=True)
-                    if "neurocarto.ui.concept_test" in " ".join(p.cmdline())]
+        ablating = [p for w in workers for p in job_processes(w) if "neurocarto.ui.concept_test" in command_of(p)]
         assert len(workers) == 2 and len(ablating) == 1 and ablating[0] not in workers
         page.wait_for_selector("#test-view .test-headline", timeout=120000)
         assert page.inner_text("#test-view .test-headline").startswith("Bag accuracy")
