@@ -23,6 +23,14 @@ from .prepared_run import PreparedRun
 METHODS = ("zero", "mean")
 
 
+def _check(neurons, method: str) -> None:
+    """Refuse a request before any model or image is loaded."""
+    if method not in METHODS:
+        raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
+    if neurons is not None and len(np.asarray(neurons)) == 0:
+        raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
+
+
 @dataclass(frozen=True)
 class Ablation:
     """Per class (rows in the data set's class order): accuracy and mean logit of the true class's images."""
@@ -152,8 +160,7 @@ class AblationBench:
                  seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256,
                  progress: Callable[[int, int], None] | None = None,
                  baseline: tuple[np.ndarray, np.ndarray | None] | None = None):
-        if method not in METHODS:
-            raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
+        _check(None, method)
         self.run, self.method, self.random_sets, self.seed, self.device = run, method, random_sets, seed, device
         self.targets = output_classes(run)
         indices, self.held_out = ablation_images(run, n_images, seed)
@@ -198,8 +205,7 @@ class AblationBench:
 
     def ablate(self, neurons: np.ndarray) -> Ablation:
         neurons = np.unique(np.asarray(neurons, dtype=np.int64))
-        if len(neurons) == 0:
-            raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
+        _check(neurons, self.method)
         after = self.logits(neurons)
         rng = np.random.default_rng(self.seed + 1)
         random_after = [self.accuracy(self.random_like(neurons, rng)) for _ in range(self.random_sets)]
@@ -216,8 +222,7 @@ def ablate(run: PreparedRun, neurons: np.ndarray, method: str = "zero", n_images
            seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 256,
            progress: Callable[[int, int], None] | None = None) -> Ablation:
     """Ablate `neurons` (flat indices) and `random_sets` same-size sets of the same layers; see the module doc."""
-    if len(np.asarray(neurons)) == 0:
-        raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
+    _check(neurons, method)
     return AblationBench(run, method, n_images, random_sets, seed, device, batch_size, progress).ablate(neurons)
 
 
@@ -262,26 +267,37 @@ def prepared_for(run, model=None) -> PreparedRun:
 def ablate_stored(run, items: list[str], method: str = "zero", n_images: int = 1000, random_sets: int = 5,
                   cut="auto", seed: int = 0, model=None, device: str = "cpu",
                   progress: Callable[[int, int], None] | None = None) -> Ablation:
-    """`ablate` on a stored run (`StoredRun`): neuron ids and cluster ids (at `cut`) name the neurons. The result
-    is kept in the run's store (`ablation_results`), and read from there when the same ablation is asked again; so
-    is the unablated pass over the same images, which every ablation of the run shares."""
+    """`ablate` on a stored run (`StoredRun`): neuron ids and cluster ids (at `cut`) name the neurons."""
     neurons = np.unique(np.concatenate([run.members(item, cut) for item in items])) if items else np.array([])
-    if method not in METHODS:
-        raise NeuroCartoError(f"method {method!r}: valid: {', '.join(METHODS)}")
-    if not len(neurons):
-        raise NeuroCartoError("no neurons to ablate: name at least one (layer:channel or layer:c<channel>)")
+    return ablate_run_neurons(run, neurons, method, n_images, random_sets, seed, model, device, progress)
+
+
+def ablate_run_neurons(run, neurons: np.ndarray, method: str = "zero", n_images: int = 1000, random_sets: int = 5,
+                       seed: int = 0, model=None, device: str = "cpu",
+                       progress: Callable[[int, int], None] | None = None) -> Ablation:
+    """`ablate` of a stored run's neurons (flat indices). The result is kept in the run's store
+    (`ablation_results`), and read from there when the same ablation is asked again."""
+    neurons = np.unique(np.asarray(neurons, dtype=np.int64))
+    _check(neurons, method)
     name = result_name(neurons, method, n_images, random_sets, seed)
     stored = stored_result(run, name)
     if stored is not None:
         return Ablation.from_dict(stored)
+    result = _stored_run_bench(run, method, n_images, random_sets, seed, model, device, progress).ablate(neurons)
+    store_result(run, name, result.as_dict())
+    return result
+
+
+def _stored_run_bench(run, method: str, n_images: int, random_sets: int, seed: int, model, device,
+                      progress=None) -> AblationBench:
+    """A bench on a stored run's model and data whose unablated pass is read from the run's store, or computed
+    and kept there: every ablation of the run on the same images shares it."""
     baseline = stored_baseline(run, method, n_images, seed)
     bench = AblationBench(prepared_for(run, model), method, n_images, random_sets, seed, device, progress=progress,
                           baseline=baseline)
     if baseline is None:
         store_baseline(run, method, n_images, seed, *bench.baseline)
-    result = bench.ablate(neurons)
-    store_result(run, name, result.as_dict())
-    return result
+    return bench
 
 
 def causal_scores(run, top_nodes: int = 3, n_images: int = 1000, random_sets: int = 5, seed: int = 0,
@@ -289,7 +305,7 @@ def causal_scores(run, top_nodes: int = 3, n_images: int = 1000, random_sets: in
     """Per class, its graph's `top_nodes` best nodes ablated together: the class's accuracy drop, the other classes'
     mean drop (specificity) and the mean drop of random same-size sets of the same layers; how many classes drop
     at least 3× more than random."""
-    bench = AblationBench(prepared_for(run, model), method, n_images, random_sets, seed, device)
+    bench = _stored_run_bench(run, method, n_images, random_sets, seed, model, device)
     rows = []
     for c, name in enumerate(run.class_names):
         nodes = sorted(run.graph(c)["nodes"], key=lambda node: -node["score"])[:top_nodes]

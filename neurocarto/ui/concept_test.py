@@ -210,11 +210,10 @@ def main(cache: str) -> None:
     try:
         with Store(cache) as store:
             run = StoredRun(store, spec["run"])
-            from ..ablation import ablate_stored
+            from ..ablation import ablate_run_neurons
 
-            ablate_stored(run, [run.neuron_ids[n] for n in spec["neurons"]], spec["method"], spec["images"],
-                          spec["random_sets"], seed=spec["seed"],
-                          progress=lambda done, total: report({"done": done, "total": total}))
+            ablate_run_neurons(run, spec["neurons"], spec["method"], spec["images"], spec["random_sets"], spec["seed"],
+                               progress=lambda done, total: report({"done": done, "total": total}))
         report({"error": None})
     except NeuroCartoError as problem:
         report({"error": str(problem)})
