@@ -35,9 +35,9 @@ from imagenet_scale import _write_image  # noqa: E402
 
 
 class AutogradOnly(graph.FeedPaths):
-    """The former path: no feed is taken as one convolution."""
+    """The former path: every feed by autograd (no closed form, no cone)."""
 
-    def __init__(self, model, layers, feeds, _calls):
+    def __init__(self, model, layers, feeds, _calls, _traced=None):
         super().__init__(model, layers, feeds, None)
 
 
@@ -79,7 +79,9 @@ def _class_graphs(run, store: Store, classes: list[int], execution: ExecutionCon
     inputs = {name: store.get_array(run.key, name) for name in ("class_matrix", "cluster_labels", "image_labels",
                                                                   "skipped")}
     feeds = feeding_map(model, run.layers)
-    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, run.load_images(np.array([0]))))
+    example = run.load_images(np.array([0]))
+    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, example),
+                            stages.graph_tracing(model, run.layers, example)[0])
     offsets, layer_of = neuron_offsets(run.layers), neuron_layers(run.layers)
     labels = inputs["cluster_labels"]
     for label in classes:

@@ -71,6 +71,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-threads", type=int, default=1, help="skip-gram threads (1: deterministic)")
     parser.add_argument("--projection-seed", type=int, default=None,
                         help="make the 2D projection reproducible (UMAP then runs on one thread)")
+    parser.add_argument("--graph-max-neurons", type=int, default=GraphParams.max_neurons,
+                        help="neurons per layer a class graph keeps at most, its strongest (default: %(default)s; 0: all)")
     parser.add_argument("--graph-images", type=int, default=None,
                         help="images per class for graph edges (default: all up to 10,000 images, else 10,000/classes, ≥ 50)")
     parser.add_argument("--patches", type=int, default=20, help="example patches per neuron (default 20)")
@@ -102,7 +104,7 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
                                           per_layer=not args.cluster_across_layers),
                     embed=EmbedParams(dimensions=args.embed_dimensions, epochs=args.embed_epochs,
                                       threads=args.embed_threads, projection_seed=args.projection_seed),
-                    graph=GraphParams(images_per_class=args.graph_images),
+                    graph=GraphParams(images_per_class=args.graph_images, max_neurons=args.graph_max_neurons),
                     patches=PatchParams(per_neuron=args.patches),
                     name=args.name)
     execution = ExecutionConfig(cache=args.cache, device=args.device, batch_size=args.batch_size,

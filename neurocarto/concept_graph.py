@@ -21,13 +21,15 @@ NEURON_DTYPE = np.dtype([("neuron", "<i8"), ("score", "<f8")])
 WEIGHT_DTYPE = np.dtype([("source", "<i8"), ("target", "<i8"), ("weight", "<f4")])
 
 
-def chosen_neurons(class_row: np.ndarray, layer_sizes: list[int], top_fraction: float) -> np.ndarray:
-    """The class's chosen neurons (NEURON_DTYPE): per layer in order, its top `top_fraction` by A (A > 0),
-    by descending A."""
+def chosen_neurons(class_row: np.ndarray, layer_sizes: list[int], top_fraction: float,
+                   max_neurons: int | None = None) -> np.ndarray:
+    """The class's chosen neurons (NEURON_DTYPE): per layer in order, its top `top_fraction` by A (A > 0), at
+    most `max_neurons` of them, by descending A."""
     chosen, offset = [], 0
     for size in layer_sizes:
         counts = class_row[offset:offset + size]
-        order = np.argsort(-counts, kind="stable")[:max(1, math.ceil(top_fraction * size))]
+        top = max(1, math.ceil(top_fraction * size))
+        order = np.argsort(-counts, kind="stable")[:top if max_neurons is None else min(top, max_neurons)]
         order = order[counts[order] > 0]
         chosen.append(np.rec.fromarrays([offset + order, counts[order].astype(np.float64)], dtype=NEURON_DTYPE))
         offset += size

@@ -68,7 +68,11 @@ class GraphParams:
     top_fraction: float = 0.1
     images_per_class: int | None = None   # None: all when the run has ≤ 10,000 images, else 10,000 / classes (≥ 50)
     max_in_edges: int = 10
+    max_neurons: int = 32                 # chosen neurons per layer at most; 0: no limit
     seed: int = 0
+
+    def neuron_limit(self) -> int | None:
+        return self.max_neurons or None
 
     def per_class(self, n_images: int, n_classes: int) -> int | None:
         if self.images_per_class is not None:
@@ -78,6 +82,8 @@ class GraphParams:
     def check(self) -> None:
         if not 0 < self.top_fraction <= 1:
             raise NeuroCartoError(f"--graph-top-fraction must be in (0, 1] (got {self.top_fraction})")
+        if self.max_neurons < 0:
+            raise NeuroCartoError(f"--graph-max-neurons must be 0 (no limit) or more (got {self.max_neurons})")
         if self.images_per_class is not None and self.images_per_class < 1:
             raise NeuroCartoError(f"--graph-images must be at least 1 (got {self.images_per_class})")
 

@@ -19,6 +19,7 @@ from .capture import LayerCapture, ModuleCall, as_maps
 from .neurons import Layer, neuron_offsets
 from .concept_graph import WEIGHT_DTYPE, chosen_neurons
 from .conv_paths import ConvPath, candidate_paths, identify, path_sums
+from .cone import Cone, TracedModel
 
 
 def _layers_of(chosen: np.ndarray, layers: list[Layer]) -> tuple[list[int], np.ndarray]:
@@ -38,15 +39,21 @@ def needed_channels(chosen: np.ndarray, layers: list[Layer], feeds: list[Feed]) 
 
 
 class FeedPaths:
-    """Which feeds are one convolution (`conv_paths`): verified paths, feeds without one, and candidates.
+    """How each feed's sums are computed: in closed form (`conv_paths`), along its gradient cone (`cone`), or
+    by autograd.
 
     A feed is decided on the first batch that uses it: autograd computes its sums, and the first candidate
-    whose closed-form sums agree becomes its path for every later batch and class.
+    that agrees becomes its method for every later batch and class: a closed form or an exact cone when its
+    sums equal autograd's, a cone with global context held when each downstream neuron's in-edges rank as
+    autograd's do (mean rank correlation ≥ `MIN_RANK_CORRELATION`; its measured error is kept in `errors`).
     """
 
-    def __init__(self, model: nn.Module, layers: list[Layer], feeds: list[Feed], calls: list[ModuleCall] | None):
-        self.decided: dict[int, ConvPath | None] = {}
-        self.candidates: dict[int, list[ConvPath]] = {}
+    def __init__(self, model: nn.Module, layers: list[Layer], feeds: list[Feed], calls: list[ModuleCall] | None,
+                 traced: TracedModel | None = None):
+        self.decided: dict[int, ConvPath | Cone | None] = {}
+        self.candidates: dict[int, list] = {}
+        self.errors: dict[int, dict] = {}
+        self.traced = traced if traced is not None and len(traced.nodes) == len(layers) else None
         position = {} if calls is None else {(call.module, call.call): i for i, call in enumerate(calls)}
         folded: dict = {}           # each conv folded with its norm once for all feeds; undecided ones go later
         for k, feed in enumerate(feeds):
@@ -54,23 +61,40 @@ class FeedPaths:
             ends = position.get((upstream.module_name, upstream.call)), position.get((layer.module_name, layer.call))
             options = [] if None in ends or layer.layout != "nchw" or layer.item is not None else candidate_paths(
                 model, calls, ends[0], ends[1], feed.stop - feed.start, folded)
+            cone = None if self.traced is None else self.traced.cone(feed.upstream, feed.downstream)
+            options += [cone] if cone is not None else []
             if options:
                 self.candidates[k] = options
             else:
                 self.decided[k] = None
 
-    def path(self, k: int) -> ConvPath | None:
+    def path(self, k: int) -> ConvPath | Cone | None:
         return self.decided.get(k)
 
     def pending(self, k: int) -> bool:
         return k not in self.decided
 
-    def decide(self, k: int, feed: Feed, inputs: dict[str, torch.Tensor], maps: torch.Tensor, chosen: torch.Tensor,
-               reference: np.ndarray) -> None:
-        """Keep the first candidate that reproduces `maps` and autograd's `reference` sums on this batch."""
+    def decide(self, k: int, feed: Feed, inputs: dict[str, torch.Tensor], values: dict[str, torch.Tensor],
+               maps: torch.Tensor, chosen: torch.Tensor, sources: torch.Tensor, reference: np.ndarray) -> None:
+        """Keep the first candidate that agrees with autograd's `reference` sums on this batch."""
         self.decided[k] = None
         scale = np.abs(reference).max() if reference.size else 0.0
         for candidate in self.candidates.pop(k):
+            if isinstance(candidate, Cone):
+                if not values:
+                    continue
+                fast = candidate.sums(values, chosen, sources).cpu().numpy()
+                expected = reference[:, sources.cpu().numpy()]
+                if candidate.exact:
+                    if np.allclose(fast, expected, rtol=1e-3, atol=1e-4 * scale + 1e-12):
+                        self.decided[k] = candidate
+                        return
+                    continue
+                error = cone_error(fast, expected)
+                if error["rank_correlation"] >= MIN_RANK_CORRELATION:
+                    self.decided[k], self.errors[k] = candidate, error
+                    return
+                continue
             path = identify(candidate, inputs, maps, chosen - feed.start)
             if path is None or inputs[path.source].shape[1] != reference.shape[1]:
                 continue
@@ -85,20 +109,51 @@ class FeedPaths:
 
     def convs(self) -> set[str]:
         """Conv modules whose inputs a batch needs: those of verified paths and of undecided candidates."""
-        paths = [path for path in self.decided.values() if path is not None]
-        paths += [path for options in self.candidates.values() for path in options]
+        paths = [path for path in self.decided.values() if isinstance(path, ConvPath)]
+        paths += [path for options in self.candidates.values() for path in options if isinstance(path, ConvPath)]
         return {name for path in paths for name in (path.conv, path.source)}
+
+    def cones(self) -> list[Cone]:
+        """The cones a batch computes: those of decided feeds and undecided candidates."""
+        cones = [path for path in self.decided.values() if isinstance(path, Cone)]
+        return cones + [path for options in self.candidates.values() for path in options if isinstance(path, Cone)]
+
+    def methods(self) -> dict:
+        """How many feeds each method computes, and the error of each approximate cone, for the manifest."""
+        kinds = ["closed_form" if isinstance(p, ConvPath) else "autograd" if p is None else
+                 "exact_cone" if p.exact else "approximate_cone" for p in self.decided.values()]
+        return {"feed_methods": {kind: kinds.count(kind) for kind in
+                          ("closed_form", "exact_cone", "approximate_cone", "autograd")},
+                "approximate_errors": [self.errors[k] for k in sorted(self.errors)]}
+
+
+MIN_RANK_CORRELATION = 0.95
+
+
+def cone_error(fast: np.ndarray, reference: np.ndarray) -> dict:
+    """An approximate cone's sums against autograd's: the mean over downstream neurons of the rank correlation
+    of their in-edges, the smallest of them, and the largest difference relative to the largest edge."""
+    correlations = []
+    for got, expected in zip(fast, reference):
+        if np.ptp(expected) > 0 and np.ptp(got) > 0:
+            correlations.append(np.corrcoef(np.argsort(np.argsort(got)), np.argsort(np.argsort(expected)))[0, 1])
+    scale = np.abs(reference).max() if reference.size else 0.0
+    return {"rank_correlation": float(np.mean(correlations)) if correlations else 1.0,
+            "min_rank_correlation": float(np.min(correlations)) if correlations else 1.0,
+            "max_relative_error": float(np.abs(fast - reference).max() / scale) if scale > 0 else 0.0}
 
 
 def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed], channels: dict[int, np.ndarray],
                          batches: Iterable[torch.Tensor], device: torch.device | str = "cpu",
-                         paths: FeedPaths | None = None) -> tuple[dict[int, np.ndarray], int]:
+                         paths: FeedPaths | None = None,
+                         sources: dict[int, np.ndarray] | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Σ over images of gradient × activation, per feed: (downstream channels, upstream channels), and the image count.
 
     Rows follow `channels[feed.downstream]`; rows of channels outside the feed's range stay 0. A feed that
-    `paths` knows to be one convolution is summed in closed form; every other feed differentiates only its
-    own channels and only down to its own upstream layer (a 3×3 branch's channels stop at their bottleneck).
-    One function: the capture hooks, the backward pass and the per-feed sums share one pass over the batch.
+    `paths` knows to be one convolution is summed in closed form, one it follows along its cone only for the
+    upstream channels `sources[feed.upstream]` (all when not given; the other columns stay 0); every other feed
+    differentiates only its own channels and only down to its own upstream layer.
+    One function: the forward pass, the backward passes and the per-feed sums share one pass over the batch.
     """
     paths = paths or FeedPaths(model, layers, feeds, None)
     feeds_used = []     # (feed index, feed, its rows of channels[feed.downstream], their channels as a tensor)
@@ -108,7 +163,8 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
         if len(rows):
             feeds_used.append((k, feed, rows, torch.from_numpy(chosen[rows]).to(device)))
     involved = sorted({f.upstream for _, f, _, _ in feeds_used} | set(channels))
-    maps: dict[int, torch.Tensor] = {}
+    columns = {i: torch.from_numpy(np.arange(layers[i].channels) if sources is None or i not in sources
+                                   else sources[i]).to(device) for i in involved}
     conv_inputs: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
     sums = {k: np.zeros((len(channels[f.downstream]), layers[f.upstream].channels)) for k, f, _, _ in feeds_used}
@@ -119,23 +175,24 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
     handles = [modules[name].register_forward_pre_hook(
         lambda _m, inputs, name=name: conv_inputs.__setitem__(name, inputs[0].detach())) for name in paths.convs()]
 
-    def one_pass(capture: LayerCapture, images: torch.Tensor, autograd: list, closed_form: list) -> list:
+    def one_pass(images: torch.Tensor, autograd: list, closed_form: list, cones: list) -> list:
         """Add one batch's sums of these feeds; returns the closed-form feeds whose path failed on it."""
         failed = []
         images = images.to(device).requires_grad_(bool(autograd))
         with torch.set_grad_enabled(bool(autograd)):
-            model(images)
+            maps, raw, values = _forward(model, layers, involved, paths, images)
             maxima = {i: maps[i].flatten(2).amax(dim=2) for i in {feed.downstream for _, feed, _, _ in autograd}}
             for k, feed, rows, chosen in autograd:
                 batch_sums = np.zeros((len(rows), layers[feed.upstream].channels))
-                upstream, activation = capture.raw[feed.upstream], maps[feed.upstream].detach()
-                for columns, grads in _gradients(maxima[feed.downstream][:, chosen], upstream):
+                upstream, activation = raw[feed.upstream], maps[feed.upstream].detach()
+                for picked, grads in _gradients(maxima[feed.downstream][:, chosen], upstream):
                     if grads is not None:
                         grads = as_maps(grads.flatten(0, 1), layers[feed.upstream]).unflatten(0, grads.shape[:2])
-                        batch_sums[columns] = torch.einsum("kbchw,bchw->kc", grads, activation).double().cpu().numpy()
+                        batch_sums[picked] = torch.einsum("kbchw,bchw->kc", grads, activation).double().cpu().numpy()
                 sums[k][rows] += batch_sums
                 if paths.pending(k):
-                    paths.decide(k, feed, conv_inputs, maps[feed.downstream][:, chosen].detach(), chosen, batch_sums)
+                    paths.decide(k, feed, conv_inputs, values, maps[feed.downstream][:, chosen].detach(), chosen,
+                                 columns[feed.upstream], batch_sums)
         for item in closed_form:
             k, feed, rows, chosen = item
             batch_sums = path_sums(paths.path(k), conv_inputs, maps[feed.downstream][:, chosen], chosen - feed.start)
@@ -144,26 +201,42 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
                 failed.append(item)
             else:
                 sums[k][rows] += batch_sums.cpu().numpy()
-        maps.clear()
-        capture.raw.clear()
+        for k, feed, rows, chosen in cones:
+            picked = columns[feed.upstream].cpu().numpy()
+            sums[k][np.ix_(rows, picked)] += paths.path(k).sums(values, chosen, columns[feed.upstream]).cpu().numpy()
         conv_inputs.clear()
         return failed
 
     try:
-        with LayerCapture(model, layers, maps.__setitem__, involved, isolate=True) as capture:
-            for images in batches:
-                autograd = [item for item in feeds_used if paths.path(item[0]) is None]
-                closed_form = [item for item in feeds_used if paths.path(item[0]) is not None]
-                failed = one_pass(capture, images, autograd, closed_form)
-                if failed:      # a path that no longer holds: this batch again, those feeds by autograd
-                    one_pass(capture, images, failed, [])
-                n_images += len(images)
+        for images in batches:
+            autograd = [item for item in feeds_used if paths.path(item[0]) is None]
+            closed_form = [item for item in feeds_used if isinstance(paths.path(item[0]), ConvPath)]
+            cones = [item for item in feeds_used if isinstance(paths.path(item[0]), Cone)]
+            failed = one_pass(images, autograd, closed_form, cones)
+            if failed:      # a path that no longer holds: this batch again, those feeds by autograd
+                one_pass(images, failed, [], [])
+            n_images += len(images)
     finally:
         for handle in handles:
             handle.remove()
         for p, flag in zip(model.parameters(), parameters):
             p.requires_grad_(flag)
     return sums, n_images
+
+
+def _forward(model: nn.Module, layers: list[Layer], involved: list[int], paths: FeedPaths, images: torch.Tensor):
+    """One forward pass: the involved layers' maps, their raw outputs (to differentiate) and, when the model is
+    traced, the node values the cones read."""
+    traced = paths.traced
+    if traced is not None:
+        keep = {traced.nodes[i].name for i in involved} | {name for cone in paths.cones() for name in cone.needs()}
+        values = traced.run(images, keep)
+        raw = {i: values[traced.nodes[i].name] for i in involved}
+        return raw, raw, values
+    maps: dict[int, torch.Tensor] = {}
+    with LayerCapture(model, layers, maps.__setitem__, involved, isolate=True) as capture:
+        model(images)
+    return maps, capture.raw, {}
 
 
 def _gradients(maxima: torch.Tensor, upstream: torch.Tensor, max_elements: int = 2 ** 20):
@@ -209,9 +282,13 @@ def neuron_weights(chosen: np.ndarray, layers: list[Layer], feeds: list[Feed], c
 
 def class_weights(model: nn.Module, layers: list[Layer], feeds: list[Feed], class_row: np.ndarray,
                   batches: Callable[[], Iterable[torch.Tensor]], device: torch.device | str, top_fraction: float = 0.1,
-                  paths: FeedPaths | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """One class's chosen neurons, their neuron-level edge weights and the number of images averaged."""
-    chosen = chosen_neurons(class_row, [layer.channels for layer in layers], top_fraction)
+                  paths: FeedPaths | None = None, max_neurons: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """One class's chosen neurons (at most `max_neurons` a layer), their neuron-level edge weights and the
+    number of images averaged."""
+    chosen = chosen_neurons(class_row, [layer.channels for layer in layers], top_fraction, max_neurons)
     channels = needed_channels(chosen, layers, feeds)
-    sums, n_images = channel_attributions(model, layers, feeds, channels, batches(), device, paths) if channels else ({}, 0)
+    offsets, layer_of = _layers_of(chosen, layers)
+    sources = {i: chosen["neuron"][layer_of == i] - offsets[i] for i in range(len(layers))}
+    sums, n_images = (channel_attributions(model, layers, feeds, channels, batches(), device, paths, sources)
+                      if channels else ({}, 0))
     return chosen, neuron_weights(chosen, layers, feeds, channels, sums, n_images), n_images

@@ -185,6 +185,11 @@ def summary(manifest: dict) -> str:
     if "embed" in stages and stages["embed"].get("status") == "done":
         e = stages["embed"]
         lines.append(f"  embedding: {e['sentences']} sentences, loss per epoch {e['loss']}")
+    if "graph" in stages and stages["graph"].get("status") == "done" and "seconds_per_class" in stages["graph"]:
+        g = stages["graph"]
+        feeds = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in g["feed_methods"].items() if count)
+        lines.append(f"  graph: {g['classes']} classes, {g['seconds_per_class']['mean']:.2f} s a class "
+                     f"(at most {g['seconds_per_class']['max']:.2f} s); feeds: {feeds}")
     timings = ", ".join(f"{stage.name} {stages[stage.name]['seconds']:.1f} s" for stage in STAGES
                         if stages.get(stage.name, {}).get("status") == "done")
     lines.append(f"  time: {timings}")

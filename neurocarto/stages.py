@@ -6,13 +6,16 @@ group (`context.store` is None but on rank 0); the others run on rank 0 only.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patch_images, patches
-from .capture import record_calls
+from .capture import LayerCapture, record_calls
+from .cone import TracedModel
 from .config import ExecutionConfig, RunConfig
 from .distributed import Group
 from .errors import NeuroCartoError
@@ -174,10 +177,12 @@ def graph_stage(context: StageContext) -> dict:
     class_matrix = inputs["class_matrix"]
     feeds = feeding_map(model, run.layers)
     readable = np.setdiff1d(np.arange(len(run.indices)), inputs["skipped"])[:1]
-    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, run.load_images(readable).to(device)))
+    example = run.load_images(readable).to(device)
+    traced, untraced = graph_tracing(model, run.layers, example)
+    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, example), traced)
     per_class = params.per_class(len(run.indices), len(class_matrix))
     batch_size = max(1, min(execution.batch_size, 64))
-    graphs = {}
+    graphs, seconds = {}, []
     mine = group.mine(len(class_matrix))
     progress = context.progress(len(mine), "classes")
     for label in mine:
@@ -187,8 +192,10 @@ def graph_stage(context: StageContext) -> dict:
             for start in range(0, len(ids), batch_size):
                 yield run.load_images(ids[start:start + batch_size])
 
+        started = time.perf_counter()
         graphs[label] = graph.class_weights(model, run.layers, feeds, class_matrix[label], batches, device,
-                                            params.top_fraction, paths)
+                                            params.top_fraction, paths, params.neuron_limit())
+        seconds.append(time.perf_counter() - started)
         progress.update()
     progress.close()
     gathered = group.gather(graphs)
@@ -208,8 +215,25 @@ def graph_stage(context: StageContext) -> dict:
         totals["edges"] += len(class_graph["edges"])
         totals["neuron_weights"] += len(weights)
     return {"classes": len(class_matrix), "images_per_class": per_class, "feeds": len(feeds),
-            "one_conv_feeds": sum(path is not None for path in paths.decided.values()),
+            "max_neurons": params.neuron_limit(), **paths.methods(), "untraced": untraced,
+            "seconds_per_class": {"mean": round(float(np.mean(seconds)), 4) if seconds else 0.0,
+                                  "max": round(float(np.max(seconds)), 4) if seconds else 0.0},
             "processes": group.world, **totals}
+
+
+def graph_tracing(model, layers, example) -> tuple[TracedModel | None, str | None]:
+    """The model traced for the feeds' cones (`cone.py`), or None and why it could not be."""
+    captured = {}
+    with torch.no_grad(), LayerCapture(model, layers, lambda i, maps: captured.__setitem__(i, maps.clone())):
+        model(example)
+    try:
+        traced = TracedModel(model, layers, example, captured)
+    except Exception as error:        # torch.fx raises many kinds on code it cannot trace
+        return None, f"torch.fx cannot trace the model: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    missing = [layer.name for i, layer in enumerate(layers) if i not in traced.nodes]
+    if missing:
+        return None, f"no traced node reproduces layer(s) {', '.join(missing[:5])}"
+    return traced, None
 
 
 def patches_stage(context: StageContext) -> dict:
@@ -250,7 +274,6 @@ STAGES = [
     Stage("pass1", pass1, lambda config: None, (), sharded=True),
     Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",)),
     Stage("embed", embed_stage, lambda config: config.embed, ("pass1",), version=2),   # 2: centred vectors
-    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True,
-          version=2),                                                               # 2: neuron-level weights
+    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True, version=3),
     Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
 ]

@@ -17,6 +17,8 @@ def test_chosen_neurons_are_each_layers_top_share_by_descending_score():
     chosen = chosen_neurons(row, [10, 20], 0.1)
     assert chosen["neuron"].tolist() == [4, 29, 28] and chosen["score"].tolist() == [9, 19, 18]
     assert len(chosen_neurons(np.zeros(30), [10, 20], 0.5)) == 0       # A = 0 is never chosen
+    capped = chosen_neurons(row, [10, 20], 0.5, max_neurons=3)         # layer b: top 10 capped at 3
+    assert capped["neuron"].tolist() == [4, 1, 29, 28, 27]
 
 
 def test_nodes_group_the_chosen_neurons_by_cluster_named_by_its_smallest_member():

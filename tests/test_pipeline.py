@@ -86,6 +86,7 @@ def test_googlenet_with_small_inputs_covers_the_25_block_map(tmp_path, image_fol
     # every later stage ran over the 25 blocks
     assert manifest["complete"] and len(manifest["stages"]["cluster"]["per_layer"]) == 25
     assert manifest["stages"]["graph"]["feeds"] == 48
+    assert manifest["stages"]["graph"]["feed_methods"]["autograd"] == 0      # one-conv feeds in closed form
     with Store(tmp_path) as store:
         assert store.get_array(manifest["key"], "projection").shape == (manifest["counts"]["neurons"], 2)
         assert len(store.get_json(manifest["key"], "graph/2")["nodes"]) >= 25
