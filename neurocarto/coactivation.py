@@ -21,19 +21,23 @@ from .neurons import Layer, neuron_offsets
 
 
 def shared_image_sample(top_images: np.ndarray, first: np.ndarray, second: np.ndarray, sample: int,
-                        seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pair index, image id) tasks: up to `sample` shared top images per pair, seeded."""
+                        seed: int, chunk: int = 2 ** 15) -> tuple[np.ndarray, np.ndarray]:
+    """(pair index, image id) tasks: up to `sample` shared top images per pair (a seeded uniform choice),
+    pair by pair, each pair's images in increasing order."""
     rng = np.random.default_rng(seed)
-    task_pairs, task_images = [], []
-    for pair, (i, j) in enumerate(zip(first.tolist(), second.tolist())):
-        shared = np.intersect1d(top_images[i], top_images[j])
-        if len(shared) > sample:
-            shared = np.sort(rng.choice(shared, sample, replace=False))
-        task_pairs.append(np.full(len(shared), pair))
-        task_images.append(shared)
-    if not task_pairs:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    return np.concatenate(task_pairs).astype(np.int64), np.concatenate(task_images).astype(np.int64)
+    task_pairs, task_images = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for start in range(0, len(first), chunk):
+        images = top_images[first[start:start + chunk]].astype(np.int64)
+        shared = (images[:, :, None] == top_images[second[start:start + chunk]][:, None, :]).any(axis=2)
+        keys = np.where(shared, rng.random(shared.shape), np.inf)
+        order = np.argsort(keys, axis=1)[:, :sample]
+        picked = np.take_along_axis(images, order, axis=1)
+        valid = np.isfinite(np.take_along_axis(keys, order, axis=1))
+        picked = np.sort(np.where(valid, picked, np.iinfo(np.int64).max), axis=1)
+        rows, columns = np.nonzero(np.sort(valid, axis=1)[:, ::-1])
+        task_pairs.append(start + rows)
+        task_images.append(picked[rows, columns])
+    return np.concatenate(task_pairs), np.concatenate(task_images)
 
 
 def _active(maps: torch.Tensor, active: float) -> torch.Tensor:

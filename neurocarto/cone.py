@@ -180,6 +180,13 @@ class Cone:
         self.windows[upstream] = _union(wanted.pop(upstream, []), upstream.name)
         self.exact = not any(n in self.held for step in self.steps for n in step.node.all_input_nodes)
 
+    def window_share(self) -> float:
+        """The elements of one seed's windows over those of the whole maps they crop (channels × area summed
+        over the cone's nodes): the cone's work per seed as a share of one full backward pass's."""
+        shapes = self.traced.shapes
+        windows = sum(shapes[n.name][1] * size[0] * size[1] for n, (_, _, size) in self.windows.items())
+        return windows / sum(shapes[n.name][1] * shapes[n.name][2] * shapes[n.name][3] for n in self.windows)
+
     def needs(self) -> set[str]:
         """The node values a forward pass must keep for this cone."""
         names = {self.upstream.name, self.downstream.name}

@@ -46,6 +46,8 @@ class FeedPaths:
     that agrees becomes its method for every later batch and class: a closed form or an exact cone when its
     sums equal autograd's, a cone with global context held when each downstream neuron's in-edges rank as
     autograd's do (mean rank correlation ≥ `MIN_RANK_CORRELATION`; its measured error is kept in `errors`).
+    A cone is offered only where its windows are at most `MAX_WINDOW_SHARE` of its maps (small maps, wide
+    blocks: one backward per channel over the whole map is cheaper).
     """
 
     def __init__(self, model: nn.Module, layers: list[Layer], feeds: list[Feed], calls: list[ModuleCall] | None,
@@ -62,7 +64,7 @@ class FeedPaths:
             options = [] if None in ends or layer.layout != "nchw" or layer.item is not None else candidate_paths(
                 model, calls, ends[0], ends[1], feed.stop - feed.start, folded)
             cone = None if self.traced is None else self.traced.cone(feed.upstream, feed.downstream)
-            options += [cone] if cone is not None else []
+            options += [cone] if cone is not None and cone.window_share() <= MAX_WINDOW_SHARE else []
             if options:
                 self.candidates[k] = options
             else:
@@ -81,8 +83,6 @@ class FeedPaths:
         scale = np.abs(reference).max() if reference.size else 0.0
         for candidate in self.candidates.pop(k):
             if isinstance(candidate, Cone):
-                if not values:
-                    continue
                 fast = candidate.sums(values, chosen, sources).cpu().numpy()
                 expected = reference[:, sources.cpu().numpy()]
                 if candidate.exact:
@@ -128,6 +128,7 @@ class FeedPaths:
 
 
 MIN_RANK_CORRELATION = 0.95
+MAX_WINDOW_SHARE = 0.5      # a cone whose windows cover more of its maps costs more than autograd's full backward
 
 
 def cone_error(fast: np.ndarray, reference: np.ndarray) -> dict:
@@ -225,11 +226,11 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
 
 
 def _forward(model: nn.Module, layers: list[Layer], involved: list[int], paths: FeedPaths, images: torch.Tensor):
-    """One forward pass: the involved layers' maps, their raw outputs (to differentiate) and, when the model is
-    traced, the node values the cones read."""
-    traced = paths.traced
-    if traced is not None:
-        keep = {traced.nodes[i].name for i in involved} | {name for cone in paths.cones() for name in cone.needs()}
+    """One forward pass: the involved layers' maps, their raw outputs (to differentiate) and, while some feed
+    is or may be computed along its cone, the node values the cones read (through the traced model)."""
+    traced, cones = paths.traced, paths.cones()
+    if traced is not None and cones:
+        keep = {traced.nodes[i].name for i in involved} | {name for cone in cones for name in cone.needs()}
         values = traced.run(images, keep)
         raw = {i: values[traced.nodes[i].name] for i in involved}
         return raw, raw, values

@@ -272,8 +272,8 @@ class Stage:
 
 STAGES = [
     Stage("pass1", pass1, lambda config: None, (), sharded=True),
-    Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",)),
+    Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",), version=2),  # 2: one draw a chunk
     Stage("embed", embed_stage, lambda config: config.embed, ("pass1",), version=2),   # 2: centred vectors
-    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True, version=3),
+    Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True, version=4),
     Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
 ]

@@ -38,3 +38,18 @@ def test_shared_sample_is_seeded_and_bounded():
     assert pairs.tolist() == [0, 0, 0] and set(images) <= {2, 3, 4, 5, 6}
     again = shared_image_sample(top_images, np.array([0, 0]), np.array([1, 2]), sample=3, seed=0)
     assert again[1].tolist() == images.tolist()
+
+
+def test_shared_sample_equals_the_intersection_or_a_uniform_subset_of_it():
+    rng = np.random.default_rng(3)
+    top_images = np.stack([rng.choice(30, 8, replace=False) for _ in range(40)])
+    first, second = rng.integers(0, 40, 500), rng.integers(0, 40, 500)
+    pairs, images = shared_image_sample(top_images, first, second, sample=3, seed=1, chunk=64)
+    assert np.all(np.diff(pairs) >= 0)
+    for pair, (i, j) in enumerate(zip(first, second)):
+        shared, got = np.intersect1d(top_images[i], top_images[j]), images[pairs == pair]
+        assert got.tolist() == sorted(got.tolist()) and set(got) <= set(shared)
+        assert len(got) == min(len(shared), 3)
+    same = np.tile(np.arange(6), (1, 1))
+    _, picked = shared_image_sample(same, np.zeros(4000, dtype=np.int64), np.zeros(4000, dtype=np.int64), 3, seed=2)
+    assert np.allclose(np.bincount(picked) / 4000, 0.5, atol=0.04)

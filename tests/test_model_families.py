@@ -141,6 +141,8 @@ def test_models_of_another_library_run_every_stage(tmp_path, image_folder, facto
     manifest = small_run(tmp_path / "cache", image_folder, f"{path}:{factory}", 64)
     check_complete(tmp_path / "cache", manifest)
     assert len(manifest["layers"]) >= 4
-    methods = manifest["stages"]["graph"]["feed_methods"]      # residual and SE blocks along their cones
-    assert methods["exact_cone"] + methods["approximate_cone"] > methods["autograd"]
-    assert manifest["stages"]["graph"]["untraced"] is None
+    graph = manifest["stages"]["graph"]
+    assert graph["untraced"] is None        # residual blocks along exact cones, SE blocks along approximate ones
+    assert graph["feed_methods"]["exact_cone"] >= 2
+    if factory == "mobilenet":
+        assert graph["feed_methods"]["approximate_cone"] >= 1
