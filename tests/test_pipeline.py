@@ -267,7 +267,7 @@ def test_a_new_stage_version_reruns_only_that_stage():
     assert hashes["pass1"] == stable_hash({"run": "k", "params": None, "upstream": []})      # as before versions
     unversioned = stable_hash({"run": "k", "params": asdict(config.embed), "upstream": [hashes["pass1"]]})
     assert hashes["embed"] != unversioned            # embed is at version 2 (centred vectors): stored ones rerun
-    assert hashes["cluster"] == stable_hash({"run": "k", "params": asdict(config.cluster), "upstream": [hashes["pass1"]]})
+    assert hashes["patches"] == stable_hash({"run": "k", "params": asdict(config.patches), "upstream": [hashes["pass1"]]})
 
 
 def test_a_second_precompute_of_a_run_being_computed_stops_naming_the_first(small_fashion_run):
