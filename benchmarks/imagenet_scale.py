@@ -53,11 +53,11 @@ def _write_image(job: tuple[Path, int]) -> int:
     return path.stat().st_size
 
 
-def ensure_images(folder: Path, n_images: int) -> float:
-    """Write the JPEGs that are missing; return the mean file size in kB."""
+def ensure_images(folder: Path, n_images: int, classes: int = CLASSES) -> float:
+    """Write the JPEGs that are missing, image i in class i % classes; return the mean file size in kB."""
     jobs = []
     for index in range(n_images):
-        path = folder / f"n{index % CLASSES:08d}" / f"{index:07d}.JPEG"
+        path = folder / f"n{index % classes:08d}" / f"{index:07d}.JPEG"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             jobs.append((path, index))

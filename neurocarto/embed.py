@@ -9,12 +9,13 @@ and its nearest neighbours.
    rate, word2vec's reduced window (1…window, uniform per centre word); a sentence is a set,
    so its words are shuffled each epoch and the window picks contexts from that order. One thread is deterministic for a seed; more threads update lock-free.
    Cost is linear in the total sentence length.
-3. UMAP to 2D (cosine metric, PCA initialisation), and the `n_neighbors` nearest neighbours of
-   every neuron by cosine similarity in the full embedding.
+3. The `n_neighbors` nearest neighbours of every neuron by cosine similarity in the full embedding
+   (exact), and UMAP to 2D over that neighbour graph (cosine metric, PCA initialisation).
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -203,14 +204,27 @@ def cosine_neighbors(embedding: np.ndarray, n_neighbors: int = 20, block: int = 
     return indices, similarities
 
 
-def project_2d(embedding: np.ndarray, seed: int | None = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
-    """UMAP to 2D with the cosine metric and PCA initialisation; reproducible when seed is given."""
+def project_2d(embedding: np.ndarray, seed: int | None = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+               neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """UMAP to 2D with the cosine metric and PCA initialisation; reproducible when seed is given.
+
+    UMAP's neighbour graph is the exact one of `cosine_neighbors` (given as `neighbors` when already computed
+    with at least `n_neighbors` - 1 columns): no approximate NN-descent search, nor its compilation."""
     import umap
 
     from .threads import cpu_budget
 
-    if len(embedding) <= 3:
-        return np.zeros((len(embedding), 2), dtype=np.float32)
-    reducer = umap.UMAP(n_components=2, metric="cosine", init="pca", n_neighbors=min(n_neighbors, len(embedding) - 1),
-                        min_dist=min_dist, random_state=seed, n_jobs=1 if seed is not None else cpu_budget())
-    return reducer.fit_transform(embedding).astype(np.float32)
+    n = len(embedding)
+    if n <= 3:
+        return np.zeros((n, 2), dtype=np.float32)
+    n_neighbors = min(n_neighbors, n - 1)
+    if neighbors is None or neighbors[0].shape[1] < n_neighbors - 1:
+        neighbors = cosine_neighbors(embedding, n_neighbors - 1)
+    indices, similarities = (part[:, :n_neighbors - 1] for part in neighbors)
+    knn = (np.hstack([np.arange(n)[:, None], indices]).astype(np.int32),
+           np.hstack([np.zeros((n, 1)), np.clip(1.0 - similarities, 0.0, 2.0)]).astype(np.float32))
+    reducer = umap.UMAP(n_components=2, metric="cosine", init="pca", n_neighbors=n_neighbors, min_dist=min_dist,
+                        random_state=seed, n_jobs=1 if seed is not None else cpu_budget(), precomputed_knn=knn)
+    with warnings.catch_warnings():     # no search index: the stage never projects new points
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+        return reducer.fit_transform(embedding).astype(np.float32)

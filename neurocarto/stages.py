@@ -147,7 +147,7 @@ def embed_stage(context: StageContext) -> dict:
     progress.update()
     neighbors, similarities = embed.cosine_neighbors(vectors, params.neighbors)
     progress.update()
-    projection = embed.project_2d(vectors, params.projection_seed)
+    projection = embed.project_2d(vectors, params.projection_seed, neighbors=(neighbors, similarities))
     progress.update()
     progress.close()
     for name, value in (("embedding", vectors), ("projection", projection), ("neighbors", neighbors),
@@ -273,7 +273,7 @@ class Stage:
 STAGES = [
     Stage("pass1", pass1, lambda config: None, (), sharded=True),
     Stage("cluster", cluster_stage, lambda config: config.cluster, ("pass1",), version=2),  # 2: one draw a chunk
-    Stage("embed", embed_stage, lambda config: config.embed, ("pass1",), version=2),   # 2: centred vectors
+    Stage("embed", embed_stage, lambda config: config.embed, ("pass1",), version=3),   # 3: UMAP over the exact neighbours
     Stage("graph", graph_stage, lambda config: config.graph, ("cluster",), sharded=True, version=4),
     Stage("patches", patches_stage, lambda config: config.patches, ("pass1",)),
 ]

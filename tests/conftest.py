@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +7,9 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# A shell without job control starts background commands with SIGINT ignored, and their children inherit it:
+# the servers and precomputes the tests stop with SIGINT (Ctrl-C) would then run on until killed.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 

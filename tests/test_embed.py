@@ -62,10 +62,16 @@ def test_cosine_neighbors_match_brute_force():
     np.testing.assert_allclose(similarities, np.take_along_axis(full, expected, 1), rtol=1e-5)
 
 
-def test_projection_is_2d_and_reproducible():
+def test_projection_is_2d_and_reproducible(monkeypatch):
+    import umap.umap_
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("UMAP searched for neighbours itself")
+
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", no_search)     # it uses cosine_neighbors' exact ones
     rng = np.random.default_rng(0)
     embedding = np.concatenate([rng.normal(0, 1, (40, 8)) + 5 * np.eye(8)[0], rng.normal(0, 1, (40, 8)) - 5 * np.eye(8)[0]])
-    first, second = project_2d(embedding, seed=1), project_2d(embedding, seed=1)
+    first, second = project_2d(embedding, seed=1), project_2d(embedding, seed=1, neighbors=cosine_neighbors(embedding))
     assert first.shape == (80, 2)
     np.testing.assert_array_equal(first, second)
     # the two planted blobs stay apart
