@@ -42,7 +42,8 @@ class FeedPaths:
     """How each feed's sums are computed: in closed form (`conv_paths`), along its gradient cone (`cone`), or
     by autograd.
 
-    A feed is decided on the first batch that uses it: autograd computes its sums, and the first candidate
+    A feed is decided on the first `DECIDING_IMAGES` images of the first batch that uses it (the rest of that
+    batch follows the decision): autograd computes its sums, and the first candidate
     that agrees becomes its method for every later batch and class: a closed form or an exact cone when its
     sums equal autograd's, a cone with global context held when each downstream neuron's in-edges rank as
     autograd's do (mean rank correlation ≥ `MIN_RANK_CORRELATION`; its measured error is kept in `errors`).
@@ -128,6 +129,7 @@ class FeedPaths:
 
 
 MIN_RANK_CORRELATION = 0.95
+DECIDING_IMAGES = 8         # autograd's per-channel backward on these only, not on the whole first batch
 MAX_WINDOW_SHARE = 0.5      # a cone whose windows cover more of its maps costs more than autograd's full backward
 
 
@@ -209,14 +211,16 @@ def channel_attributions(model: nn.Module, layers: list[Layer], feeds: list[Feed
         return failed
 
     try:
-        for images in batches:
-            autograd = [item for item in feeds_used if paths.path(item[0]) is None]
-            closed_form = [item for item in feeds_used if isinstance(paths.path(item[0]), ConvPath)]
-            cones = [item for item in feeds_used if isinstance(paths.path(item[0]), Cone)]
-            failed = one_pass(images, autograd, closed_form, cones)
-            if failed:      # a path that no longer holds: this batch again, those feeds by autograd
-                one_pass(images, failed, [], [])
-            n_images += len(images)
+        for batch in batches:
+            deciding = len(batch) > DECIDING_IMAGES and any(paths.pending(item[0]) for item in feeds_used)
+            for images in (batch[:DECIDING_IMAGES], batch[DECIDING_IMAGES:]) if deciding else (batch,):
+                autograd = [item for item in feeds_used if paths.path(item[0]) is None]
+                closed_form = [item for item in feeds_used if isinstance(paths.path(item[0]), ConvPath)]
+                cones = [item for item in feeds_used if isinstance(paths.path(item[0]), Cone)]
+                failed = one_pass(images, autograd, closed_form, cones)
+                if failed:      # a path that no longer holds: these images again, those feeds by autograd
+                    one_pass(images, failed, [], [])
+                n_images += len(images)
     finally:
         for handle in handles:
             handle.remove()

@@ -152,3 +152,19 @@ def test_convs_too_large_to_expand_keep_autograd_and_each_conv_is_folded_once(mo
     exact, _ = channel_attributions(model, layers, feeds, channels, images)
     for k in exact:
         np.testing.assert_allclose(fast[k], exact[k], rtol=1e-4, atol=1e-6 * (np.abs(exact[k]).max() + 1e-12))
+
+
+def test_a_large_first_batch_decides_its_feeds_on_its_first_images_only(monkeypatch):
+    from neurocarto import graph
+
+    model, example, layers = feeds_model()
+    torch.manual_seed(3)
+    images = [torch.randn(graph.DECIDING_IMAGES + 5, 3, 16, 16), torch.randn(3, 3, 16, 16)]
+    channels = {i: np.arange(layer.channels) for i, layer in enumerate(layers)}
+    deciding = []
+    real_decide = FeedPaths.decide
+    monkeypatch.setattr(FeedPaths, "decide", lambda self, k, feed, inputs, values, maps, *rest:
+                        deciding.append(len(maps)) or real_decide(self, k, feed, inputs, values, maps, *rest))
+    feeds, paths = compare(model, layers, example, images, channels)
+    assert deciding and set(deciding) == {graph.DECIDING_IMAGES}
+    assert not any(paths.pending(k) for k in range(len(feeds)))
