@@ -27,7 +27,8 @@ def main() -> None:
     embedding = embedding.astype(np.float32)
     import umap
 
-    project_2d(embedding[:5000], seed=None)      # JIT outside the timings (above 4096 points UMAP uses NN-descent)
+    project_2d(embedding[:5000], seed=None)      # JIT outside the timings
+    # above 4,096 points UMAP's own search is NN-descent: compiled here, outside the timings too
     umap.UMAP(n_components=2, metric="cosine", init="pca", n_epochs=2).fit_transform(embedding[:5000])
 
     print("| step | neurons | seconds |")

@@ -54,7 +54,7 @@ def main() -> None:
         print(f"| {name} | {stages[name]['seconds']:.1f} | {stages[name]['seconds'] / pass1:.2f} |")
     per_class = graph["seconds_per_class"]
     print(f"\ngraph: {per_class['mean']:.3f} s a class (at most {per_class['max']:.3f} s), "
-          f"{graph['images_per_class'] or 'all'} images a class, at most {graph['max_neurons']} neurons a layer; "
+          f"{graph['images_per_class'] or 'all'} images a class at most ({args.per_class} each here), at most {graph['max_neurons']} neurons a layer; "
           f"feeds {graph['feed_methods']}")
 
 
