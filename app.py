@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug and not loopback(args.host) and not args.debug_on_network:
         parser.error(f"--debug with --host {args.host}: Dash's debugger would let anyone who reaches the server "
                      "run code on it; serve on 127.0.0.1, drop --debug, or add --debug-on-network if you mean it")
-    from neurocarto.store import Store
+    from neurocarto.store.disk import Store
     from neurocarto.ui.app import create_app
 
     first, child = None, None

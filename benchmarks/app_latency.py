@@ -30,10 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from neurocarto.config import ExecutionConfig, RunConfig  # noqa: E402
-from neurocarto.pipeline import precompute  # noqa: E402
-from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from synthetic_run import write_synthetic_run  # noqa: E402
+
+from neurocarto.config import ExecutionConfig, RunConfig  # noqa: E402
+from neurocarto.precompute.pipeline import precompute  # noqa: E402
+from neurocarto.ui.snapshot import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 CY = "document.getElementById('graph')._cyreg.cy"
 PLOT = "document.querySelector('#projection .js-plotly-plot')"

@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from neurocarto.cluster import Banding, exact_similar_pairs, lsh_candidates, minhash_signatures, pair_jaccard
-from neurocarto.hierarchy import linkage_merges
+from neurocarto.concepts.cluster import Banding, exact_similar_pairs, lsh_candidates, minhash_signatures, pair_jaccard
+from neurocarto.concepts.hierarchy import linkage_merges
 
 K, N_IMAGES, THRESHOLD, FLOOR, LAYER = 100, 1_280_000, 0.3, 0.05, 1024
 

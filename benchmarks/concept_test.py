@@ -57,7 +57,7 @@ def toggle_filter(page, state: dict) -> float:
 
 def untested_neurons(run_reference: str | None, cache: str, count: int, seed: int = 0) -> tuple[str, list[str]]:
     import neurocarto as nc
-    from neurocarto.ablation_results import result_name, stored_result
+    from neurocarto.store.ablation_results import result_name, stored_result
     from neurocarto.ui import concept_test
 
     run = nc.open_run(run_reference, cache=cache)
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS
+    from neurocarto.ui.snapshot import CHROMIUM, CHROMIUM_FLAGS
 
     key, neurons = untested_neurons(args.run, args.cache, args.tests)
     process, base = serve(key, args.cache)

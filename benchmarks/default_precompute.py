@@ -19,7 +19,7 @@ BARE = """
 import resource, sys, time, torch
 from torch.utils.data import DataLoader
 from neurocarto.config import ExecutionConfig, RunConfig
-from neurocarto.prepared_run import RunImages, collate_readable, prepare
+from neurocarto.inputs.prepared_run import RunImages, collate_readable, prepare
 run = prepare(RunConfig(max_images=int(sys.argv[1])), ExecutionConfig(cache=sys.argv[2]))
 loader = DataLoader(RunImages(run.dataset, run.indices, run.model.transform), batch_size=256,
                     collate_fn=collate_readable)

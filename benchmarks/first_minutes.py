@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=None, help="images of the precompute (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from neurocarto import progress
     from neurocarto.config import ExecutionConfig, RunConfig
-    from neurocarto.pipeline import precompute
+    from neurocarto.precompute import progress
+    from neurocarto.precompute.pipeline import precompute
 
     size = [] if args.max_images is None else ["--max-images", str(args.max_images)]
     with tempfile.TemporaryDirectory() as folder:

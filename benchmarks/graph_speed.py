@@ -23,18 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocarto import concept_graph, graph, stages
+from neurocarto.concepts import concept_graph
 from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.inputs.prepared_run import prepare
 from neurocarto.neurons import neuron_layers, neuron_offsets
-from neurocarto.pipeline import precompute
-from neurocarto.prepared_run import prepare
-from neurocarto.store import Store
+from neurocarto.precompute import attribution, stages
+from neurocarto.precompute.contract import StageContext
+from neurocarto.precompute.pipeline import precompute
+from neurocarto.store.disk import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imagenet_scale import _write_image  # noqa: E402
 
 
-class AutogradOnly(graph.FeedPaths):
+class AutogradOnly(attribution.FeedPaths):
     """The former path: every feed by autograd (no closed form, no cone)."""
 
     def __init__(self, model, layers, feeds, _calls, _traced=None):
@@ -50,15 +52,15 @@ def timed_graph_stage(config: RunConfig, execution: ExecutionConfig, autograd_on
                       classes: list[int] | None = None) -> tuple[float, float, dict]:
     """Wall seconds, share of CPU time in the kernel, and the graphs, of the graph stage (or of some classes)."""
     run = prepare(config, execution)
-    shipped = graph.FeedPaths
-    graph.FeedPaths = AutogradOnly if autograd_only else shipped
+    shipped = attribution.FeedPaths
+    attribution.FeedPaths = AutogradOnly if autograd_only else shipped
     try:
         with Store(execution.cache) as store:
             key = run.key
             user, system = cpu_seconds()
             started = time.perf_counter()
             if classes is None:
-                stages.graph_stage(stages.StageContext(run, store, execution, lambda _: None))
+                stages.graph_stage(StageContext(run, store, execution, lambda _: None))
             else:
                 _class_graphs(run, store, classes, execution)
             seconds = time.perf_counter() - started
@@ -66,28 +68,28 @@ def timed_graph_stage(config: RunConfig, execution: ExecutionConfig, autograd_on
             graphs = {label: store.get_json(key, f"graph/{label}") for label in (classes or range(
                 len(store.get_json(key, "class_names"))))}
     finally:
-        graph.FeedPaths = shipped
+        attribution.FeedPaths = shipped
     kernel = (system_after - system) / max(user_after - user + system_after - system, 1e-9)
     return seconds, kernel, graphs
 
 
 def _class_graphs(run, store: Store, classes: list[int], execution: ExecutionConfig) -> None:
     """The graph stage restricted to some classes (the stage's own loop, on a subset)."""
-    from neurocarto.capture import record_calls
-    from neurocarto.feeding import feeding_map
+    from neurocarto.inputs.capture import record_calls
+    from neurocarto.inputs.feeding import feeding_map
     model = run.model.module
     inputs = {name: store.get_array(run.key, name) for name in ("class_matrix", "cluster_labels", "image_labels",
                                                                   "skipped")}
     feeds = feeding_map(model, run.layers)
     example = run.load_images(np.array([0]))
-    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, example),
+    paths = attribution.FeedPaths(model, run.layers, feeds, record_calls(model, example),
                             stages.graph_tracing(model, run.layers, example)[0])
     offsets, layer_of = neuron_offsets(run.layers), neuron_layers(run.layers)
     labels = inputs["cluster_labels"]
     for label in classes:
         ids = stages.class_image_ids(inputs["image_labels"], inputs["skipped"], label, None, 0)
         batches = lambda ids=ids: (run.load_images(ids[s:s + 64]) for s in range(0, len(ids), 64))  # noqa: E731
-        chosen, weights, images = graph.class_weights(model, run.layers, feeds, inputs["class_matrix"][label], batches,
+        chosen, weights, images = attribution.class_weights(model, run.layers, feeds, inputs["class_matrix"][label], batches,
                                                       "cpu", run.config.graph.top_fraction, paths)
         store.put_json(run.key, f"graph/{label}", concept_graph.class_graph_at(
             chosen, weights, images, [layer.name for layer in run.layers], offsets, layer_of, labels,

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import multiprocessing
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,8 +32,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from neurocarto.config import ExecutionConfig, RunConfig
-from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, run_pass1
-from neurocarto.prepared_run import RunImages, collate_readable, prepare, resolve_device
+from neurocarto.inputs.prepared_run import RunImages, collate_readable, prepare, resolve_device
+from neurocarto.precompute.pass1 import ClassStatistics, Pass1State, StreamingTopK, run_pass1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_precompute import wall_and_peak  # noqa: E402

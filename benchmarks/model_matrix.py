@@ -28,7 +28,7 @@ from pathlib import Path
 
 from neurocarto.config import EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
 from neurocarto.errors import NeuroCartoError
-from neurocarto.pipeline import precompute
+from neurocarto.precompute.pipeline import precompute
 
 SIZES = (64, 96, 224)
 STAGES = ("pass1", "cluster", "embed", "graph", "patches")
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes, each with its share of the CPUs")
     args = parser.parse_args()
-    from neurocarto.models import torchvision_classifiers
+    from neurocarto.inputs.models import torchvision_classifiers
     models = [] if args.timm_only else args.only or torchvision_classifiers()
     tasks = [(model, (sweep_row, model, args.data, args.images, args.device)) for model in models]
     if args.timm_folder:

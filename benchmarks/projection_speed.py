@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from neurocarto.embed import cosine_neighbors, project_2d
+from neurocarto.concepts.embed import cosine_neighbors, project_2d
 
 
 def main() -> None:

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocarto import graph, stages
-from neurocarto.capture import record_calls
 from neurocarto.config import ExecutionConfig, GraphParams, RunConfig
-from neurocarto.feeding import feeding_map
-from neurocarto.pipeline import precompute
-from neurocarto.prepared_run import prepare, resolve_device
-from neurocarto.store import Store
+from neurocarto.inputs.capture import record_calls
+from neurocarto.inputs.feeding import feeding_map
+from neurocarto.inputs.prepared_run import prepare, resolve_device
+from neurocarto.precompute import attribution, stages
+from neurocarto.precompute.contract import StageContext
+from neurocarto.precompute.pipeline import precompute
+from neurocarto.store.disk import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graph_speed import AutogradOnly  # noqa: E402
@@ -81,19 +82,19 @@ def one_model(name: str, data: str, per_class: int, size: int, device: str, max_
     model = run.model.module.to(resolve_device(device))
     with Store(execution.cache) as store:
         started = time.perf_counter()
-        details = stages.graph_stage(stages.StageContext(run, store, execution, lambda _: None))
+        details = stages.graph_stage(StageContext(run, store, execution, lambda _: None))
         shipped_seconds = time.perf_counter() - started
         feeds = feeding_map(model, run.layers)
         row = store.get_array(run.key, "class_matrix")[0]
         batches = class_batches(run, store, 0)
         example = run.load_images(np.array([0]))
         traced, _ = stages.graph_tracing(model, run.layers, example)
-        paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, example), traced)
-        _, fast, _ = graph.class_weights(model, run.layers, feeds, row, batches, device, 0.1, paths, max_neurons)
-        _, slow, _ = graph.class_weights(model, run.layers, feeds, row, batches, device, 0.1,
+        paths = attribution.FeedPaths(model, run.layers, feeds, record_calls(model, example), traced)
+        _, fast, _ = attribution.class_weights(model, run.layers, feeds, row, batches, device, 0.1, paths, max_neurons)
+        _, slow, _ = attribution.class_weights(model, run.layers, feeds, row, batches, device, 0.1,
                                          AutogradOnly(model, run.layers, feeds, None), max_neurons)
         started = time.perf_counter()
-        graph.class_weights(model, run.layers, feeds, row, batches, device, 0.1,
+        attribution.class_weights(model, run.layers, feeds, row, batches, device, 0.1,
                             AutogradOnly(model, run.layers, feeds, None), None)
         former = (time.perf_counter() - started) * classes
     equal, mean_rank, min_rank = agreement(fast, slow)

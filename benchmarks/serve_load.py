@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neurocarto.store import Store  # noqa: E402
+from neurocarto.store.disk import Store  # noqa: E402
 from neurocarto.ui.app import create_app  # noqa: E402
 
 RUN = ["--max-images", "600", "--top-k", "20", "--quiet"]

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
+from neurocarto.concepts.embed import train_skipgram
 from neurocarto.config import EmbedParams
-from neurocarto.embed import train_skipgram
 
 DIMENSIONS, WINDOW, NEGATIVES, EPOCHS, ALPHA = 30, 5, 5, 5, 0.025
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from neurocarto.concept_graph import WEIGHT_DTYPE, chosen_neurons, class_graph_at, cluster_anchors
-from neurocarto.hierarchy import cut_labels, linkage_merges
+from neurocarto.concepts.concept_graph import WEIGHT_DTYPE, chosen_neurons, class_graph_at, cluster_anchors
+from neurocarto.concepts.hierarchy import cut_labels, linkage_merges
 from neurocarto.neurons import Layer
-from neurocarto.patch_images import pack
-from neurocarto.store import Store
-from neurocarto.stored_run import STAGE_NAMES
+from neurocarto.store.disk import Store
+from neurocarto.store.patch_images import pack
+from neurocarto.store.stored_run import STAGE_NAMES
 
 
 def _patch_packs(rng: np.random.Generator, count: int, per_neuron: int) -> list[bytes]:

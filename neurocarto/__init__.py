@@ -6,12 +6,12 @@
 
 `open_run` and `StoredRun` read stored runs without importing torch; `precompute` imports it when called.
 """
-from .errors import NeuroCartoError
-from .stored_run import AUTO, Cluster, Neighbor, StoredRun, open_run
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.stored_run import AUTO, Cluster, Neighbor, StoredRun, open_run
 
 
 def precompute(*args, **kwargs) -> StoredRun:
-    from .api import precompute as compute
+    from neurocarto.api import precompute as compute
 
     return compute(*args, **kwargs)
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .stored_run import StoredRun, open_run
+from neurocarto.store.stored_run import StoredRun, open_run
 
 
 def precompute(model=None, data: str | None = None, *, transform: Callable | None = None,
@@ -29,10 +29,10 @@ def precompute(model=None, data: str | None = None, *, transform: Callable | Non
     (an image folder, `fashion-mnist`, `parts`, …). `run_options` are further `RunConfig` fields (seed,
     threshold, amp, cluster=ClusterParams(…), …).
     """
-    from .config import ExecutionConfig, RunConfig
-    from .errors import NeuroCartoError
-    from .models import from_module
-    from .pipeline import precompute as run_stages
+    from neurocarto.config import ExecutionConfig, RunConfig
+    from neurocarto.errors import NeuroCartoError
+    from neurocarto.inputs.models import from_module
+    from neurocarto.precompute.pipeline import precompute as run_stages
 
     loaded = None
     if not (model is None or isinstance(model, str)):

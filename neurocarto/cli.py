@@ -9,14 +9,22 @@ import sys
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .config import DEFAULT_CACHE, ClusterParams, EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
-from .errors import NeuroCartoError
-from .evaluate import evaluate_run, format_report
-from .export import export_run
-from .pipeline import precompute, summary
-from .snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
-from .store import Store
-from .stored_run import StoredRun
+from neurocarto.analysis.evaluate import evaluate_run, format_report
+from neurocarto.analysis.export import export_run
+from neurocarto.config import (
+    DEFAULT_CACHE,
+    ClusterParams,
+    EmbedParams,
+    ExecutionConfig,
+    GraphParams,
+    PatchParams,
+    RunConfig,
+)
+from neurocarto.errors import NeuroCartoError
+from neurocarto.precompute.pipeline import precompute, summary
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import StoredRun
+from neurocarto.ui.snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
 
 T = TypeVar("T")
 
@@ -254,19 +262,19 @@ def run_command(args: argparse.Namespace) -> None:
             result = evaluate_run(store, args.run, args.trials, seed=args.seed, truth=args.truth,
                                   intruders=args.intruders)
             if args.causal:
-                from .ablation import causal_scores
+                from neurocarto.analysis.ablation import causal_scores
 
                 result["causal"] = causal_scores(StoredRun(store, store.resolve(args.run)),
                                                  n_images=args.causal_images, seed=args.seed)
         print(format_report(result))
         if args.causal:
-            from .ablation import format_causal
+            from neurocarto.analysis.ablation import format_causal
 
             print("\n" + format_causal(result["causal"]))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
     elif args.command == "ablate":
-        from .ablation import format_ablation
+        from neurocarto.analysis.ablation import format_ablation
 
         if args.images < 1 or args.random_sets < 0:
             raise NeuroCartoError(f"--images {args.images} --random-sets {args.random_sets}: expected at least 1 "

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import NeuroCartoError
+from neurocarto.errors import NeuroCartoError
 
 DEFAULT_CACHE = Path("cache")
 

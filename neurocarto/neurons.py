@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NeuroCartoError, suggest
+from neurocarto.errors import NeuroCartoError, suggest
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def fashion_available() -> Path:
 def small_fashion_run(tmp_path_factory, fashion_available):
     """Every stage of the default model on a seeded sample of 600 Fashion-MNIST images."""
     from neurocarto.config import ExecutionConfig, GraphParams, RunConfig
-    from neurocarto.pipeline import precompute
+    from neurocarto.precompute.pipeline import precompute
 
     cache = tmp_path_factory.mktemp("small-fashion-run")
     config = RunConfig(max_images=600, top_k=20, graph=GraphParams(max_in_edges=50))
@@ -79,7 +79,7 @@ def small_fashion_run(tmp_path_factory, fashion_available):
 def browser():
     """Headless Debian Chromium through Playwright (one per test module: a second sync Playwright, as `snapshot`
     starts, cannot run beside one left open)."""
-    from neurocarto.snapshot import CHROMIUM, CHROMIUM_FLAGS
+    from neurocarto.ui.snapshot import CHROMIUM, CHROMIUM_FLAGS
 
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed")

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import neurocarto as nc
-from neurocarto.ablation import _Channels, ablate, ablation_images
+from neurocarto.analysis.ablation import _Channels, ablate, ablation_images
 from neurocarto.cli import main as cli_main
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.prepared_run import prepare
 from neurocarto.neurons import Layer
-from neurocarto.prepared_run import prepare
 
 
 def test_channels_are_set_in_every_layout():
@@ -94,7 +94,7 @@ def test_ablate_a_cluster_of_a_stored_run_from_the_cli(small_fashion_run, tmp_pa
 
 
 def test_causal_scores_ablate_each_class_graphs_top_nodes(small_fashion_run, capsys):
-    from neurocarto.ablation import AblationBench, causal_scores, prepared_for
+    from neurocarto.analysis.ablation import AblationBench, causal_scores, prepared_for
 
     _config, execution, manifest = small_fashion_run
     run = nc.open_run(manifest["key"], cache=execution.cache)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from neurocarto.snapshot import CHROMIUM
+from neurocarto.ui.snapshot import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -352,7 +352,7 @@ def assert_readable(page, label: str, graph_nodes: int) -> None:
 def test_the_graph_summary_is_readable_without_zoom(server, browser, small_fashion_run):
     base, manifest = server
     _config, execution, _ = small_fashion_run
-    from neurocarto.store import Store
+    from neurocarto.store.disk import Store
 
     with Store(execution.cache) as store:
         coat = store.get_json(manifest["key"], "graph/4")
@@ -366,7 +366,7 @@ def test_a_graph_of_hundreds_of_nodes_is_readable_without_zoom(browser, tmp_path
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from synthetic_run import write_synthetic_run
 
-    from neurocarto.store import Store
+    from neurocarto.store.disk import Store
 
     key = write_synthetic_run(tmp_path / "store", 100_000)
     with Store(tmp_path / "store") as store:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from neurocarto.store import Store
+from neurocarto.store.disk import Store
 from neurocarto.ui.progress_view import progress_panel, run_progress
 
 ROOT = Path(__file__).resolve().parents[1]

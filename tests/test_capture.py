@@ -6,13 +6,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neurocarto.capture import LayerCapture, as_maps, map_geometry
-from neurocarto.neurons import Layer
 from neurocarto.errors import NeuroCartoError
-from neurocarto.extract import LayerMaxima
-from neurocarto.graph import channel_attributions
-from neurocarto.feeding import Feed
-from neurocarto.models import LoadedModel, resolve_layers
+from neurocarto.inputs.capture import LayerCapture, as_maps, map_geometry
+from neurocarto.inputs.feeding import Feed
+from neurocarto.inputs.models import LoadedModel, resolve_layers
+from neurocarto.neurons import Layer
+from neurocarto.precompute.attribution import channel_attributions
+from neurocarto.precompute.pass1 import LayerMaxima
 
 
 def loaded(module: nn.Module, layers=()) -> LoadedModel:

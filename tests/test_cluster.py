@@ -4,9 +4,16 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from sklearn.metrics import adjusted_rand_score
 
-from neurocarto import hierarchy
-from neurocarto.cluster import Banding, exact_similar_pairs, lsh_candidates, minhash_signatures, pair_jaccard, similar_pairs
-from neurocarto.hierarchy import cut_labels, linkage_merges, merge_groups, null_cuts
+from neurocarto.concepts import hierarchy
+from neurocarto.concepts.cluster import (
+    Banding,
+    exact_similar_pairs,
+    lsh_candidates,
+    minhash_signatures,
+    pair_jaccard,
+    similar_pairs,
+)
+from neurocarto.concepts.hierarchy import cut_labels, linkage_merges, merge_groups, null_cuts
 
 
 def planted_sets(n_groups: int, group_size: int, n_singletons: int, k: int = 100, keep: int = 80,

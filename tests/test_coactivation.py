@@ -3,8 +3,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurocarto.coactivation import coactivation_rates, shared_image_sample
 from neurocarto.neurons import Layer
+from neurocarto.precompute.coactivation import coactivation_rates, shared_image_sample
 
 
 def designed_images(n_images: int = 6) -> torch.Tensor:

@@ -2,8 +2,15 @@
 import numpy as np
 import pytest
 
-from neurocarto.concept_graph import (WEIGHT_DTYPE, anchor_neuron, chosen_neurons, class_graph_at,
-                                      class_nodes, cluster_anchors, node_holding)
+from neurocarto.concepts.concept_graph import (
+    WEIGHT_DTYPE,
+    anchor_neuron,
+    chosen_neurons,
+    class_graph_at,
+    class_nodes,
+    cluster_anchors,
+    node_holding,
+)
 
 LAYERS = ["a", "b"]
 OFFSETS = np.array([0, 10, 30])

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from neurocarto.ablation import ablate, prepared_for
-from neurocarto.ablation_results import stored_baseline, stored_result
+from neurocarto.analysis.ablation import ablate, prepared_for
 from neurocarto.config import ExecutionConfig, RunConfig
-from neurocarto.pipeline import precompute
-from neurocarto.store import JsonOnlyDisk, Store, UnsafeRow
+from neurocarto.precompute.pipeline import precompute
+from neurocarto.store.ablation_results import stored_baseline, stored_result
+from neurocarto.store.disk import JsonOnlyDisk, Store, UnsafeRow
 from neurocarto.ui import callbacks, concept_test
 from neurocarto.ui.app import Catalog
 

@@ -7,9 +7,9 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from neurocarto.capture import LayerCapture
-from neurocarto.cone import TracedModel
+from neurocarto.inputs.capture import LayerCapture
 from neurocarto.neurons import Layer
+from neurocarto.precompute.cone import TracedModel
 
 
 def _layers(model, names, images):

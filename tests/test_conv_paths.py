@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from neurocarto.capture import record_calls
-from neurocarto.feeding import feeding_map
-from neurocarto.graph import FeedPaths, channel_attributions
-from neurocarto.models import LoadedModel, load_model, resolve_layers
+from neurocarto.inputs.capture import record_calls
+from neurocarto.inputs.feeding import feeding_map
+from neurocarto.inputs.models import LoadedModel, load_model, resolve_layers
+from neurocarto.precompute.attribution import FeedPaths, channel_attributions
 
 
 class Residual(nn.Module):
@@ -130,7 +130,7 @@ def test_a_path_that_fails_on_a_later_batch_goes_back_to_autograd():
 
 
 def test_convs_too_large_to_expand_keep_autograd_and_each_conv_is_folded_once(monkeypatch):
-    from neurocarto import conv_paths
+    from neurocarto.precompute import conv_paths
 
     model, example, layers = feeds_model()
     feeds = feeding_map(model, layers)
@@ -155,16 +155,16 @@ def test_convs_too_large_to_expand_keep_autograd_and_each_conv_is_folded_once(mo
 
 
 def test_a_large_first_batch_decides_its_feeds_on_its_first_images_only(monkeypatch):
-    from neurocarto import graph
+    from neurocarto.precompute import attribution
 
     model, example, layers = feeds_model()
     torch.manual_seed(3)
-    images = [torch.randn(graph.DECIDING_IMAGES + 5, 3, 16, 16), torch.randn(3, 3, 16, 16)]
+    images = [torch.randn(attribution.DECIDING_IMAGES + 5, 3, 16, 16), torch.randn(3, 3, 16, 16)]
     channels = {i: np.arange(layer.channels) for i, layer in enumerate(layers)}
     deciding = []
     real_decide = FeedPaths.decide
     monkeypatch.setattr(FeedPaths, "decide", lambda self, k, feed, inputs, values, maps, *rest:
                         deciding.append(len(maps)) or real_decide(self, k, feed, inputs, values, maps, *rest))
     feeds, paths = compare(model, layers, example, images, channels)
-    assert deciding and set(deciding) == {graph.DECIDING_IMAGES}
+    assert deciding and set(deciding) == {attribution.DECIDING_IMAGES}
     assert not any(paths.pending(k) for k in range(len(feeds)))

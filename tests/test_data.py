@@ -4,8 +4,8 @@ import gzip
 import numpy as np
 import pytest
 
-from neurocarto.data import FashionMNIST, ImageFolder, open_dataset, subsample
 from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.data import FashionMNIST, ImageFolder, open_dataset, subsample
 
 
 def write_idx(path, array: np.ndarray) -> None:

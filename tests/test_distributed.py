@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from neurocarto.distributed import Group
 from neurocarto.errors import NeuroCartoError
-from neurocarto.extract import ClassStatistics, Pass1State, StreamingTopK, merge_states
-from neurocarto.pass1_stream import pack_shards, unpack_shards
-from neurocarto.stages import PASS1_ARRAYS
-from neurocarto.store import Store
+from neurocarto.precompute.distributed import Group
+from neurocarto.precompute.pass1 import ClassStatistics, Pass1State, StreamingTopK, merge_states
+from neurocarto.precompute.pass1_stream import pack_shards, unpack_shards
+from neurocarto.precompute.stages import PASS1_ARRAYS
+from neurocarto.store.disk import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PASS1 = ("top_values", "top_images", "top_positions", "class_matrix", "class_mean_maxima", "class_images", "skipped")
@@ -114,9 +114,9 @@ def test_sharded_pass1_survives_ctrl_c_and_a_crash(tmp_path, image_folder, facto
 import os, signal, sys, time
 sys.path.insert(0, {str(factory_file.parent)!r})
 from tiny_model import make as make_tiny
-import neurocarto.store
+import neurocarto.store.disk
 calls = 0
-save_checkpoint = neurocarto.store.Store.save_checkpoint
+save_checkpoint = neurocarto.store.disk.Store.save_checkpoint
 
 
 def slow_save_checkpoint(*args, **kwargs):
@@ -125,7 +125,7 @@ def slow_save_checkpoint(*args, **kwargs):
     return save_checkpoint(*args, **kwargs)
 
 
-neurocarto.store.Store.save_checkpoint = slow_save_checkpoint
+neurocarto.store.disk.Store.save_checkpoint = slow_save_checkpoint
 
 
 def make():

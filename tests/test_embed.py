@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from neurocarto.concepts.embed import cosine_neighbors, image_sentences, project_2d, train_skipgram
 from neurocarto.config import EmbedParams
-from neurocarto.embed import cosine_neighbors, image_sentences, project_2d, train_skipgram
 
 
 def test_sentences_match_brute_force():

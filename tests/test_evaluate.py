@@ -4,11 +4,19 @@ import json
 import numpy as np
 import pytest
 
+from neurocarto.analysis.embedding_scores import embedding_scores, original_rule_embedding
+from neurocarto.analysis.evaluate import (
+    class_agreement,
+    class_histograms,
+    groups_of,
+    intruder_accuracy,
+    neuron_concepts,
+    original_grouping,
+    purity,
+    random_grouping,
+)
+from neurocarto.concepts.embed import image_sentences
 from neurocarto.config import EmbedParams
-from neurocarto.embed import image_sentences
-from neurocarto.embedding_scores import embedding_scores, original_rule_embedding
-from neurocarto.evaluate import (class_agreement, class_histograms, groups_of, intruder_accuracy, neuron_concepts,
-                                 original_grouping, purity, random_grouping)
 from neurocarto.neurons import Layer
 from neurocarto.zoo.parts import OBJECT_OF_PART, PARTS_OF_CLASS, PartsDataset
 
@@ -112,7 +120,7 @@ def test_parts_images_are_reproducible_and_their_maps_match_the_drawing():
 
 def _runs_json(cache) -> str:
     from neurocarto.cli import run_rows
-    from neurocarto.store import Store
+    from neurocarto.store.disk import Store
 
     with Store(cache) as store:
         return json.dumps([{k: v for k, v in row.items() if k in ("name", "data")} for row in run_rows(store)])
@@ -128,7 +136,7 @@ def evaluate_run_json(cache, run: str, *flags: str) -> dict:
 def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     from neurocarto.cli import main
     from neurocarto.config import ExecutionConfig, RunConfig
-    from neurocarto.pipeline import precompute
+    from neurocarto.precompute.pipeline import precompute
 
     manifest = precompute(RunConfig(model="parts-inception", data="parts:1800"),
                           ExecutionConfig(cache=tmp_path, progress=False, batch_size=200), stages=["cluster", "embed"],
@@ -154,7 +162,7 @@ def test_evaluate_command_on_a_small_parts_run(tmp_path, capsys):
     legacy = evaluate_run_json(tmp_path, manifest["name"], "--truth", "top-images", "--intruders", "any")
     assert legacy["definitions"] == {"truth": "top-images", "intruders": "any", "trials": 100}
     # the app's part labels: the part each neuron's own top images show, as the top-images truth reads it
-    from neurocarto.store import Store
+    from neurocarto.store.disk import Store
     from neurocarto.zoo.parts import PartLabels
 
     with Store(tmp_path) as store:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from neurocarto.cli import main as cli_main
-from neurocarto.pipeline import summary
+from neurocarto.precompute.pipeline import summary
 
 
 def test_export_writes_every_documented_file(small_fashion_run, tmp_path, capsys):

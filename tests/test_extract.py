@@ -4,8 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from neurocarto.extract import SUM_SCALE, ClassStatistics, Pass1State, StreamingTopK, SummitThreshold, run_pass1
 from neurocarto.neurons import Layer
+from neurocarto.precompute.pass1 import (
+    SUM_SCALE,
+    ClassStatistics,
+    Pass1State,
+    StreamingTopK,
+    SummitThreshold,
+    run_pass1,
+)
 
 
 def full_sort_top_k(values: np.ndarray, positions: np.ndarray, k: int):

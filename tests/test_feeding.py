@@ -2,8 +2,8 @@
 import torch
 import torchvision
 
-from neurocarto.feeding import Feed, feeding_map
-from neurocarto.models import load_model, resolve_layers
+from neurocarto.inputs.feeding import Feed, feeding_map
+from neurocarto.inputs.models import load_model, resolve_layers
 
 
 def test_googlenet_map_is_the_originals():
@@ -42,7 +42,7 @@ def test_default_model_map():
 
 def test_plain_models_chain_consecutive_layers():
     model = torchvision.models.resnet18(weights=None).eval()
-    from neurocarto.models import LoadedModel
+    from neurocarto.inputs.models import LoadedModel
     loaded = LoadedModel("resnet18", model, None, None, [], "random", "x")
     layers = resolve_layers(loaded, None, torch.randn(1, 3, 64, 64))
     feeds = feeding_map(model, layers)

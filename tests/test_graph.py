@@ -3,9 +3,9 @@ that mean something (ablating the strongest upstream node hurts more than the we
 import numpy as np
 import torch
 
-from neurocarto.feeding import feeding_map
-from neurocarto.prepared_run import prepare
-from neurocarto.store import Store
+from neurocarto.inputs.feeding import feeding_map
+from neurocarto.inputs.prepared_run import prepare
+from neurocarto.store.disk import Store
 
 
 def test_edges_follow_the_feeding_map(small_fashion_run):
@@ -78,9 +78,9 @@ def test_ablating_the_strongest_edge_hurts_more_than_the_weakest(small_fashion_r
 def test_any_cut_of_the_stored_weights_equals_attribution_recomputed_for_its_nodes(small_fashion_run):
     """The graph the app builds at a cut from the stored neuron-level weights is the graph gradient × activation
     gives those nodes directly: per feed, Σ over the target's rows and the source's columns of the attribution sums."""
-    from neurocarto.concept_graph import class_graph_at, cluster_anchors
-    from neurocarto.graph import channel_attributions, needed_channels
-    from neurocarto.hierarchy import cut_labels
+    from neurocarto.concepts.concept_graph import class_graph_at, cluster_anchors
+    from neurocarto.concepts.hierarchy import cut_labels
+    from neurocarto.precompute.attribution import channel_attributions, needed_channels
 
     config, execution, manifest = small_fashion_run
     run = prepare(config, execution)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from neurocarto.config import EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
-from neurocarto.patch_images import unpack
-from neurocarto.pipeline import precompute
-from neurocarto.store import Store
+from neurocarto.precompute.pipeline import precompute
+from neurocarto.store.disk import Store
+from neurocarto.store.patch_images import unpack
 
 # one model of each family (torchvision's model modules; ResNeXt's grouped convolutions come with RegNet), at the
 # smallest input it takes

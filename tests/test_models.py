@@ -4,9 +4,9 @@ import pytest
 import torch
 import torchvision
 
-from neurocarto.capture import record_calls
 from neurocarto.errors import NeuroCartoError
-from neurocarto.models import GOOGLENET_LAYERS, candidate_blocks, load_model, resolve_layers
+from neurocarto.inputs.capture import record_calls
+from neurocarto.inputs.models import GOOGLENET_LAYERS, candidate_blocks, load_model, resolve_layers
 from neurocarto.neurons import Layer, neuron_ids, parse_neuron_id
 
 
@@ -117,7 +117,7 @@ def test_the_default_models_transform_equals_torchvisions_and_needs_none_of_it()
     from PIL import Image
     from torchvision.transforms import functional as TF
 
-    from neurocarto.models import _grey_transform
+    from neurocarto.inputs.models import _grey_transform
     from neurocarto.zoo import fashion_inception
 
     rng = np.random.default_rng(0)
@@ -125,7 +125,7 @@ def test_the_default_models_transform_equals_torchvisions_and_needs_none_of_it()
         image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
         expected = TF.normalize(TF.to_tensor(image.convert("L")), [fashion_inception.MEAN], [fashion_inception.STD])
         assert torch.equal(_grey_transform(image), expected)
-    code = ("import sys; from neurocarto.models import load_model; from PIL import Image; "
+    code = ("import sys; from neurocarto.inputs.models import load_model; from PIL import Image; "
             "m = load_model('fashion-inception'); m.transform(Image.new('L', (28, 28))); "
             "assert 'torchvision' not in sys.modules, 'torchvision imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

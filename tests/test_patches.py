@@ -5,10 +5,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from neurocarto.models import load_model, resolve_layers
+from neurocarto.inputs.models import load_model, resolve_layers
 from neurocarto.neurons import Layer
-from neurocarto.patch_images import mosaic, pack, unpack
-from neurocarto.patches import crop_box, display_image, neuron_patches, receptive_fields
+from neurocarto.precompute.patches import crop_box, display_image, neuron_patches, receptive_fields
+from neurocarto.store.patch_images import mosaic, pack, unpack
 
 
 def test_crop_contains_the_argmax_and_stays_inside():

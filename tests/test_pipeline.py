@@ -1,11 +1,11 @@
 """End to end: precompute runs on small real data, skip, resume, and bad input."""
 import json
 import os
-from dataclasses import replace
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,11 @@ import torch
 from neurocarto.cli import main as cli_main
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.errors import NeuroCartoError
-from neurocarto.models import GOOGLENET_LAYERS, load_model
-from neurocarto.patch_images import unpack
-from neurocarto.pipeline import precompute
-from neurocarto.store import Store
-from neurocarto.stored_run import skipped_images
+from neurocarto.inputs.models import GOOGLENET_LAYERS, load_model
+from neurocarto.precompute.pipeline import precompute
+from neurocarto.store.disk import Store
+from neurocarto.store.patch_images import unpack
+from neurocarto.store.stored_run import skipped_images
 from neurocarto.zoo.fashion_inception import DEFAULT_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_default_model_on_fashion_subsample(tmp_path, fashion_available):
 
     # the stored maxima and positions are the model's, for one neuron checked directly
     loaded = load_model(None)
-    from neurocarto.data import open_dataset
+    from neurocarto.inputs.data import open_dataset
     dataset = open_dataset(None, tmp_path)
     neuron, layer = 5, manifest["layers"][0]
     image = loaded.transform(dataset.load(int(image_index[top_images[neuron, 0]]))).unsqueeze(0)
@@ -260,7 +260,7 @@ def test_a_new_stage_version_reruns_only_that_stage():
     from dataclasses import asdict
 
     from neurocarto.config import stable_hash
-    from neurocarto.pipeline import stage_inputs
+    from neurocarto.precompute.pipeline import stage_inputs
 
     config = RunConfig()
     hashes = stage_inputs(config, "k")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from neurocarto.errors import NeuroCartoError
-from neurocarto.snapshot import CHROMIUM, SnapshotRequest, _side_by_side_svg, output_format, page_query, snapshot
+from neurocarto.ui.snapshot import CHROMIUM, SnapshotRequest, _side_by_side_svg, output_format, page_query, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -31,7 +31,7 @@ def red_pixels(png: Path) -> int:
 def test_snapshot_png_and_svg_of_both_views(small_fashion_run):
     _config, execution, manifest = small_fashion_run
     SHOTS.mkdir(parents=True, exist_ok=True)
-    from neurocarto.store import Store
+    from neurocarto.store.disk import Store
 
     with Store(execution.cache) as store:
         graph = store.get_json(manifest["key"], "graph/8")       # Bag

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from neurocarto.errors import NeuroCartoError
-from neurocarto.store import SCHEMA_VERSION, Store
+from neurocarto.store.disk import SCHEMA_VERSION, Store
 
 
 def make_run(store: Store, key: str, name: str) -> None:
@@ -144,7 +144,7 @@ def test_one_writer_per_run(tmp_path, monkeypatch):
     import sys
     import time
 
-    import neurocarto.store as store_module
+    import neurocarto.store.disk as store_module
 
     with Store(tmp_path) as store, store.writer("abc"):
         with Store(tmp_path) as other:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import neurocarto as nc
+from neurocarto.concepts.hierarchy import cut_labels
 from neurocarto.errors import NeuroCartoError
-from neurocarto.hierarchy import cut_labels
-from neurocarto.store import Store
-from neurocarto.stored_run import AUTO, STAGE_NAMES, parse_cut
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import AUTO, STAGE_NAMES, parse_cut
 from neurocarto.ui.app import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_a_runs_graph_at_any_cut(small_fashion_run):
 
 
 def test_stage_names_are_the_pipelines():
-    from neurocarto.stages import STAGES
+    from neurocarto.precompute.stages import STAGES
 
     assert STAGE_NAMES == tuple(stage.name for stage in STAGES)
 

@@ -2,7 +2,7 @@
 import pytest
 from dash import no_update
 
-from neurocarto.store import Store
+from neurocarto.store.disk import Store
 from neurocarto.ui import callbacks
 from neurocarto.ui.app import Catalog
 from neurocarto.ui.url_state import ViewState, read_query

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocarto.store import Store
+from neurocarto.store.disk import Store
 from neurocarto.ui.app import Catalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

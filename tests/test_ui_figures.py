@@ -5,6 +5,7 @@ import numpy as np
 
 from neurocarto.ui.figures import class_bar_figure, concept_outlines, node_title, projection_figure
 
+
 def test_projection_has_a_trace_per_layer_and_highlights():
     projection = np.arange(12, dtype=np.float32).reshape(6, 2)
     layer_of = np.array([0, 0, 0, 1, 1, 2])

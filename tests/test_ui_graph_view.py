@@ -1,8 +1,19 @@
 """The Graph View's pure builders: the summary's budget and layout, edges, the cascade, the "all nodes" view."""
 import numpy as np
 
-from neurocarto.ui.graph_view import (GUTTER, NODE_MIN, SLOT, Frame, Grid, NodeLook, cascade, graph_elements,
-                                      strongest_edges, summary_nodes, visible_nodes)
+from neurocarto.ui.graph_view import (
+    GUTTER,
+    NODE_MIN,
+    SLOT,
+    Frame,
+    Grid,
+    NodeLook,
+    cascade,
+    graph_elements,
+    strongest_edges,
+    summary_nodes,
+    visible_nodes,
+)
 
 GRAPH = {
     "nodes": [

@@ -12,13 +12,13 @@ import dash_cytoscape as cyto
 import diskcache
 from dash import Dash, DiskcacheManager
 
-from ..errors import NeuroCartoError
-from ..store import JsonOnlyDisk, Store
-from ..stored_run import STAGE_NAMES, StoredRun, complete_runs, run_label
-from .callbacks import register_callbacks
-from .inputs import MAX_REQUEST, check_requests
-from .layout import page
-from .routes import register_routes
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.disk import JsonOnlyDisk, Store
+from neurocarto.store.stored_run import STAGE_NAMES, StoredRun, complete_runs, run_label
+from neurocarto.ui.callbacks import register_callbacks
+from neurocarto.ui.inputs import MAX_REQUEST, check_requests
+from neurocarto.ui.layout import page
+from neurocarto.ui.routes import register_routes
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 VIEW_ARRAYS = ("neuron_ids", "class_names", "projection", "neighbor_table", "cluster_labels", "merge_caps",

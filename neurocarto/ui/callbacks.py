@@ -8,16 +8,16 @@ import numpy as np
 from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 from dash.exceptions import MissingCallbackContextException
 
-from ..errors import NeuroCartoError
-from ..stored_run import AUTO, parse_cut
-from .figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
-from .graph_view import Frame, cascade, graph_elements, graph_stylesheet
-from .inputs import MAX_NODES, bounded_callback, chosen_cut, share
-from .layout import IDLE_POLL_MS, PROGRESS_POLL_MS
-from .panels import class_options_of, concept_name, neuron_block, node_looks
-from .progress_view import incomplete_runs, launch_panel, progress_panel, run_progress
-from .url_state import ViewState, read_query
-from .wiring import WIRING, wired, with_catalog
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.stored_run import AUTO, parse_cut
+from neurocarto.ui.figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
+from neurocarto.ui.graph_view import Frame, cascade, graph_elements, graph_stylesheet
+from neurocarto.ui.inputs import MAX_NODES, bounded_callback, chosen_cut, share
+from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
+from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks
+from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_panel, run_progress
+from neurocarto.ui.url_state import ViewState, read_query
+from neurocarto.ui.wiring import WIRING, wired, with_catalog
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 

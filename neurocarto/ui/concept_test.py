@@ -19,13 +19,13 @@ import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from ..ablation_results import result_name, stored_result
-from ..errors import NeuroCartoError
-from ..store import Store
-from ..stored_run import StoredRun
-from .figures import ablation_figure
-from .inputs import chosen_cut
-from .wiring import wired
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.ablation_results import result_name, stored_result
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import StoredRun
+from neurocarto.ui.figures import ablation_figure
+from neurocarto.ui.inputs import chosen_cut
+from neurocarto.ui.wiring import wired
 
 TEST_IMAGES = 1000          # held-out images per test
 RANDOM_SETS = 5             # random same-size sets of the same layers to compare with
@@ -210,7 +210,7 @@ def main(cache: str) -> None:
     try:
         with Store(cache) as store:
             run = StoredRun(store, spec["run"])
-            from ..ablation import ablate_run_neurons
+            from neurocarto.analysis.ablation import ablate_run_neurons
 
             ablate_run_neurons(run, spec["neurons"], spec["method"], spec["images"], spec["random_sets"], spec["seed"],
                                progress=lambda done, total: report({"done": done, "total": total}))

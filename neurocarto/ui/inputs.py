@@ -15,8 +15,8 @@ import traceback
 from dash import Input, State
 from dash.exceptions import PreventUpdate
 
-from ..errors import NeuroCartoError
-from ..hierarchy import AUTO, parse_cut
+from neurocarto.concepts.hierarchy import AUTO, parse_cut
+from neurocarto.errors import NeuroCartoError
 
 MAX_NODES = 50            # selected graph nodes
 MAX_NEURONS = 5000        # neurons selected with the lasso or hovered

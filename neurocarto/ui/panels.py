@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import html
 
-from .graph_view import NodeLook
+from neurocarto.ui.graph_view import NodeLook
 
 
 def class_options_of(run, search: str = "") -> list[dict]:

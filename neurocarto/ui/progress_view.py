@@ -7,9 +7,9 @@ import time
 
 from dash import html
 
-from ..errors import NeuroCartoError
-from ..store import Store
-from ..stored_run import STAGE_NAMES
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import STAGE_NAMES
 
 GENERIC_COMMAND = "python -m neurocarto precompute (with the options that started it)"
 

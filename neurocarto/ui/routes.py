@@ -9,8 +9,8 @@ import hashlib
 
 from flask import Flask, Response, abort, request
 
-from ..patch_images import mosaic
-from ..stored_run import AUTO
+from neurocarto.store.patch_images import mosaic
+from neurocarto.store.stored_run import AUTO
 
 CACHE_SECONDS = 7 * 24 * 3600
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import open_dataset
-from .fashion_inception import MEAN, STD, FashionInception
-from .training import fit
+from neurocarto.inputs.data import open_dataset
+from neurocarto.zoo.fashion_inception import MEAN, STD, FashionInception
+from neurocarto.zoo.training import fit
 
 WEIGHTS = Path(__file__).parent / "weights" / "fashion_inception.pt"
 

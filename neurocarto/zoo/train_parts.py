@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models import PARTS_MEAN, PARTS_STD, ZOO
-from .parts import PartsDataset
-from .training import fit
+from neurocarto.inputs.models import PARTS_MEAN, PARTS_STD, ZOO
+from neurocarto.zoo.parts import PartsDataset
+from neurocarto.zoo.training import fit
 
 WEIGHTS = Path(__file__).parent / "weights" / ZOO["parts-inception"].weights_file
 

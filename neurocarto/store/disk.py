@@ -23,7 +23,7 @@ import diskcache
 import numpy as np
 from diskcache.core import MODE_BINARY, MODE_RAW
 
-from .errors import NeuroCartoError
+from neurocarto.errors import NeuroCartoError
 
 SCHEMA_VERSION = 1
 

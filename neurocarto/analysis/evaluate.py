@@ -17,16 +17,14 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from . import cluster, embed, hierarchy
-from .embedding_scores import cosine, embedding_scores, original_rule_embedding
-from .config import EmbedParams
-from .errors import NeuroCartoError
-from .neurons import Layer
-from .stored_run import StoredRun
-from .store import Store
-from .zoo.parts import part_counts
-
-
+from neurocarto.analysis.embedding_scores import cosine, embedding_scores, original_rule_embedding
+from neurocarto.concepts import cluster, embed, hierarchy
+from neurocarto.config import EmbedParams
+from neurocarto.errors import NeuroCartoError
+from neurocarto.neurons import Layer
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import StoredRun
+from neurocarto.zoo.parts import part_counts
 
 # ---- ground truth: a concept per neuron ----
 
@@ -134,7 +132,7 @@ CUTS = (0.05, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 def _part_maps(spec: str, top_images: np.ndarray, image_index: np.ndarray) -> np.ndarray:
     """Part maps of a Parts run's top images, indexed by run image id."""
-    from .zoo.parts import SIZE, PartsDataset
+    from neurocarto.zoo.parts import SIZE, PartsDataset
 
     dataset = PartsDataset.from_spec(spec)
     maps = np.zeros((len(image_index), SIZE, SIZE), dtype=np.uint8)
@@ -149,7 +147,7 @@ def is_parts(data: str | None) -> bool:
 
 def held_out_spec(data: str) -> str:
     """Another sample of the same Parts distribution: as many images, the next seed."""
-    from .zoo.parts import PartsDataset
+    from neurocarto.zoo.parts import PartsDataset
 
     dataset = PartsDataset.from_spec(data)
     return f"parts:{dataset.n_images}:{dataset.seed + 1}"
@@ -158,8 +156,8 @@ def held_out_spec(data: str) -> str:
 def held_out_concepts(run: StoredRun, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Each neuron's part read from images the clustering never saw: pass 1 of the same model and layers on
     the Parts sample `spec` (computed once into the store), then the part under its argmax there."""
-    from .config import ExecutionConfig, RunConfig
-    from .pipeline import precompute
+    from neurocarto.config import ExecutionConfig, RunConfig
+    from neurocarto.precompute.pipeline import precompute
 
     config = RunConfig.from_dict(run.config)
     held_out = replace(config, data=spec, max_images=None, top_k=None, name=f"{run.name}-held-out")
@@ -214,7 +212,7 @@ def parts_scores(run: StoredRun, truth: str, intruders: str, groupings: dict, ra
                  rng: np.random.Generator, trials: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """On Parts data: each neuron's part, the purity and intruder accuracy of every grouping, the embedding's
     scores by object; and (concepts, neurons with a clear part) for the scores along the cut."""
-    from .zoo.parts import OBJECT_OF_PART, PART_NAMES
+    from neurocarto.zoo.parts import OBJECT_OF_PART, PART_NAMES
 
     layer_of = run.layer_of
     if truth == "held-out":

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import ExecutionConfig, RunConfig, default_top_k, stable_hash
-from .data import open_dataset, subsample
-from .errors import NeuroCartoError
-from .models import LoadedModel, load_model, resolve_layers
-from .neurons import Layer
+from neurocarto.config import ExecutionConfig, RunConfig, default_top_k, stable_hash
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.data import open_dataset, subsample
+from neurocarto.inputs.models import LoadedModel, load_model, resolve_layers
+from neurocarto.neurons import Layer
 
 PROBE_ATTEMPTS = 50
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import concept_graph
-from .errors import NeuroCartoError
-from .store import Store
-from .stored_run import StoredRun
+from neurocarto.concepts import concept_graph
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import StoredRun
 
 
 def export_run(store: Store, reference: str, out: Path) -> list[Path]:

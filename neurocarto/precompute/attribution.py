@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .feeding import Feed
-from .capture import LayerCapture, ModuleCall, as_maps
-from .neurons import Layer, neuron_offsets
-from .concept_graph import WEIGHT_DTYPE, chosen_neurons
-from .conv_paths import ConvPath, candidate_paths, identify, path_sums
-from .cone import Cone, TracedModel
+from neurocarto.concepts.concept_graph import WEIGHT_DTYPE, chosen_neurons
+from neurocarto.inputs.capture import LayerCapture, ModuleCall, as_maps
+from neurocarto.inputs.feeding import Feed
+from neurocarto.neurons import Layer, neuron_offsets
+from neurocarto.precompute.cone import Cone, TracedModel
+from neurocarto.precompute.conv_paths import ConvPath, candidate_paths, identify, path_sums
 
 
 def _layers_of(chosen: np.ndarray, layers: list[Layer]) -> tuple[list[int], np.ndarray]:

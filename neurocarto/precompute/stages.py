@@ -1,51 +1,29 @@
 """The stages of a run, in data-flow order: pass1 → cluster → graph;  pass1 → embed;  pass1 → patches.
 
-Every stage is `compute(context) -> details`: it reads its inputs from the store, writes its results
-there and returns what the manifest records of it. Sharded stages run on every process of a torchrun
-group (`context.store` is None but on rank 0); the others run on rank 0 only.
+Each is a `compute(context) -> details` of the stage contract (`contract.py`).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
-from . import cluster, coactivation, concept_graph, embed, graph, hierarchy, patch_images, patches
-from .capture import LayerCapture, record_calls
-from .cone import TracedModel
-from .config import ExecutionConfig, RunConfig
-from .distributed import Group
-from .errors import NeuroCartoError
-from .extract import SUM_SCALE
-from .feeding import feeding_map
-from .neurons import neuron_ids, neuron_layers, neuron_offsets
-from .pass1_stream import CheckpointedPass1
-from .prepared_run import PreparedRun, resolve_device
-from .progress import StageProgress
-from .store import Store
+from neurocarto.concepts import cluster, concept_graph, embed, hierarchy
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.capture import LayerCapture, record_calls
+from neurocarto.inputs.feeding import feeding_map
+from neurocarto.inputs.prepared_run import PreparedRun, resolve_device
+from neurocarto.neurons import neuron_ids, neuron_layers, neuron_offsets
+from neurocarto.precompute import attribution, coactivation, patches
+from neurocarto.precompute.cone import TracedModel
+from neurocarto.precompute.contract import Stage, StageContext
+from neurocarto.precompute.pass1 import SUM_SCALE
+from neurocarto.precompute.pass1_stream import CheckpointedPass1
+from neurocarto.store import patch_images
 
 PASS1_ARRAYS = ("top_values", "top_images", "top_positions", "class_matrix", "class_images", "skipped")
 SKIPPED_LISTED = 20         # unreadable files the manifest names
-
-
-@dataclass(frozen=True)
-class StageContext:
-    """What every stage gets: the prepared run, the store (rank 0 only), how to execute, a log, the process group."""
-
-    run: PreparedRun
-    store: Store | None
-    execution: ExecutionConfig
-    log: Callable[[str], None] = print
-    group: Group = Group()
-    stage: str = ""
-
-    def progress(self, total: int, unit: str, initial: int = 0) -> StageProgress:
-        """The stage's progress: a bar in the terminal (rank 0, unless quiet) and a record in the store."""
-        return StageProgress(self.store, self.run.key, self.stage, total, unit, initial,
-                             show=self.execution.progress and self.group.leader)
 
 
 def pass1(context: StageContext) -> dict:
@@ -179,7 +157,7 @@ def graph_stage(context: StageContext) -> dict:
     readable = np.setdiff1d(np.arange(len(run.indices)), inputs["skipped"])[:1]
     example = run.load_images(readable).to(device)
     traced, untraced = graph_tracing(model, run.layers, example)
-    paths = graph.FeedPaths(model, run.layers, feeds, record_calls(model, example), traced)
+    paths = attribution.FeedPaths(model, run.layers, feeds, record_calls(model, example), traced)
     per_class = params.per_class(len(run.indices), len(class_matrix))
     batch_size = max(1, min(execution.batch_size, 64))
     graphs, seconds = {}, []
@@ -193,7 +171,7 @@ def graph_stage(context: StageContext) -> dict:
                 yield run.load_images(ids[start:start + batch_size])
 
         started = time.perf_counter()
-        graphs[label] = graph.class_weights(model, run.layers, feeds, class_matrix[label], batches, device,
+        graphs[label] = attribution.class_weights(model, run.layers, feeds, class_matrix[label], batches, device,
                                             params.top_fraction, paths, params.neuron_limit())
         seconds.append(time.perf_counter() - started)
         progress.update()
@@ -258,16 +236,6 @@ def patches_stage(context: StageContext) -> dict:
     progress.close()
     store.put_json(run.key, "receptive_fields", [list(f) for f in fields])
     return {"patches": written, "receptive_fields": {layer.name: list(f) for layer, f in zip(run.layers, fields)}}
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    compute: Callable
-    params: Callable[[RunConfig], object]   # the config section whose change reruns this stage
-    inputs: tuple[str, ...]                 # upstream stages
-    sharded: bool = False                   # every process of a torchrun group takes part
-    version: int = 1                        # raised when the stage computes differently: stored results rerun
 
 
 STAGES = [

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .config import EmbedParams
+from neurocarto.config import EmbedParams
 
 
 def image_sentences(top_images: np.ndarray, min_length: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +212,7 @@ def project_2d(embedding: np.ndarray, seed: int | None = 0, n_neighbors: int = 1
     with at least `n_neighbors` - 1 columns): no approximate NN-descent search, nor its compilation."""
     import umap
 
-    from .threads import cpu_budget
+    from neurocarto.threads import cpu_budget
 
     n = len(embedding)
     if n <= 3:

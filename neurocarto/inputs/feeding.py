@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .neurons import Layer
+from neurocarto.neurons import Layer
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .ablation_results import result_name, store_baseline, store_result, stored_baseline, stored_result
-from .capture import LayerCapture
-from .errors import NeuroCartoError
-from .neurons import Layer, neuron_layers, neuron_offsets
-from .prepared_run import PreparedRun
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.capture import LayerCapture
+from neurocarto.inputs.prepared_run import PreparedRun
+from neurocarto.neurons import Layer, neuron_layers, neuron_offsets
+from neurocarto.store.ablation_results import result_name, store_baseline, store_result, stored_baseline, stored_result
 
 METHODS = ("zero", "mean")
 
@@ -243,9 +243,9 @@ def prepared_for(run, model=None) -> PreparedRun:
     Python object); NeuroCartoError saying what differs where they are not the run's."""
     from dataclasses import replace
 
-    from .config import ExecutionConfig, RunConfig
-    from .models import from_module
-    from .prepared_run import prepare
+    from neurocarto.config import ExecutionConfig, RunConfig
+    from neurocarto.inputs.models import from_module
+    from neurocarto.inputs.prepared_run import prepare
 
     config, loaded = RunConfig.from_dict(run.config), None
     if run.manifest["model"]["spec"].startswith("python:"):

@@ -12,8 +12,8 @@ import math
 import numba
 import numpy as np
 
-from . import embed
-from .config import EmbedParams
+from neurocarto.concepts import embed
+from neurocarto.config import EmbedParams
 
 NEIGHBOURS = 10
 

@@ -23,8 +23,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import NeuroCartoError
-from .neurons import Layer
+from neurocarto.errors import NeuroCartoError
+from neurocarto.neurons import Layer
 
 MAX_EXTRA_TOKENS = 8
 

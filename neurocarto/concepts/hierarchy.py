@@ -17,8 +17,8 @@ import math
 import numba
 import numpy as np
 
-from .cluster import pair_jaccard
-from .errors import NeuroCartoError
+from neurocarto.concepts.cluster import pair_jaccard
+from neurocarto.errors import NeuroCartoError
 
 DENSE_COMPONENT = 4096        # components up to this size are merged on a dense matrix (NN-chain, O(m²))
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import LayerCapture
-from .neurons import Layer
-from .errors import NeuroCartoError
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.capture import LayerCapture
+from neurocarto.neurons import Layer
 
 
 class StreamingTopK:

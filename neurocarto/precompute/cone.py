@@ -15,14 +15,14 @@ gradient is left out and the cone is `exact=False`; the graph stage measures tha
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
 from torch.nn.grad import conv2d_input
 
-from .neurons import Layer
+from neurocarto.neurons import Layer
 
 MAX_WINDOW_ELEMENTS = 2 ** 23   # seeds per chunk: the largest window of a chunk stays under this many floats
 PAD_BELOW = -1e20               # stands for a max-pool's −∞ padding (finite: no 0 × ∞ in later derivatives)

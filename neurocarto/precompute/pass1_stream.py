@@ -6,19 +6,15 @@ Ctrl-C, and resumed from that checkpoint. Returns the whole stream's state on ra
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .errors import NeuroCartoError
-from .extract import ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
-from .interrupt import deferred_interrupt
-
-if TYPE_CHECKING:
-    from .stages import StageContext
-from .prepared_run import RunImages, collate_readable
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.prepared_run import RunImages, collate_readable
+from neurocarto.precompute.contract import StageContext
+from neurocarto.precompute.interrupt import deferred_interrupt
+from neurocarto.precompute.pass1 import ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
 
 
 def pack_shards(states: list[dict[str, np.ndarray]], batch_size: int) -> dict[str, np.ndarray]:
@@ -54,7 +50,7 @@ class CheckpointedPass1:
     shard's extra last batch stops them all once every shard is whole.
     """
 
-    def __init__(self, context: "StageContext", device: torch.device):
+    def __init__(self, context: StageContext, device: torch.device):
         self.context, self.device = context, device
         self.run, self.store, self.execution, self.log, self.group = (
             context.run, context.store, context.execution, context.log, context.group)

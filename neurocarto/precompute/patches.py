@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .capture import LayerCapture
-from .neurons import Layer, neuron_layers
-from .patch_images import encode_png
+from neurocarto.inputs.capture import LayerCapture
+from neurocarto.neurons import Layer, neuron_layers
+from neurocarto.store.patch_images import encode_png
 
 
 @dataclass(frozen=True)

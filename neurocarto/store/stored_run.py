@@ -20,12 +20,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import cluster, concept_graph, hierarchy
-from .errors import NeuroCartoError, suggest
-from .hierarchy import AUTO, parse_cut
-from .neurons import Layer, neuron_ids, neuron_layers, neuron_offsets
-from .patch_images import unpack
-from .store import Store
+from neurocarto.concepts import cluster, concept_graph, hierarchy
+from neurocarto.concepts.hierarchy import AUTO, parse_cut
+from neurocarto.errors import NeuroCartoError, suggest
+from neurocarto.neurons import Layer, neuron_ids, neuron_layers, neuron_offsets
+from neurocarto.store.disk import Store
+from neurocarto.store.patch_images import unpack
 
 STAGE_NAMES = ("pass1", "cluster", "embed", "graph", "patches")
 EMBED_ARRAYS = ("embedding", "projection", "neighbors", "neighbor_similarity")
@@ -362,7 +362,7 @@ class StoredRun:
                cut: str | float = AUTO, **options):
         """What these neurons or clusters do to the prediction (`ablation.ablate_stored`; loads torch, the model
         and the data): per class, accuracy and mean logit before and after, and after random same-size sets."""
-        from .ablation import ablate_stored
+        from neurocarto.analysis.ablation import ablate_stored
 
         return ablate_stored(self, list(items), method, images, random_sets, cut, **options)
 
@@ -372,7 +372,7 @@ class StoredRun:
         spec = self.config.get("data") or ""
         if not spec.startswith("parts"):
             return None
-        from .zoo.parts import PartLabels
+        from neurocarto.zoo.parts import PartLabels
 
         grids = [(layer.height, layer.width) for layer in self.layers]
         return PartLabels(spec, self.array("image_index"), self.top_images, self.array("top_values"),

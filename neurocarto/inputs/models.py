@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import ModuleCall, call_name, layer_of_call, record_calls, why_not_a_map
-from .errors import NeuroCartoError, suggest
-from .neurons import Layer
-from .zoo import fashion_inception, parts
+from neurocarto.errors import NeuroCartoError, suggest
+from neurocarto.inputs.capture import ModuleCall, call_name, layer_of_call, record_calls, why_not_a_map
+from neurocarto.neurons import Layer
+from neurocarto.zoo import fashion_inception, parts
 
 DEFAULT_MODEL = "fashion-inception"
 GOOGLENET_MIXED = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",

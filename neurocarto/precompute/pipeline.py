@@ -10,16 +10,17 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 
-from . import distributed
-from .config import ExecutionConfig, RunConfig, stable_hash
-from .data import dataset_summary
-from .errors import NeuroCartoError
-from .models import LoadedModel
-from .prepared_run import PreparedRun, prepare
-from .stages import STAGES, StageContext
-from .store import Store
-from .stored_run import skipped_images
-from .threads import limit_threads
+from neurocarto.config import ExecutionConfig, RunConfig, stable_hash
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.data import dataset_summary
+from neurocarto.inputs.models import LoadedModel
+from neurocarto.inputs.prepared_run import PreparedRun, prepare
+from neurocarto.precompute import distributed
+from neurocarto.precompute.contract import StageContext
+from neurocarto.precompute.stages import STAGES
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import skipped_images
+from neurocarto.threads import limit_threads
 
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 

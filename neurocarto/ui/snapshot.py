@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from .errors import NeuroCartoError
-from .ui.url_state import ViewState
-from .store import Store
-from .stored_run import StoredRun
+from neurocarto.errors import NeuroCartoError
+from neurocarto.store.disk import Store
+from neurocarto.store.stored_run import StoredRun
+from neurocarto.ui.url_state import ViewState
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
@@ -90,7 +90,7 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
     if not chromium.exists():
         raise NeuroCartoError(f"snapshot drives Chromium, not found at {chromium}: install it "
                               "(apt-get install chromium) or name it with --chromium PATH")
-    from .ui.app import create_app
+    from neurocarto.ui.app import create_app
 
     with _served(create_app(cache, key).server) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=list(CHROMIUM_FLAGS))

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .capture import LayerCapture
-from .neurons import Layer, neuron_offsets
+from neurocarto.inputs.capture import LayerCapture
+from neurocarto.neurons import Layer, neuron_offsets
 
 
 def shared_image_sample(top_images: np.ndarray, first: np.ndarray, second: np.ndarray, sample: int,

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .capture import ModuleCall
+from neurocarto.inputs.capture import ModuleCall
 
 MAX_WEIGHT_ELEMENTS = 2 ** 24   # convs whose dense (groups expanded) weight is larger keep autograd
 

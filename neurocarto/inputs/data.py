@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import NeuroCartoError
+from neurocarto.errors import NeuroCartoError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {
@@ -204,7 +204,7 @@ def open_dataset(path: str | None, cache_dir: Path, model_class_names: list[str]
 
 
 def _parts(spec: str):
-    from .zoo.parts import PartsDataset
+    from neurocarto.zoo.parts import PartsDataset
 
     try:
         dataset = PartsDataset.from_spec(spec)
