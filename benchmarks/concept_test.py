@@ -1,7 +1,7 @@
 """The app's "test this concept" in a browser: time to the first result, the page's other interactions while a
 test runs against the same interactions with none running, and the same test asked again.
 
-    python benchmarks/concept_test.py [--run RUN] [--cache cache] [--tests 6] [--interactions 10]
+    python benchmarks/ablation_panel.py [--run RUN] [--cache cache] [--tests 6] [--interactions 10]
 
 Serves `python app.py --run RUN` on a free 127.0.0.1 port and drives Debian's Chromium (Playwright). Each test
 selects one neuron whose test is not stored yet (seeded choice) through the URL and clicks "Test this concept"
@@ -58,12 +58,12 @@ def toggle_filter(page, state: dict) -> float:
 def untested_neurons(run_reference: str | None, cache: str, count: int, seed: int = 0) -> tuple[str, list[str]]:
     import neurocarto as nc
     from neurocarto.store.ablation_results import result_name, stored_result
-    from neurocarto.ui import concept_test
+    from neurocarto.ui import ablation_panel
 
     run = nc.open_run(run_reference, cache=cache)
     order = np.random.default_rng(seed).permutation(len(run.neuron_ids))
     free = [int(n) for n in order if stored_result(run, result_name(
-        [n], "zero", concept_test.TEST_IMAGES, concept_test.RANDOM_SETS, concept_test.SEED)) is None]
+        [n], "zero", ablation_panel.TEST_IMAGES, ablation_panel.RANDOM_SETS, ablation_panel.SEED)) is None]
     return run.key, [run.neuron_ids[n] for n in free[:count]]
 
 

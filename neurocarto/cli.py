@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import neurocarto as nc
 from neurocarto.analysis.evaluate import evaluate_run, format_report
 from neurocarto.analysis.export import export_run
 from neurocarto.config import (
@@ -282,7 +283,7 @@ def run_command(args: argparse.Namespace) -> None:
         with Store(args.cache) as store:
             run = StoredRun(store, store.resolve(args.run))
             items = [item.strip() for item in args.neurons.split(",") if item.strip()]
-            result = run.ablate(items, args.method, args.images, args.random_sets, args.cut, device=args.device)
+            result = nc.ablate(run, items, args.method, args.images, args.random_sets, args.cut, device=args.device)
         print(format_ablation(result, args.class_name))
         if args.json:
             args.json.write_text(json.dumps(result.as_dict(), indent=2))

@@ -74,7 +74,7 @@ def test_ablate_a_cluster_of_a_stored_run_from_the_cli(small_fashion_run, tmp_pa
     try:
         last = run.layer_names[-1]
         everything = [f"{last}:{c}" for c in range(run.layers[-1].channels)]
-        result = run.ablate(everything, images=300, random_sets=0)
+        result = nc.ablate(run, everything, images=300, random_sets=0)
         assert result.held_out and result.images == 300 and len(result.neurons) == len(everything)
         assert np.nanmean(result.accuracy_before) > 0.6 > np.nanmean(result.accuracy_after) + 0.2
         cluster = max((c for c in run.clusters if c.layer == last), key=lambda c: len(c.members)).id

@@ -3,9 +3,10 @@ import pytest
 from dash import no_update
 
 from neurocarto.store.disk import Store
-from neurocarto.ui import callbacks
+from neurocarto.ui import ablation_panel, callbacks
 from neurocarto.ui.app import Catalog
 from neurocarto.ui.url_state import ViewState, read_query
+from neurocarto.ui.wiring import callbacks_of
 
 NO_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -18,8 +19,8 @@ def catalog(small_fashion_run):
 
 
 def test_every_callback_is_wired_once():
-    names = [function.__name__ for function, _, _ in callbacks.WIRING]
-    assert len(names) == len(set(names)) == 18 and "restore" in names and "examples" in names
+    names = [function.__name__ for module in (callbacks, ablation_panel) for function, _, _ in callbacks_of(module)]
+    assert len(names) == len(set(names)) == 18 and {"restore", "examples", "run_test"} <= set(names)
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):

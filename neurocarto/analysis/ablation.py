@@ -251,7 +251,7 @@ def prepared_for(run, model=None) -> PreparedRun:
     if run.manifest["model"]["spec"].startswith("python:"):
         if model is None:
             raise NeuroCartoError(f"run {run.name} was made from a Python model object ({run.manifest['model']['spec']}): "
-                                  "pass it as run.ablate(..., model=module)")
+                                  "pass it as nc.ablate(run, ..., model=module)")
         loaded = from_module(model)
         config = replace(config, model=loaded.spec)
     try:

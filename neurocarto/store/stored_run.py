@@ -358,14 +358,6 @@ class StoredRun:
             self.patch_pngs(int(members[0])))
         return [Image.open(io.BytesIO(png)) for png in pngs]
 
-    def ablate(self, items: list[str], method: str = "zero", images: int = 1000, random_sets: int = 5,
-               cut: str | float = AUTO, **options):
-        """What these neurons or clusters do to the prediction (`ablation.ablate_stored`; loads torch, the model
-        and the data): per class, accuracy and mean logit before and after, and after random same-size sets."""
-        from neurocarto.analysis.ablation import ablate_stored
-
-        return ablate_stored(self, list(items), method, images, random_sets, cut, **options)
-
     @cached_property
     def parts(self):
         """On the generated Parts data, which part each neuron's top images show (None on other data)."""

@@ -15,6 +15,7 @@ from dash import Dash, DiskcacheManager
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.disk import JsonOnlyDisk, Store
 from neurocarto.store.stored_run import STAGE_NAMES, StoredRun, complete_runs, run_label
+from neurocarto.ui import ablation_panel
 from neurocarto.ui.callbacks import register_callbacks
 from neurocarto.ui.inputs import MAX_REQUEST, check_requests
 from neurocarto.ui.layout import page
@@ -118,7 +119,7 @@ def create_app(cache: str | Path, first_run: str | None = None, launched=None) -
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
     catalog.jobs.add("signing-secret", secrets.token_hex(32))      # one for every worker on this store
     app.server.secret_key = catalog.jobs.get("signing-secret")      # signs background jobs' handles
-    register_callbacks(app, catalog)
+    register_callbacks(app, catalog, ablation_panel)
     check_requests(app)
     register_routes(app.server, catalog.get)
     return app

@@ -3,6 +3,8 @@ views with figures.py and graph_view.py; `register_callbacks` wires them to the 
 from __future__ import annotations
 
 import math
+import sys
+from types import ModuleType
 
 import numpy as np
 from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
@@ -17,7 +19,7 @@ from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
 from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks
 from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_panel, run_progress
 from neurocarto.ui.url_state import ViewState, read_query
-from neurocarto.ui.wiring import WIRING, wired, with_catalog
+from neurocarto.ui.wiring import callbacks_of, wired, with_catalog
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -337,14 +339,15 @@ def examples(catalog, run_key, class_index, cut_choice, selection):
     return blocks
 
 
-def register_callbacks(app: Dash, catalog) -> None:
-    """Wire every recorded callback (this module's and concept_test's) to `app`, each reading runs from `catalog`
-    (.keys, newest first; .get(key) → StoredRun or None; .jobs, the background cache), its inputs checked
-    (`inputs.bounded_callback`)."""
+def register_callbacks(app: Dash, catalog, *modules: ModuleType) -> None:
+    """Wire the callbacks of this module and of `modules` to `app`, each reading runs from `catalog` (.keys, newest
+    first; .get(key) → StoredRun or None; .jobs, the background cache), its inputs checked
+    (`inputs.bounded_callback`); then the page's client-side callbacks."""
 
     callback = bounded_callback(app, catalog)
-    for function, dependencies, options in WIRING:
-        callback(*dependencies, **options)(with_catalog(function, catalog))
+    for module in (sys.modules[__name__], *modules):
+        for function, dependencies, options in callbacks_of(module):
+            callback(*dependencies, **options)(with_catalog(function, catalog))
 
     app.clientside_callback(       # moving the slider unticks the default; the views read only `cut-choice`
         """function(cut, auto) {

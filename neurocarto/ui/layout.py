@@ -4,7 +4,7 @@ from __future__ import annotations
 import dash_cytoscape as cyto
 from dash import dcc, html
 
-from neurocarto.ui.concept_test import test_panel
+from neurocarto.ui.ablation_panel import test_panel
 from neurocarto.ui.graph_view import graph_stylesheet
 
 PROGRESS_POLL_MS = 1000     # how often the page reads the store while it shows a run being computed

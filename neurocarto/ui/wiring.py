@@ -1,18 +1,24 @@
-"""How the app's callbacks are recorded: module-level functions `callback(catalog, *values)`, each with its Dash
-dependencies, wired to an app by `callbacks.register_callbacks`."""
+"""How the app's callbacks are declared and wired: a module-level function `callback(catalog, *values)` carries its
+Dash dependencies (`wired`), and `callbacks_of(module)` lists a module's in the order they are defined, for
+`callbacks.register_callbacks` to wire the modules the app names."""
 from __future__ import annotations
 
 import functools
-
-WIRING: list[tuple] = []        # (function, Dash dependencies, options), in the order they are registered
+from types import ModuleType
 
 
 def wired(*dependencies, **options):
-    """Record a module-level callback `function(catalog, *values)` for `register_callbacks`."""
-    def record(function):
-        WIRING.append((function, dependencies, options))
+    """Mark a module-level callback `function(catalog, *values)` with its Dash dependencies and options."""
+    def mark(function):
+        function.wiring = (dependencies, options)
         return function
-    return record
+    return mark
+
+
+def callbacks_of(module: ModuleType) -> list:
+    """(function, dependencies, options) of every callback defined in `module`, in definition order."""
+    return [(value, *value.wiring) for value in vars(module).values()
+            if callable(value) and hasattr(value, "wiring") and value.__module__ == module.__name__]
 
 
 def with_catalog(function, catalog):

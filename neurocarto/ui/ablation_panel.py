@@ -1,28 +1,20 @@
 """"Test this concept": the selected neurons ablated on held-out images, as a Dash background callback.
 
 A click checks the run's store for the result (`ablation_results`): if it is there it shows at once; else the
-job's spec is written to the background cache (JSON only, beside the store) and the background callback, in a
-process of its own (Dash's DiskcacheManager), runs the ablation in a fresh interpreter (`main`), niced so the web
-workers stay responsive, relaying each forward batch to the progress bar; Cancel ends both processes. The finished
+job's spec is written to the background cache (`ablation_jobs`) and the background callback, in a process of its
+own (Dash's DiskcacheManager), runs the ablation in a fresh interpreter, relaying each forward batch to the progress
+bar; Cancel ends both processes. The finished
 result goes to the store, so the same test is read, not recomputed, by every worker, the CLI and Python, and a URL
 with `test=METHOD` shows it.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import traceback
-
 import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from neurocarto.errors import NeuroCartoError
 from neurocarto.store.ablation_results import result_name, stored_result
-from neurocarto.store.disk import Store
-from neurocarto.store.stored_run import StoredRun
+from neurocarto.ui import ablation_jobs
 from neurocarto.ui.figures import ablation_figure
 from neurocarto.ui.inputs import chosen_cut
 from neurocarto.ui.wiring import wired
@@ -30,8 +22,6 @@ from neurocarto.ui.wiring import wired
 TEST_IMAGES = 1000          # held-out images per test
 RANDOM_SETS = 5             # random same-size sets of the same layers to compare with
 SEED = 0
-MAX_JOBS = 2                # tests running at once on this store; more are told to wait
-JOB_SECONDS = 3600          # how long a job's spec is kept in the background cache
 PROGRESS_SHOWN, HIDDEN = {"display": "flex"}, {"display": "none"}
 
 
@@ -87,7 +77,7 @@ def request_test(catalog, clicks, run_key, class_index, cut_choice, selection, m
         return no_update, {"name": name, "error": None}
     spec = {"run": run.key, "neurons": neurons.tolist(), "method": method, "images": TEST_IMAGES,
             "random_sets": RANDOM_SETS, "seed": SEED}
-    catalog.jobs.set(f"concept-test/job/{name}", spec, expire=JOB_SECONDS)
+    ablation_jobs.put_spec(catalog.jobs, name, spec)
     return name, no_update
 
 
@@ -97,60 +87,23 @@ def request_test(catalog, clicks, run_key, class_index, cut_choice, selection, m
                 (Output("test-progress-box", "style"), PROGRESS_SHOWN, HIDDEN)],
        progress=[Output("test-progress", "value"), Output("test-progress", "max"), Output("test-status", "children")])
 def run_test(catalog, set_progress, name):
-    """In a process of its own (Dash's): the job's ablation, run by a fresh interpreter (`main` below) whose
-    progress lines it relays. A fresh interpreter, not this fork of the web worker: a worker's OpenMP pool (numba
+    """In a process of its own (Dash's): the job's ablation, run by a fresh interpreter (`ablation_jobs.run_worker`)
+    whose progress it relays. A fresh interpreter, not this fork of the web worker: a worker's OpenMP pool (numba
     started it) does not survive a fork, and torch would wait on it forever."""
-    spec = catalog.jobs.get(f"concept-test/job/{name}") if name else None
-    if not isinstance(spec, dict) or catalog.get(spec["run"]) is None:
+    spec = ablation_jobs.get_spec(catalog.jobs, name) if name else None
+    if spec is None or catalog.get(spec["run"]) is None:
         raise PreventUpdate
-    if not _take_slot(catalog.jobs):
-        return {"name": name, "error": f"{MAX_JOBS} tests are running on this server; try again when they finish."}
+    if not ablation_jobs.take_slot(catalog.jobs):
+        return {"name": name, "error": f"{ablation_jobs.MAX_JOBS} tests are running on this server; try again when "
+                                       "they finish."}
     try:
         set_progress((0, 1, f"loading the model and {spec['images']:,} held-out images…"))
-        job = subprocess.Popen([sys.executable, "-m", __name__, str(catalog.store.directory)], text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        os.setpriority(os.PRIO_PROCESS, job.pid, 10)        # the web workers' requests come first
-        job.stdin.write(json.dumps(spec))
-        job.stdin.close()
-        outcome = None
-        for line in job.stdout:
-            report = json.loads(line)
-            if "done" in report:
-                set_progress((report["done"], report["total"],
-                              f"forward passes: batch {report['done']} of {report['total']}"))
-            else:
-                outcome = report
-        status = job.wait()
-        if outcome is None:
-            return {"name": name, "error": f"the test's process ended without a result (exit status {status})"}
-        return {"name": name, "error": outcome["error"]}
+        error, _ = ablation_jobs.run_worker(
+            str(catalog.store.directory), spec,
+            lambda done, total: set_progress((done, total, f"forward passes: batch {done} of {total}")))
+        return {"name": name, "error": error}
     finally:
-        _free_slot(catalog.jobs)
-
-
-def _take_slot(jobs) -> bool:
-    """Count this process among the store's running tests, unless MAX_JOBS live ones already run."""
-    with jobs.transact():
-        running = [pid for pid in jobs.get("concept-test/running", []) if _alive(pid)]
-        if len(running) >= MAX_JOBS:
-            return False
-        jobs.set("concept-test/running", running + [os.getpid()])
-        return True
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process runs (a cancelled job's is killed, and may wait as a zombie until its parent reaps it)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _free_slot(jobs) -> None:
-    with jobs.transact():
-        jobs.set("concept-test/running", [pid for pid in jobs.get("concept-test/running", []) if pid != os.getpid()])
+        ablation_jobs.free_slot(catalog.jobs)
 
 
 @wired(Output("concept-test", "style"), Output("test-view", "children"),
@@ -198,31 +151,3 @@ def result_view(result: dict, class_index, paper: bool) -> list:
                       f"mean logit {row['logit_before']:.2f} → {row['logit_after']:.2f}")]),
         dcc.Graph(figure=ablation_figure(result, chosen, paper), config={"displayModeBar": False}),
     ]
-
-
-def main(cache: str) -> None:
-    """`python -m neurocarto.ui.concept_test CACHE`, a job's spec as JSON on stdin: the ablation (stored in the
-    run's store), reported as JSON lines on stdout — {"done", "total"} per forward batch, then {"error"}."""
-    def report(message: dict) -> None:
-        print(json.dumps(message), flush=True)
-
-    spec = json.load(sys.stdin)
-    try:
-        with Store(cache) as store:
-            run = StoredRun(store, spec["run"])
-            from neurocarto.analysis.ablation import ablate_run_neurons
-
-            ablate_run_neurons(run, spec["neurons"], spec["method"], spec["images"], spec["random_sets"], spec["seed"],
-                               progress=lambda done, total: report({"done": done, "total": total}))
-        report({"error": None})
-    except NeuroCartoError as problem:
-        report({"error": str(problem)})
-    except Exception as error:      # reported on the page; the server's log keeps the traceback
-        traceback.print_exc()
-        report({"error": f"the test failed: {type(error).__name__}: {error}"})
-    sys.stderr.flush()
-    os._exit(0)     # the result is stored and reported: skip torch's teardown (about a second)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

@@ -150,7 +150,7 @@ def test_on_gunicorn_the_test_runs_outside_the_request_workers(small_fashion_run
         page.wait_for_function("() => document.getElementById('test-status').innerText.includes('batch')",
                                timeout=60000)
         workers = psutil.Process(server.pid).children()
-        ablating = [p for w in workers for p in job_processes(w) if "neurocarto.ui.concept_test" in command_of(p)]
+        ablating = [p for w in workers for p in job_processes(w) if "neurocarto.analysis.ablation_worker" in command_of(p)]
         assert len(workers) == 2 and len(ablating) == 1 and ablating[0] not in workers
         page.wait_for_selector("#test-view .test-headline", timeout=120000)
         assert page.inner_text("#test-view .test-headline").startswith("Bag accuracy")
