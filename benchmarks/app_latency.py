@@ -13,65 +13,30 @@ time (0.05, 0.06, …), so every replay regroups the graph instead of hitting a 
 Baseline in the same run: the graph-node hover's projection request replayed as a whole-figure
 redraw, which is what every hover cost before overlays were sent as a Patch.
 The default run comes from the store under --cache (computed first if missing, ~4 min); the 100K-neuron
-run is written by synthetic_run.py into a temporary store.
+run is written by `neurocarto.testing.synthetic_run` into a temporary store.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from neurocarto.compute.pipeline import precompute
+from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.testing.browser import CY
+from neurocarto.testing.serving import ROOT, start_app, stop_app
+from neurocarto.testing.synthetic_run import write_synthetic_run
+from neurocarto.ui.snapshot import CHROMIUM, CHROMIUM_FLAGS
 
-from synthetic_run import write_synthetic_run  # noqa: E402
-
-from neurocarto.config import ExecutionConfig, RunConfig  # noqa: E402
-from neurocarto.precompute.pipeline import precompute  # noqa: E402
-from neurocarto.ui.snapshot import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
-
-CY = "document.getElementById('graph')._cyreg.cy"
 PLOT = "document.querySelector('#projection .js-plotly-plot')"
 READY = (f"() => {{ const e = document.getElementById('graph'); const g = {PLOT};"
          f" return e && e._cyreg && e._cyreg.cy.nodes('[score]').length > 0 && g && g._fullData"
          " && g._fullData.length > 0 ? performance.now() : false; }")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, cache: Path, key: str, log: Path):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "w")
-        self.process = subprocess.Popen([sys.executable, "app.py", "--run", key, "--cache", str(cache),
-                                         "--port", str(self.port)], cwd=ROOT, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.base + "/_dash-layout", timeout=5)
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"the app did not start; see {log}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 def first_render(browser, url: str, loads: int) -> list[float]:
@@ -182,17 +147,18 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repeats: int, loads: int,
               workdir: Path) -> list[str]:
-    server = Server(cache, key, workdir / f"{label}.log")
+    server, base = start_app(["--run", key, "--cache", str(cache)], workdir / f"{label}.log", ready="/_dash-layout",
+                             timeout=120)
     rows = []
     try:
-        url = f"{server.base}/?run={key}"
+        url = f"{base}/?run={key}"
         renders = first_render(browser, url, loads)
         rows.append(f"| {label} | first render in Chromium, cold (loads the run) | | {renders[0]:.0f} | | |")
         rows.append(f"| {label} | first render in Chromium, warm (median of {loads - 1}) | | "
                     f"{statistics.median(renders[1:]):.0f} | | |")
         for interaction, bodies in record_interactions(browser, url, class_name).items():
             vary_cut = interaction.startswith("cut step")
-            per_callback = [(callback_name(body), *replay(server.base, body, repeats, vary_cut)) for body in bodies]
+            per_callback = [(callback_name(body), *replay(base, body, repeats, vary_cut)) for body in bodies]
             totals = [sum(times[i] for _, times, _ in per_callback) for i in range(repeats)]
             worst = max(per_callback, key=lambda item: percentile(item[1], 0.95))
             rows.append(f"| {label} | {interaction} | {len(bodies)} | {percentile(totals, 0.5):.1f} | "
@@ -201,7 +167,7 @@ def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repea
             if interaction == "hover graph node":     # baseline: the same hover redrawing the whole scatter
                 body = json.loads(next(b for b in bodies if callback_name(b) == "projection.figure"))
                 body["changedPropIds"] = ["run.value"]
-                times, size = replay(server.base, json.dumps(body), repeats)
+                times, size = replay(base, json.dumps(body), repeats)
                 rows.append(f"| {label} | hover graph node, whole figure instead of the overlay patch (baseline) | 1 | "
                             f"{percentile(times, 0.5):.1f} | {percentile(times, 0.95):.1f} | projection.figure: "
                             f"{size / 1e3:.0f} kB |")
@@ -209,7 +175,7 @@ def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repea
         print((workdir / f"{label}.log").read_text()[-4000:], file=sys.stderr)
         raise
     finally:
-        server.stop()
+        stop_app(server)
     return rows
 
 

@@ -12,37 +12,15 @@ idle; during the others the projection filter is toggled once a second, as a per
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from neurocarto.testing.serving import start_app, stop_app
 
 POINTS = "() => document.querySelector('#projection .js-plotly-plot')._fullData.reduce((s, t) => s + t.x.length, 0)"
-
-
-def serve(run: str, cache: str):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "app.py", "--run", run, "--cache", cache, "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while process.poll() is None and time.monotonic() < deadline:     # until the port takes a connection
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the app did not start")
 
 
 def toggle_filter(page, state: dict) -> float:
@@ -85,7 +63,7 @@ def main() -> None:
     from neurocarto.ui.snapshot import CHROMIUM, CHROMIUM_FLAGS
 
     key, neurons = untested_neurons(args.run, args.cache, args.tests)
-    process, base = serve(key, args.cache)
+    process, base = start_app(["--run", key, "--cache", args.cache])
     firsts, firsts_used, again, during, baseline = [], [], [], [], []
     try:
         with sync_playwright() as playwright:
@@ -123,8 +101,7 @@ def main() -> None:
                 assert not polls, "a stored result started a job"
             browser.close()
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_app(process)
     print(f"run {key}, {len(firsts) + len(firsts_used)} tests of one neuron each (zero, 1,000 held-out images, 5 random sets); "
           f"{len(os.sched_getaffinity(0))} CPU cores")
     print("| measure | value |\n|---|---:|")

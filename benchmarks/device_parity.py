@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from neurocarto.compute.pipeline import precompute
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.inputs.prepared_run import prepare
-from neurocarto.precompute.pipeline import precompute
 from neurocarto.store.disk import Store
 
 STAGES = ("pass1", "cluster", "embed", "graph", "patches")

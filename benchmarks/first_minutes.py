@@ -12,40 +12,21 @@ from __future__ import annotations
 import argparse
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from neurocarto.testing.serving import start_app, stop_app
 
 
 def first_byte(arguments: list[str]) -> float:
     """Seconds from starting `python app.py ARGUMENTS` to the first answer of its page."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *arguments], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, _ = start_app(arguments, timeout=120, poll=0.05)
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read(1)
-                return time.perf_counter() - started
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.perf_counter() - started > 120:
-                    raise RuntimeError("the app did not answer")
-                time.sleep(0.05)
+        return time.perf_counter() - started
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
+        stop_app(process, signal.SIGINT, timeout=120)
 
 
 def main() -> None:
@@ -53,9 +34,9 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=None, help="images of the precompute (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    from neurocarto.compute import progress
+    from neurocarto.compute.pipeline import precompute
     from neurocarto.config import ExecutionConfig, RunConfig
-    from neurocarto.precompute import progress
-    from neurocarto.precompute.pipeline import precompute
 
     size = [] if args.max_images is None else ["--max-images", str(args.max_images)]
     with tempfile.TemporaryDirectory() as folder:

@@ -5,7 +5,7 @@
 
 1. The default run (fashion-inception on --default-images Fashion-MNIST images): pass 1 and clustering
    into a temporary cache, then the graph stage twice in this process: as shipped (one-conv feeds in
-   closed form, `conv_paths.py`) and with every feed through autograd (the former path). Prints
+   closed form, `conv_paths.py`) and with every feed through autograd (the all-autograd path). Prints
    graph ÷ pass 1 for both, the speed-up, CPU time in the kernel, and the largest relative
    difference of the two stages' edge weights.
 2. googlenet's 25-block map at 224² (random weights, seeded) on generated JPEGs, --per-class images
@@ -16,28 +16,25 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from imagenet_scale import _write_image
 
+from neurocarto.compute import attribution, stages
+from neurocarto.compute.contract import StageContext
+from neurocarto.compute.pipeline import precompute
 from neurocarto.concepts import concept_graph
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.inputs.prepared_run import prepare
 from neurocarto.neurons import neuron_layers, neuron_offsets
-from neurocarto.precompute import attribution, stages
-from neurocarto.precompute.contract import StageContext
-from neurocarto.precompute.pipeline import precompute
 from neurocarto.store.disk import Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagenet_scale import _write_image  # noqa: E402
 
 
 class AutogradOnly(attribution.FeedPaths):
-    """The former path: every feed by autograd (no closed form, no cone)."""
+    """The all-autograd path: every feed by autograd (no closed form, no cone)."""
 
     def __init__(self, model, layers, feeds, _calls, _traced=None):
         super().__init__(model, layers, feeds, None)
@@ -118,7 +115,7 @@ def compare(title: str, config: RunConfig, execution: ExecutionConfig, pass1_sec
         speedup = old_seconds / new_subset
         old_total = old_seconds * len(new_graphs) / len(subset)
         difference = edge_difference(new_subset_graphs, old_graphs)
-        scope = f"(former path timed on {len(subset)} classes, scaled)"
+        scope = f"(all-autograd path timed on {len(subset)} classes, scaled)"
     else:
         old_seconds, old_kernel, old_graphs = timed_graph_stage(config, execution, autograd_only=True)
         speedup, old_total, difference, scope = old_seconds / new_seconds, old_seconds, \
@@ -156,8 +153,8 @@ def main() -> None:
     parser.add_argument("--skip-default", action="store_true")
     parser.add_argument("--skip-googlenet", action="store_true")
     args = parser.parse_args()
-    print("| run | pass 1 (s) | graph (s) | graph ÷ pass 1 | former graph (s) | former ÷ pass 1 | speed-up | "
-          "kernel CPU share (now / former) | max edge weight difference |")
+    print("| run | pass 1 (s) | graph (s) | graph ÷ pass 1 | all-autograd graph (s) | all-autograd ÷ pass 1 | speed-up | "
+          "kernel CPU share (now / all-autograd) | max edge weight difference |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as temporary:
         if not args.skip_default:

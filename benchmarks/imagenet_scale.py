@@ -28,15 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from default_precompute import wall_and_peak
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from neurocarto.compute.pass1 import ClassStatistics, Pass1State, StreamingTopK, run_pass1
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.inputs.prepared_run import RunImages, collate_readable, prepare, resolve_device
-from neurocarto.precompute.pass1 import ClassStatistics, Pass1State, StreamingTopK, run_pass1
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_precompute import wall_and_peak  # noqa: E402
 
 CLASSES = 100
 IMAGENET_IMAGES = 1_281_167

@@ -26,9 +26,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from neurocarto.compute.pipeline import precompute
 from neurocarto.config import EmbedParams, ExecutionConfig, GraphParams, PatchParams, RunConfig
 from neurocarto.errors import NeuroCartoError
-from neurocarto.precompute.pipeline import precompute
 
 SIZES = (64, 96, 224)
 STAGES = ("pass1", "cluster", "embed", "graph", "patches")

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from neurocarto.compute.pass1 import ClassStatistics, Pass1State, StreamingTopK, run_pass1
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.inputs.prepared_run import RunImages, collate_readable, prepare
-from neurocarto.precompute.pass1 import ClassStatistics, Pass1State, StreamingTopK, run_pass1
 
 
 def timed_epochs(run, batches, repeats: int) -> tuple[list[float], list[float]]:

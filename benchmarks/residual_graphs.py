@@ -7,7 +7,7 @@ Per model (random weights, seeded; `timm:NAME` builds timm's NAME through a file
 clustering into a temporary cache, then in this process
 - the graph stage as shipped (feeds in closed form or along their gradient cones, at most
   --graph-max-neurons neurons a layer), all classes;
-- the former path (every feed by autograd, every neuron of each layer's top 10 %) on the first class,
+- the all-autograd path (every feed by autograd, every neuron of each layer's top 10 %) on the first class,
   scaled to all classes;
 - the agreement of the shipped edge weights with all-autograd ones for the same neurons on the first
   class: the share of downstream neurons whose in-edges are equal (within 0.1 % of the largest), and the
@@ -23,19 +23,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from graph_speed import AutogradOnly
+from model_matrix import TIMM_FACTORY
 
+from neurocarto.compute import attribution, stages
+from neurocarto.compute.contract import StageContext
+from neurocarto.compute.pipeline import precompute
 from neurocarto.config import ExecutionConfig, GraphParams, RunConfig
 from neurocarto.inputs.capture import record_calls
 from neurocarto.inputs.feeding import feeding_map
 from neurocarto.inputs.prepared_run import prepare, resolve_device
-from neurocarto.precompute import attribution, stages
-from neurocarto.precompute.contract import StageContext
-from neurocarto.precompute.pipeline import precompute
 from neurocarto.store.disk import Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from graph_speed import AutogradOnly  # noqa: E402
-from model_matrix import TIMM_FACTORY  # noqa: E402
 
 DEFAULT_MODELS = "timm:mobilenetv3_large_100,timm:efficientnet_b0,timm:resnet26d,resnet50,convnext_tiny"
 
@@ -96,14 +94,14 @@ def one_model(name: str, data: str, per_class: int, size: int, device: str, max_
         started = time.perf_counter()
         attribution.class_weights(model, run.layers, feeds, row, batches, device, 0.1,
                             AutogradOnly(model, run.layers, feeds, None), None)
-        former = (time.perf_counter() - started) * classes
+        autograd_only = (time.perf_counter() - started) * classes
     equal, mean_rank, min_rank = agreement(fast, slow)
     methods = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in details["feed_methods"].items() if count)
     print(f"  {name}: feeds {methods}; {details.get('untraced') or 'traced'}; approximate cones' errors "
           f"{details['approximate_errors'][:3]}", file=sys.stderr, flush=True)
     return (f"| {name} | {size}² | {per_class * classes} | {pass1:.1f} | {shipped_seconds:.1f} | "
-            f"{shipped_seconds / pass1:.2f} | {details['seconds_per_class']['mean']:.2f} | {former:.0f} | "
-            f"{former / pass1:.1f} | {former / shipped_seconds:.0f}× | {equal:.0%} | {mean_rank:.3f} / {min_rank:.3f} |")
+            f"{shipped_seconds / pass1:.2f} | {details['seconds_per_class']['mean']:.2f} | {autograd_only:.0f} | "
+            f"{autograd_only / pass1:.1f} | {autograd_only / shipped_seconds:.0f}× | {equal:.0%} | {mean_rank:.3f} / {min_rank:.3f} |")
 
 
 def main() -> None:
@@ -115,8 +113,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--graph-max-neurons", type=int, default=GraphParams.max_neurons)
     args = parser.parse_args()
-    print("| model | input | images | pass 1 (s) | graph (s) | graph ÷ pass 1 | s a class | former graph (s) | "
-          "former ÷ pass 1 | speed-up | in-edges equal | rank corr. of the rest (mean / min) |")
+    print("| model | input | images | pass 1 (s) | graph (s) | graph ÷ pass 1 | s a class | all-autograd graph (s) | "
+          "all-autograd ÷ pass 1 | speed-up | in-edges equal | rank corr. of the rest (mean / min) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory() as work:

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,19 +27,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from neurocarto.store.disk import Store  # noqa: E402
-from neurocarto.ui.app import create_app  # noqa: E402
+from neurocarto.store.disk import Store
+from neurocarto.testing.serving import ROOT, free_port
+from neurocarto.ui.app import create_app
 
 RUN = ["--max-images", "600", "--top-k", "20", "--quiet"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def precompute(cache: Path, *flags: str) -> subprocess.CompletedProcess:

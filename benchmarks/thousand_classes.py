@@ -17,9 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_precompute import wall_and_peak  # noqa: E402
-from imagenet_scale import ensure_images  # noqa: E402
+from default_precompute import wall_and_peak
+from imagenet_scale import ensure_images
 
 CLASSES = 1000
 

@@ -29,10 +29,10 @@ def precompute(model=None, data: str | None = None, *, transform: Callable | Non
     (an image folder, `fashion-mnist`, `parts`, …). `run_options` are further `RunConfig` fields (seed,
     threshold, amp, cluster=ClusterParams(…), …).
     """
+    from neurocarto.compute.pipeline import precompute as run_stages
     from neurocarto.config import ExecutionConfig, RunConfig
     from neurocarto.errors import NeuroCartoError
     from neurocarto.inputs.models import from_module
-    from neurocarto.precompute.pipeline import precompute as run_stages
 
     loaded = None
     if not (model is None or isinstance(model, str)):

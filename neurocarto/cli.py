@@ -12,6 +12,7 @@ from typing import Callable, TypeVar
 import neurocarto as nc
 from neurocarto.analysis.evaluate import evaluate_run, format_report
 from neurocarto.analysis.export import export_run
+from neurocarto.compute.pipeline import precompute, summary
 from neurocarto.config import (
     DEFAULT_CACHE,
     ClusterParams,
@@ -22,7 +23,6 @@ from neurocarto.config import (
     RunConfig,
 )
 from neurocarto.errors import NeuroCartoError
-from neurocarto.precompute.pipeline import precompute, summary
 from neurocarto.store.disk import Store
 from neurocarto.store.stored_run import StoredRun
 from neurocarto.ui.snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
@@ -63,7 +63,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save pass 1's state every N batches (default 20)")
     parser.add_argument("--stages", default=None, metavar="S1,S2",
                         help="compute only these stages and what they need (pass1, cluster, embed, graph, patches)")
-    parser.add_argument("--cluster-threshold", type=cut_value, default=None, metavar="auto|J",
+    parser.add_argument("--cluster-cut", type=cut_value, default=None, metavar="auto|J",
                         help="where the concept hierarchy is cut: a mean Jaccard of top-k sets, or auto (default: "
                              "each layer's own, from how much its neurons overlap with other layers')")
     parser.add_argument("--cluster-floor", type=float, default=0.05,
@@ -90,7 +90,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cut_value(text: str) -> float | None:
-    """`auto` (None) or a number, for --cluster-threshold."""
+    """`auto` (None) or a number, for --cluster-cut."""
     if text.strip().lower() == "auto":
         return None
     try:
@@ -107,7 +107,7 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
     run = RunConfig(model=args.model, weights=args.weights, data=args.data, layers=layers, top_k=args.top_k,
                     threshold=args.threshold, max_images=args.max_images, seed=args.seed, amp=args.amp,
                     image_size=args.image_size,
-                    cluster=ClusterParams(threshold=args.cluster_threshold, floor=args.cluster_floor,
+                    cluster=ClusterParams(threshold=args.cluster_cut, floor=args.cluster_floor,
                                           min_coactive=args.cluster_min_coactive, max_share=args.cluster_max_share,
                                           method=args.cluster_method,
                                           per_layer=not args.cluster_across_layers),
@@ -211,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluation.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
     evaluation.add_argument("--trials", type=int, default=100, help="intruder trials per cluster (default 100)")
     evaluation.add_argument("--truth", choices=["held-out", "top-images"], default="held-out",
-                            help="Parts: read each neuron's part from a second sample (default) or, as before, "
-                                 "from the run's own top images")
+                            help="Parts: read each neuron's part from a second sample (default) or from the run's "
+                                 "own top images (biased: the same images chose the clusters)")
     evaluation.add_argument("--intruders", choices=["other-concept", "any"], default="other-concept",
-                            help="draw intruders among neurons of another part (default) or, as before, any")
+                            help="draw intruders among neurons of another part (default) or among any neurons")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
     evaluation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the scores as JSON")
     evaluation.add_argument("--causal", action="store_true",

@@ -13,7 +13,7 @@ DEFAULT_CACHE = Path("cache")
 
 @dataclass(frozen=True)
 class ClusterParams:
-    """Neuron clustering (cluster.py, coactivation.py)."""
+    """Neuron clustering (`concepts/cluster.py`, `compute/coactivation.py`)."""
 
     threshold: float | None = None  # the cut (average Jaccard of top-k sets); None: each layer's own, from its null
     floor: float = 0.05           # similar pairs and the merge order are kept down to this Jaccard
@@ -37,13 +37,13 @@ class ClusterParams:
             if not 0 < value <= 1:
                 raise NeuroCartoError(f"cluster {name} must be in (0, 1] (got {value})")
         if self.threshold is not None and not self.floor <= self.threshold <= 1:
-            raise NeuroCartoError(f"--cluster-threshold {self.threshold}: the cut must be between the floor "
+            raise NeuroCartoError(f"--cluster-cut {self.threshold}: the cut must be between the floor "
                                   f"{self.floor} and 1, or auto (each layer's own)")
 
 
 @dataclass(frozen=True)
 class EmbedParams:
-    """Co-occurrence embedding and projection (embed.py)."""
+    """Co-occurrence embedding and projection (`concepts/embed.py`)."""
 
     dimensions: int = 30
     epochs: int = 5
@@ -63,7 +63,7 @@ class EmbedParams:
 
 @dataclass(frozen=True)
 class GraphParams:
-    """Per-class graphs (graph.py)."""
+    """Per-class graphs (`compute/attribution.py`)."""
 
     top_fraction: float = 0.1
     images_per_class: int | None = None   # None: all when the run has ≤ 10,000 images, else 10,000 / classes (≥ 50)
@@ -90,7 +90,7 @@ class GraphParams:
 
 @dataclass(frozen=True)
 class PatchParams:
-    """Example patches (patches.py)."""
+    """Example patches (`compute/patches.py`)."""
 
     per_neuron: int = 20
     size: int = 64

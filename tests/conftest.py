@@ -64,8 +64,8 @@ def fashion_available() -> Path:
 @pytest.fixture(scope="session")
 def small_fashion_run(tmp_path_factory, fashion_available):
     """Every stage of the default model on a seeded sample of 600 Fashion-MNIST images."""
+    from neurocarto.compute.pipeline import precompute
     from neurocarto.config import ExecutionConfig, GraphParams, RunConfig
-    from neurocarto.precompute.pipeline import precompute
 
     cache = tmp_path_factory.mktemp("small-fashion-run")
     config = RunConfig(max_images=600, top_k=20, graph=GraphParams(max_in_edges=50))

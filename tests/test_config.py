@@ -28,7 +28,7 @@ def test_bad_cluster_parameters_name_the_valid_range(params, message):
         params.check()
 
 
-def test_cluster_threshold_takes_auto_or_a_number(capsys):
+def test_cluster_cut_takes_auto_or_a_number(capsys):
     with pytest.raises(SystemExit) as stopped:
-        cli_main(["precompute", "--cluster-threshold", "often"])
+        cli_main(["precompute", "--cluster-cut", "often"])
     assert stopped.value.code == 2 and "neither auto nor a number" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The torch line: the store, the concept algorithms and the app load no torch, and import nothing of the inputs or
-the precompute, so that a web worker never starts torch and the algorithms stay usable alone."""
+the compute, so that a web worker never starts torch and the algorithms stay usable alone; and the product never
+imports its test helpers."""
 import ast
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import neurocarto
 
 PACKAGE = Path(neurocarto.__file__).parent
 TORCH_FREE = ("store", "concepts", "ui")
-TORCH_SIDE = ("neurocarto.inputs", "neurocarto.precompute")
+TORCH_SIDE = ("neurocarto.inputs", "neurocarto.compute")
 
 
 def modules_of(package: str) -> list[str]:
@@ -35,7 +36,7 @@ def imports_of(source: str, package: str) -> set[str]:
     return found
 
 
-def test_no_torch_free_module_imports_the_inputs_or_the_precompute():
+def test_no_torch_free_module_imports_the_inputs_or_the_compute():
     crossing = {str(path.relative_to(PACKAGE)): sorted(m for m in imported_modules(path) if m.startswith(TORCH_SIDE))
                 for package in TORCH_FREE for path in (PACKAGE / package).rglob("*.py")}
     assert not {path: found for path, found in crossing.items() if found}
@@ -55,8 +56,23 @@ def test_importing_every_torch_free_module_loads_no_torch():
 
 
 def test_the_import_check_sees_relative_and_function_local_imports():
-    source = "import torch\nfrom ..precompute import stages\n\ndef later():\n    from .figures import x\n"
+    source = "import torch\nfrom ..compute import stages\n\ndef later():\n    from .figures import x\n"
     assert imports_of(source, "neurocarto.ui") == {
-        "torch", "neurocarto.precompute", "neurocarto.precompute.stages", "neurocarto.ui.figures",
+        "torch", "neurocarto.compute", "neurocarto.compute.stages", "neurocarto.ui.figures",
         "neurocarto.ui.figures.x"}
     assert "neurocarto.ui.graph_view" in imported_modules(PACKAGE / "ui" / "callbacks.py")
+
+
+def test_the_product_never_imports_the_test_helpers():
+    importing = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if "testing" not in path.parts
+                 and any(m.startswith("neurocarto.testing") for m in imported_modules(path))]
+    assert not importing
+
+
+def test_no_package_shadows_a_public_name():
+    import importlib
+    import types
+
+    for path in PACKAGE.rglob("__init__.py"):
+        importlib.import_module(".".join(("neurocarto", *path.relative_to(PACKAGE).parent.parts)))
+    assert not [name for name in neurocarto.__all__ if isinstance(getattr(neurocarto, name), types.ModuleType)]

@@ -22,6 +22,7 @@ from neurocarto.concepts import cluster, embed, hierarchy
 from neurocarto.config import EmbedParams
 from neurocarto.errors import NeuroCartoError
 from neurocarto.neurons import Layer
+from neurocarto.store import keys
 from neurocarto.store.disk import Store
 from neurocarto.store.stored_run import StoredRun
 from neurocarto.zoo.parts import part_counts
@@ -156,8 +157,8 @@ def held_out_spec(data: str) -> str:
 def held_out_concepts(run: StoredRun, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Each neuron's part read from images the clustering never saw: pass 1 of the same model and layers on
     the Parts sample `spec` (computed once into the store), then the part under its argmax there."""
+    from neurocarto.compute.pipeline import precompute
     from neurocarto.config import ExecutionConfig, RunConfig
-    from neurocarto.precompute.pipeline import precompute
 
     config = RunConfig.from_dict(run.config)
     held_out = replace(config, data=spec, max_images=None, top_k=None, name=f"{run.name}-held-out")
@@ -168,8 +169,8 @@ def held_out_concepts(run: StoredRun, spec: str) -> tuple[np.ndarray, np.ndarray
         raise NeuroCartoError(f"the held-out run {manifest['name']} has {manifest['counts']['neurons']} neurons, "
                               f"this run {len(run.layer_of)}: rebuild it, or use --truth top-images")
     top_images, top_values, top_positions = (run.store.get_array(key, name)
-                                             for name in ("top_images", "top_values", "top_positions"))
-    maps = _part_maps(spec, top_images, run.store.get_array(key, "image_index"))
+                                             for name in (keys.TOP_IMAGES, keys.TOP_VALUES, keys.TOP_POSITIONS))
+    maps = _part_maps(spec, top_images, run.store.get_array(key, keys.IMAGE_INDEX))
     return neuron_concepts(top_images, top_values, top_positions, run.layer_of, run.layers, maps)
 
 
@@ -218,8 +219,8 @@ def parts_scores(run: StoredRun, truth: str, intruders: str, groupings: dict, ra
     if truth == "held-out":
         concepts, dominance = held_out_concepts(run, held_out_spec(run.config.get("data")))
     else:
-        maps = _part_maps(run.config.get("data"), run.top_images, run.array("image_index"))
-        concepts, dominance = neuron_concepts(run.top_images, run.array("top_values"), run.array("top_positions"),
+        maps = _part_maps(run.config.get("data"), run.top_images, run.array(keys.IMAGE_INDEX))
+        concepts, dominance = neuron_concepts(run.top_images, run.array(keys.TOP_VALUES), run.array(keys.TOP_POSITIONS),
                                               layer_of, run.layers, maps)
     clear = (concepts > 0) & (dominance >= 0.5)
     per_layer = []
@@ -262,7 +263,7 @@ def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int =
         raise NeuroCartoError(f"--truth {truth} --intruders {intruders}: valid: --truth held-out|top-images, "
                               "--intruders other-concept|any")
     run = StoredRun(store, store.resolve(reference))
-    run.require("pass1", "cluster", "embed")
+    run.require(keys.PASS1, keys.CLUSTER, keys.EMBED)
     rng = np.random.default_rng(seed)
     cluster_config, layer_of = run.config["cluster"], run.layer_of
     sets = run.top_sets
@@ -281,7 +282,7 @@ def evaluate_run(store: Store, reference: str, trials: int = 100, repeats: int =
               "cut": "automatic" if default_cut is None else default_cut,
               "definitions": {"truth": truth, "intruders": intruders, "trials": trials}}
 
-    histograms = class_histograms(run.top_images, run.array("top_values"), run.image_labels, len(run.class_names))
+    histograms = class_histograms(run.top_images, run.array(keys.TOP_VALUES), run.image_labels, len(run.class_names))
     agreement = {name: class_agreement(labels, histograms) for name, labels in groupings.items()}
     agreement["random groups"] = _mean([class_agreement(labels, histograms) for labels in randoms])
     fired = histograms.sum(axis=1) > 0

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocarto.concepts import concept_graph
 from neurocarto.errors import NeuroCartoError
+from neurocarto.store import keys
 from neurocarto.store.disk import Store
 from neurocarto.store.stored_run import StoredRun
 
@@ -36,7 +36,7 @@ from neurocarto.store.stored_run import StoredRun
 def export_run(store: Store, reference: str, out: Path) -> list[Path]:
     """Write the run named `reference` into `out`; returns the files written."""
     run = StoredRun(store, store.resolve(reference))
-    run.require("pass1")
+    run.require(keys.PASS1)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -56,11 +56,11 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
 
     write_json("manifest.json", run.manifest)
     write_json("class_names.json", run.class_names)
-    write_npz("top_images.npz", ["top_images", "top_values", "top_positions", "image_index", "image_labels"])
-    write_npz("class_matrix.npz", ["class_matrix", "class_mean_maxima"])
+    write_npz("top_images.npz", [keys.TOP_IMAGES, keys.TOP_VALUES, keys.TOP_POSITIONS, keys.IMAGE_INDEX, keys.IMAGE_LABELS])
+    write_npz("class_matrix.npz", [keys.CLASS_MATRIX, keys.CLASS_MEAN_MAXIMA])
     neuron_ids = run.neuron_ids
-    labels = run.cluster_labels if run.done("cluster") else np.full(len(neuron_ids), -1)
-    projection = run.projection if run.done("embed") else None
+    labels = run.cluster_labels if run.done(keys.CLUSTER) else np.full(len(neuron_ids), -1)
+    projection = run.projection if run.done(keys.EMBED) else None
     with open(out / "neurons.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "layer", "channel", "cluster", "x", "y"])
@@ -69,9 +69,9 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
             x, y = (f"{projection[index, 0]:.5f}", f"{projection[index, 1]:.5f}") if projection is not None else ("", "")
             writer.writerow([neuron, layer, channel, int(labels[index]), x, y])
     written.append(out / "neurons.csv")
-    if run.done("cluster"):
+    if run.done(keys.CLUSTER):
         offsets, members, similarity, image_offsets = (run.array(name) for name in (
-            "cluster_offsets", "cluster_members", "cluster_similarity", "cluster_image_offsets"))
+            keys.CLUSTER_OFFSETS, keys.CLUSTER_MEMBERS, keys.CLUSTER_SIMILARITY, keys.CLUSTER_IMAGE_OFFSETS))
         clusters = []
         for label in range(len(offsets) - 1):
             ids = [neuron_ids[n] for n in members[offsets[label]:offsets[label + 1]]]
@@ -80,15 +80,15 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
                              "top_images": int(image_offsets[label + 1] - image_offsets[label])})
         write_json("clusters.json", clusters)
         write_json("hierarchy.json", hierarchy(run))
-    if run.done("embed"):
-        write_npz("embedding.npz", ["embedding", "projection", "neighbors", "neighbor_similarity"])
-    if run.done("graph"):
+    if run.done(keys.EMBED):
+        write_npz("embedding.npz", [keys.EMBEDDING, keys.PROJECTION, keys.NEIGHBORS, keys.NEIGHBOR_SIMILARITY])
+    if run.done(keys.GRAPH):
         for label, name in enumerate(run.class_names):
             graph = copy.deepcopy(run.graph(label))
             for node in graph["nodes"]:
                 node["members"] = [neuron_ids[n] for n in node["members"]]
                 node["listed"] = [neuron_ids[n] for n in node["listed"]]
-            weights = run.class_weights(label)[1] if run.cuttable else np.zeros(0, concept_graph.WEIGHT_DTYPE)
+            weights = run.class_weights(label)[1]
             graph["neuron_edges"] = [{"source": neuron_ids[s], "target": neuron_ids[t], "weight": float(w)}
                                      for s, t, w in zip(weights["source"], weights["target"], weights["weight"])]
             write_json(f"graphs/{label:04d}.json", {"class": name, **graph})
@@ -98,7 +98,7 @@ def export_run(store: Store, reference: str, out: Path) -> list[Path]:
 def hierarchy(run: StoredRun) -> dict:
     """The merge order and the cut of a clustered run, with readable ids."""
     merges, neuron_ids = run.merges, run.neuron_ids
-    cuts, caps = run.array("cluster_cuts"), run.array("cluster_caps")
+    cuts, caps = run.array(keys.CLUSTER_CUTS), run.array(keys.CLUSTER_CAPS)
     params = run.config["cluster"]
     n = len(neuron_ids)
 

@@ -1,6 +1,6 @@
 """A class's concept graph at any cut of the hierarchy, from neuron-level weights (no torch).
 
-The graph stage (`graph.py`) stores, per class, the neurons it chose (the top share of each layer by
+The graph stage (`compute/attribution.py`) stores, per class, the neurons it chose (the top share of each layer by
 the class matrix A) with their scores, and a neuron-level edge weight for every chosen upstream ×
 chosen downstream neuron of each feed (mean gradient × activation). A cut's graph only groups them:
 - Nodes: in each layer, the chosen neurons of one cluster form one node (score = mean A of the members
@@ -14,11 +14,25 @@ The stage, the app (for every cut a user picks) and the export build graphs with
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 NEURON_DTYPE = np.dtype([("neuron", "<i8"), ("score", "<f8")])
 WEIGHT_DTYPE = np.dtype([("source", "<i8"), ("target", "<i8"), ("weight", "<f4")])
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """The clusters at one cut: a label per neuron (−1: alone) and each neuron's cluster anchor."""
+
+    labels: np.ndarray
+    anchors: np.ndarray
+
+    def members_of(self, label: int, layer_of: np.ndarray | None = None, layer: int | None = None) -> np.ndarray:
+        """The cluster's members (in `layer` only, if given)."""
+        inside = self.labels == label
+        return np.flatnonzero(inside if layer is None else inside & (layer_of == layer))
 
 
 def chosen_neurons(class_row: np.ndarray, layer_sizes: list[int], top_fraction: float,

@@ -204,6 +204,17 @@ def cosine_neighbors(embedding: np.ndarray, n_neighbors: int = 20, block: int = 
     return indices, similarities
 
 
+def nearest_to_mean(embedding: np.ndarray, members: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows nearest (cosine) the mean of `members`' unit vectors, the members excluded: (indices, cosines),
+    nearest first, ties to the lower index."""
+    unit = unit_rows(embedding)
+    centre = unit[members].mean(axis=0)
+    similarity = unit @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
+    similarity[members] = -np.inf
+    nearest = np.argsort(-similarity, kind="stable")[:k]
+    return nearest, similarity[nearest]
+
+
 def project_2d(embedding: np.ndarray, seed: int | None = 0, n_neighbors: int = 15, min_dist: float = 0.1,
                neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """UMAP to 2D with the cosine metric and PCA initialisation; reproducible when seed is given.

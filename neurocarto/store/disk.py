@@ -1,4 +1,4 @@
-"""The run store: one diskcache under `cache/`, the only code that knows its keys.
+"""The run store: one diskcache under `cache/`; it puts the names of `keys` under a run's key.
 
 A run is keyed by the hash of what defines its pass 1 (model, weights checksum, dataset
 fingerprint, layers, parameters). Per run it holds a JSON manifest (schema version, config,

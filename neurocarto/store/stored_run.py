@@ -13,47 +13,30 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from neurocarto.concepts import cluster, concept_graph, hierarchy
+from neurocarto.concepts import cluster, concept_graph, embed, hierarchy
 from neurocarto.concepts.hierarchy import AUTO, parse_cut
 from neurocarto.errors import NeuroCartoError, suggest
 from neurocarto.neurons import Layer, neuron_ids, neuron_layers, neuron_offsets
+from neurocarto.store import keys
 from neurocarto.store.disk import Store
 from neurocarto.store.patch_images import unpack
-
-STAGE_NAMES = ("pass1", "cluster", "embed", "graph", "patches")
-EMBED_ARRAYS = ("embedding", "projection", "neighbors", "neighbor_similarity")
 
 
 def skipped_images(manifest: dict) -> tuple[int, list[str]]:
     """How many of the run's images could not be read, and the first of them by name."""
-    pass1 = manifest["stages"].get("pass1", {})
-    return (int(pass1.get("skipped", manifest["counts"].get("skipped", 0))),
-            list(pass1.get("skipped_files", manifest.get("skipped_files", []))))
+    pass1 = manifest["stages"].get(keys.PASS1, {})
+    return int(pass1.get("skipped", 0)), list(pass1.get("skipped_files", []))
 
 
 def run_label(manifest: dict) -> str:
     return (f"{manifest['name']} — {manifest['model']['spec']} × {manifest['data']['kind']} "
             f"({manifest['counts']['images']:,} images, {manifest['counts']['neurons']:,} neurons)")
-
-
-@dataclass(frozen=True)
-class Clustering:
-    """The clusters at one cut: a label per neuron (−1: alone) and each neuron's cluster anchor."""
-
-    labels: np.ndarray
-    anchors: np.ndarray
-
-    def members_of(self, label: int, layer_of: np.ndarray | None = None, layer: int | None = None) -> np.ndarray:
-        """The cluster's members (in `layer` only, if given)."""
-        inside = self.labels == label
-        return np.flatnonzero(inside if layer is None else inside & (layer_of == layer))
 
 
 class Cluster(NamedTuple):
@@ -87,7 +70,7 @@ class StoredRun:
         self.patch_pngs = lru_cache(maxsize=4096)(self._read_patch_pngs)
 
     def __repr__(self) -> str:
-        return f"<StoredRun {self.label}; stages done: {', '.join(s for s in STAGE_NAMES if self.done(s)) or 'none'}>"
+        return f"<StoredRun {self.label}; stages done: {', '.join(s for s in keys.STAGE_NAMES if self.done(s)) or 'none'}>"
 
     # ---- stages ----
 
@@ -97,7 +80,7 @@ class StoredRun:
     @property
     def complete(self) -> bool:
         """Every stage done with the run's present inputs."""
-        return bool(self.manifest.get("complete")) and all(self.done(stage) for stage in STAGE_NAMES)
+        return bool(self.manifest.get("complete")) and all(self.done(stage) for stage in keys.STAGE_NAMES)
 
     def require(self, *stages: str) -> None:
         missing = [stage for stage in stages if not self.done(stage)]
@@ -107,8 +90,7 @@ class StoredRun:
 
     def array(self, name: str) -> np.ndarray:
         """A stored array by its store name, once its stage is done."""
-        self.require("cluster" if name.startswith(("cluster_", "pair")) else "embed" if name in EMBED_ARRAYS
-                     else "pass1")
+        self.require(keys.stage_of_array(name))
         return self.store.get_array(self.key, name)
 
     @property
@@ -148,8 +130,8 @@ class StoredRun:
 
     @cached_property
     def class_names(self) -> list[str]:
-        self.require("pass1")
-        return self.store.get_json(self.key, "class_names")
+        self.require(keys.PASS1)
+        return self.store.get_json(self.key, keys.CLASS_NAMES)
 
     def class_index(self, name: str) -> int | None:
         lowered = [c.lower() for c in self.class_names]
@@ -160,17 +142,17 @@ class StoredRun:
     @cached_property
     def top_images(self) -> np.ndarray:
         """(neurons, k) run image ids of each neuron's top images, strongest first."""
-        return self.array("top_images")
+        return self.array(keys.TOP_IMAGES)
 
     @cached_property
     def image_labels(self) -> np.ndarray:
         """(images,) the class of each run image."""
-        return self.array("image_labels")
+        return self.array(keys.IMAGE_LABELS)
 
     @cached_property
     def top_sets(self) -> np.ndarray:
         """(neurons, k) top images as clustering compares them (`cluster.clustering_sets`)."""
-        return cluster.clustering_sets(self.top_images, self.array("top_values"), len(self.image_labels))
+        return cluster.clustering_sets(self.top_images, self.array(keys.TOP_VALUES), len(self.image_labels))
 
     def top_image_classes(self, neurons) -> np.ndarray:
         """How many of these neurons' top images come from each class."""
@@ -182,12 +164,12 @@ class StoredRun:
     @cached_property
     def cluster_labels(self) -> np.ndarray:
         """(neurons,) cluster of each neuron at the run's own cut (−1: in none)."""
-        return self.array("cluster_labels")
+        return self.array(keys.CLUSTER_LABELS)
 
     @cached_property
     def merges(self) -> np.ndarray:
         """The concept hierarchy's merge rows (`hierarchy.linkage_merges`)."""
-        return self.array("cluster_merges")
+        return self.array(keys.CLUSTER_MERGES)
 
     @cached_property
     def _groups(self) -> np.ndarray:
@@ -196,12 +178,12 @@ class StoredRun:
     @cached_property
     def merge_caps(self) -> np.ndarray:
         """(merges,) the largest cluster each merge may make."""
-        return self.array("cluster_caps")[hierarchy.merge_groups(len(self.layer_of), self.merges, self._groups)]
+        return self.array(keys.CLUSTER_CAPS)[hierarchy.merge_groups(len(self.layer_of), self.merges, self._groups)]
 
     @cached_property
     def layer_cuts(self) -> np.ndarray:
         """(layers,) the run's own cut of each layer."""
-        cuts = self.array("cluster_cuts")
+        cuts = self.array(keys.CLUSTER_CUTS)
         return cuts[self._groups[self.layer_offsets[:-1]]] if len(self.layer_of) else cuts
 
     @property
@@ -214,10 +196,10 @@ class StoredRun:
         low, high = float(self.layer_cuts.min()), float(self.layer_cuts.max())
         return f"{low:.2f}" if math.isclose(low, high, abs_tol=0.005) else f"{low:.2f}–{high:.2f}"
 
-    def _clustering(self, cut: str | float) -> Clustering:
+    def _clustering(self, cut: str | float) -> concept_graph.Clustering:
         labels = self.cluster_labels if cut == AUTO else hierarchy.cut_labels(
             len(self.layer_of), self.merges, float(cut), self.merge_caps)
-        return Clustering(labels, concept_graph.cluster_anchors(labels, self.layer_of))
+        return concept_graph.Clustering(labels, concept_graph.cluster_anchors(labels, self.layer_of))
 
     def _cluster_similarity(self, cut: str | float, label: int, layer: int) -> tuple[int, float]:
         """A cluster's size and mean pairwise Jaccard of its members' top images."""
@@ -264,34 +246,24 @@ class StoredRun:
     @cached_property
     def projection(self) -> np.ndarray:
         """(neurons, 2) the 2D map of the embedding (UMAP)."""
-        return self.array("projection")
+        return self.array(keys.PROJECTION)
 
     @cached_property
     def neighbor_table(self) -> np.ndarray:
         """(neurons, n) each neuron's nearest neurons in the full-dimensional embedding, nearest first."""
-        return self.array("neighbors")
+        return self.array(keys.NEIGHBORS)
 
     @cached_property
     def embedding(self) -> np.ndarray:
         """(neurons, dimensions) the skip-gram vectors."""
-        return self.array("embedding")
+        return self.array(keys.EMBEDDING)
 
     def neighbors(self, item: str, k: int = 10, cut: str | float = AUTO) -> list[Neighbor]:
         """The k neurons nearest (cosine, full dimension) a neuron or a cluster's mean vector, itself excluded."""
-        members = self.members(item, cut)
-        unit = self.embedding / np.maximum(np.linalg.norm(self.embedding, axis=1, keepdims=True), 1e-12)
-        centre = unit[members].mean(axis=0)
-        similarity = unit @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
-        similarity[members] = -np.inf
-        nearest = np.argsort(-similarity, kind="stable")[:k]
-        return [Neighbor(self.neuron_ids[n], float(similarity[n])) for n in nearest]
+        nearest, similarity = embed.nearest_to_mean(self.embedding, self.members(item, cut), k)
+        return [Neighbor(self.neuron_ids[n], float(s)) for n, s in zip(nearest, similarity)]
 
     # ---- class graphs ----
-
-    @cached_property
-    def cuttable(self) -> bool:
-        """Whether the graphs hold the neuron-level weights any cut needs (graph stage version 2)."""
-        return self.done("graph") and self.store.has_array(self.key, "graph_weights/0")
 
     def _class(self, which: int | str) -> int:
         index = self.class_index(which) if isinstance(which, str) else int(which)
@@ -303,18 +275,18 @@ class StoredRun:
         """A class's graph (by index or name) at a cut: nodes (id, layer, members as flat neuron indices,
         score) and edges (source, target, weight). As stored at the run's own cut, else regrouped from the
         stored neuron-level weights."""
-        self.require("graph")
+        self.require(keys.GRAPH)
         return self._graph_at(self._class(which), parse_cut(cut, self.floor))
 
     def _read_class_weights(self, class_index: int) -> tuple[np.ndarray, np.ndarray]:
         """A class's chosen neurons (NEURON_DTYPE) and neuron-level weights (WEIGHT_DTYPE), as the graph stage
         stored them."""
-        return (self.store.get_array(self.key, f"graph_neurons/{class_index}"),
-                self.store.get_array(self.key, f"graph_weights/{class_index}"))
+        return (self.store.get_array(self.key, keys.graph_neurons(class_index)),
+                self.store.get_array(self.key, keys.graph_weights(class_index)))
 
     def _read_graph(self, class_index: int, cut: str | float) -> dict:
-        stored = self.store.get_json(self.key, f"graph/{class_index}")
-        if cut == AUTO or not self.cuttable:
+        stored = self.store.get_json(self.key, keys.class_graph(class_index))
+        if cut == AUTO:
             return stored
         chosen, weights = self.class_weights(class_index)
         clustering = self.clustering(cut)
@@ -346,8 +318,8 @@ class StoredRun:
         return int(self.config["patches"]["per_neuron"])
 
     def _read_patch_pngs(self, neuron: int) -> tuple[bytes, ...]:
-        self.require("patches")
-        return tuple(unpack(self.store.get_bytes(self.key, f"patches/{neuron}")))
+        self.require(keys.PATCHES)
+        return tuple(unpack(self.store.get_bytes(self.key, keys.neuron_patches(neuron))))
 
     def patches(self, item: str, cut: str | float = AUTO) -> list:
         """PIL images: a neuron's top patches, strongest first; for a cluster, each member's strongest patch."""
@@ -367,8 +339,8 @@ class StoredRun:
         from neurocarto.zoo.parts import PartLabels
 
         grids = [(layer.height, layer.width) for layer in self.layers]
-        return PartLabels(spec, self.array("image_index"), self.top_images, self.array("top_values"),
-                          self.array("top_positions"), [grids[i] for i in self.layer_of])
+        return PartLabels(spec, self.array(keys.IMAGE_INDEX), self.top_images, self.array(keys.TOP_VALUES),
+                          self.array(keys.TOP_POSITIONS), [grids[i] for i in self.layer_of])
 
     def concept_label(self, neurons) -> str:
         """What neurons detect, in words: the class most of their top images come from, or on Parts data the part
@@ -387,7 +359,7 @@ def complete_runs(store: Store) -> list[tuple[str, dict]]:
     """(key, manifest) of every run whose every stage is done with its present inputs, newest first."""
     runs = [(key, manifest) for key, manifest, _ in store.list_runs()
             if manifest and manifest.get("complete")
-            and all(manifest["stages"].get(s, {}).get("status") == "done" for s in STAGE_NAMES)]
+            and all(manifest["stages"].get(s, {}).get("status") == "done" for s in keys.STAGE_NAMES)]
     return sorted(runs, key=lambda item: item[1].get("created", ""), reverse=True)
 
 

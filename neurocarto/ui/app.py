@@ -13,8 +13,9 @@ import diskcache
 from dash import Dash, DiskcacheManager
 
 from neurocarto.errors import NeuroCartoError
+from neurocarto.store import keys
 from neurocarto.store.disk import JsonOnlyDisk, Store
-from neurocarto.store.stored_run import STAGE_NAMES, StoredRun, complete_runs, run_label
+from neurocarto.store.stored_run import StoredRun, complete_runs, run_label
 from neurocarto.ui import ablation_panel
 from neurocarto.ui.callbacks import register_callbacks
 from neurocarto.ui.inputs import MAX_REQUEST, check_requests
@@ -29,7 +30,7 @@ VIEW_ARRAYS = ("neuron_ids", "class_names", "projection", "neighbor_table", "clu
 def load_run(store: Store, key: str) -> StoredRun:
     """A complete run with what every view reads already read."""
     run = StoredRun(store, key)
-    run.require(*STAGE_NAMES)
+    run.require(*keys.STAGE_NAMES)
     for name in VIEW_ARRAYS:
         getattr(run, name)
     return run

@@ -71,10 +71,6 @@ def restore(catalog, _pathname, ready, search):
     except NeuroCartoError as problem:
         problems.append(f"{problem}; showing each layer's default.")
         cut = AUTO
-    if cut != AUTO and not run.cuttable:
-        problems.append("This run's graphs hold its own cut only: run `python -m neurocarto precompute` for it "
-                        "again to store the weights any cut needs.")
-        cut = AUTO
     selection = dict(EMPTY_SELECTION)
     if "select" in query:
         graph = run.graph(class_index, cut)
@@ -153,7 +149,7 @@ def cut_control(catalog, run_key):
         return no_update, no_update, True, no_update
     marks = {run.floor: f"{run.floor:g}", 0.2: "0.2", 0.4: "0.4", 0.6: "0.6"}
     label = f"layer defaults ({run.cut_range()})"
-    return run.floor, marks, not run.cuttable, [{"label": label, "value": "auto"}]
+    return run.floor, marks, False, [{"label": label, "value": "auto"}]
 
 
 @wired(Output("class", "options"), Input("run", "value"), Input("class", "search_value"),

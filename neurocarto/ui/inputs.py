@@ -262,8 +262,6 @@ def bounded_callback(app, catalog):
 
 def chosen_cut(run, cut_choice):
     """The cut the controls ask for (`cut-choice`: "auto" or the slider's Jaccard), checked against the run."""
-    if not run.cuttable:
-        return AUTO
     try:
         return parse_cut(cut_choice, run.floor)
     except NeuroCartoError:

@@ -8,8 +8,8 @@ import time
 from dash import html
 
 from neurocarto.errors import NeuroCartoError
+from neurocarto.store import keys
 from neurocarto.store.disk import Store
-from neurocarto.store.stored_run import STAGE_NAMES
 
 GENERIC_COMMAND = "python -m neurocarto precompute (with the options that started it)"
 
@@ -25,13 +25,13 @@ def run_progress(store: Store, key: str, now: float | None = None) -> dict:
     and seconds left; a stopped run's message and the command that resumes it."""
     manifest = store.manifest(key)
     try:
-        record = store.get_json(key, "progress")
+        record = store.get_json(key, keys.PROGRESS)
     except NeuroCartoError:
         record = None
     writer = store.writer_of(key)
     now = time.time() if now is None else now
     stages, problem = [], None
-    for name in STAGE_NAMES:
+    for name in keys.STAGE_NAMES:
         recorded = manifest["stages"].get(name, {})
         status = recorded.get("status")
         row = {"stage": name, "state": "waiting"}
