@@ -4,9 +4,10 @@
     run = nc.open_run(cache="cache")                       # the newest complete run, or by name or key
     run = nc.precompute(model=my_module, data="images/")   # compute (or resume) a run, then open it
     nc.ablate(run, ["mixed4b:c3"])                           # what a concept does to the prediction
+    nc.explain(run, "coat.png")                              # why the model called this image what it did
 
-`open_run` and `StoredRun` read stored runs without importing torch; `precompute` and `ablate` import it when
-called.
+`open_run` and `StoredRun` read stored runs without importing torch; `precompute`, `ablate` and `explain`
+import it when called.
 """
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.stored_run import AUTO, Cluster, Neighbor, StoredRun, open_run
@@ -28,5 +29,14 @@ def ablate(run: StoredRun, items: list[str], method: str = "zero", images: int =
     return ablate_stored(run, list(items), method, images, random_sets, cut, **options)
 
 
+def explain(run: StoredRun, image, model=None, device: str = "cpu"):
+    """One image (a run image index, a path, bytes, a PIL image or an array) inside the run's summary (loads torch
+    and the model): its top-5 prediction, each neuron's percentile and map on it; kept in the store. Light a class
+    graph with it by `neurocarto.store.explanations.lit_graph`; see `neurocarto.analysis.explain.explain`."""
+    from neurocarto.analysis.explain import explain as explain_image
+
+    return explain_image(run, image, model, device)
+
+
 precompute.__doc__ = "Compute (or resume) a run and open it: see `neurocarto.api.precompute`."
-__all__ = ["AUTO", "Cluster", "Neighbor", "NeuroCartoError", "StoredRun", "ablate", "open_run", "precompute"]
+__all__ = ["AUTO", "Cluster", "Neighbor", "NeuroCartoError", "StoredRun", "ablate", "explain", "open_run", "precompute"]

@@ -234,6 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     ablation.add_argument("--cut", default="auto", metavar="auto|J", help="the cut clusters are read at")
     ablation.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     ablation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
+    explaining = commands.add_parser("explain", help="one image inside the run's summary: its prediction, the concepts "
+                                                     "it lights on a class graph and its path through them")
+    add_cache_argument(explaining)
+    explaining.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    explaining.add_argument("--image", required=True, metavar="FILE|INDEX",
+                            help="a PNG, JPEG or WebP file, or the index of one of the run's images")
+    explaining.add_argument("--class", dest="class_name", default=None,
+                            help="the class whose graph is lit (default: the predicted class)")
+    explaining.add_argument("--cut", default="auto", metavar="auto|J", help="the cut the graph is read at")
+    explaining.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    explaining.add_argument("--json", type=Path, default=None, metavar="PATH",
+                            help="also write the explanation as JSON")
     args = parser.parse_args(argv)
     args.command_line = os.environ.get("NEUROCARTO_COMMAND") or shlex.join(
         ["python", "-m", "neurocarto", *(sys.argv[1:] if argv is None else argv)])
@@ -287,6 +299,18 @@ def run_command(args: argparse.Namespace) -> None:
         print(format_ablation(result, args.class_name))
         if args.json:
             args.json.write_text(json.dumps(result.as_dict(), indent=2))
+    elif args.command == "explain":
+        from neurocarto.analysis.explain import explanation_dict, format_explanation
+        from neurocarto.store.explanations import lit_graph
+
+        with Store(args.cache) as store:
+            run = StoredRun(store, store.resolve(args.run))
+            explained = nc.explain(run, int(args.image) if args.image.isdigit() else args.image, device=args.device)
+            class_index = explained.predicted if args.class_name is None else run.class_of(args.class_name)
+            graph = lit_graph(run, explained, class_index, args.cut)
+            print(format_explanation(run, explained, graph, class_index))
+            if args.json:
+                args.json.write_text(json.dumps(explanation_dict(run, explained, graph), indent=2))
     elif args.command == "snapshot":
         request = SnapshotRequest(
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,

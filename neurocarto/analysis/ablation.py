@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from neurocarto.analysis.rerun import prepared_for
 from neurocarto.errors import NeuroCartoError
 from neurocarto.inputs.capture import LayerCapture
 from neurocarto.inputs.prepared_run import PreparedRun
@@ -238,32 +239,6 @@ def _mean_logit(logits: torch.Tensor, labels: np.ndarray, targets: np.ndarray) -
                      for c in range(len(targets))])
 
 
-def prepared_for(run, model=None) -> PreparedRun:
-    """A stored run's model and data, loaded as its manifest names them (`model`: the nn.Module of a run made from a
-    Python object); NeuroCartoError saying what differs where they are not the run's."""
-    from dataclasses import replace
-
-    from neurocarto.config import ExecutionConfig, RunConfig
-    from neurocarto.inputs.models import from_module
-    from neurocarto.inputs.prepared_run import prepare
-
-    config, loaded = RunConfig.from_dict(run.config), None
-    if run.manifest["model"]["spec"].startswith("python:"):
-        if model is None:
-            raise NeuroCartoError(f"run {run.name} was made from a Python model object ({run.manifest['model']['spec']}): "
-                                  "pass it as nc.ablate(run, ..., model=module)")
-        loaded = from_module(model)
-        config = replace(config, model=loaded.spec)
-    try:
-        prepared = prepare(config, ExecutionConfig(cache=run.store.directory, progress=False), loaded)
-    except NeuroCartoError as problem:
-        raise NeuroCartoError(f"ablation needs run {run.name}'s model and data here: {problem}") from problem
-    if prepared.key != run.key:
-        raise NeuroCartoError(f"the model or data here differ from those run {run.name} was computed on (its key "
-                              f"{run.key}, here {prepared.key}): ablate where its model, weights and data are")
-    return prepared
-
-
 def ablate_stored(run, items: list[str], method: str = "zero", n_images: int = 1000, random_sets: int = 5,
                   cut="auto", seed: int = 0, model=None, device: str = "cpu",
                   progress: Callable[[int, int], None] | None = None) -> Ablation:
@@ -293,7 +268,7 @@ def _stored_run_bench(run, method: str, n_images: int, random_sets: int, seed: i
     """A bench on a stored run's model and data whose unablated pass is read from the run's store, or computed
     and kept there: every ablation of the run on the same images shares it."""
     baseline = stored_baseline(run, method, n_images, seed)
-    bench = AblationBench(prepared_for(run, model), method, n_images, random_sets, seed, device, progress=progress,
+    bench = AblationBench(prepared_for(run, model, "ablation"), method, n_images, random_sets, seed, device, progress=progress,
                           baseline=baseline)
     if baseline is None:
         store_baseline(run, method, n_images, seed, *bench.baseline)

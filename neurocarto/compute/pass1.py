@@ -6,11 +6,14 @@ neuron it takes the spatial maximum of the layer's output and where it is, then 
 - the class × neuron matrix A (Summit): per image and layer, the channel maxima normalised to
   sum to 1, taken in descending order until their cumulative share reaches `threshold`, each
   taken channel counted for the image's class;
-- per class, the sum of each neuron's maximum (→ the per-class mean).
+- per class, the sum of each neuron's maximum (→ the per-class mean);
+- every neuron's maxima on an even sample of at most `SAMPLE_IMAGES` images (→ where one image's activation stands
+  among the run's, `concepts.lit_graph.neuron_percentiles`).
 Nothing of size images × neurons is kept: memory does not grow with the number of images.
 """
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -206,6 +209,37 @@ class LayerMaxima:
         self.capture.__exit__()
 
 
+SAMPLE_IMAGES = 1000       # images whose maxima are kept for every neuron: percentiles to 0.1 %, 4 kB a neuron
+
+
+def sample_every(n_images: int) -> int:
+    """The sample's stride over run image ids: every id that is a multiple of it, so that it spans the whole run
+    (image folders come class by class) and any split into shards keeps the same images."""
+    return max(1, math.ceil(n_images / SAMPLE_IMAGES))
+
+
+class MaximaSample:
+    """Every neuron's maxima on the run images whose id is a multiple of `every`, in id order."""
+
+    def __init__(self, every: int, n_neurons: int):
+        self.every = every
+        self.maxima = np.zeros((0, n_neurons), dtype=np.float32)
+        self.images = np.zeros(0, dtype=np.int64)
+
+    def update(self, maxima: torch.Tensor, image_ids: torch.Tensor) -> None:
+        """maxima: (batch, neurons); image_ids: (batch,), increasing."""
+        keep = image_ids % self.every == 0
+        if keep.any():
+            self.maxima = np.concatenate([self.maxima, maxima[keep.to(maxima.device)].float().cpu().numpy()])
+            self.images = np.concatenate([self.images, image_ids[keep].cpu().numpy()])
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"sample_maxima": self.maxima, "sample_images": self.images}
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        self.maxima, self.images = state["sample_maxima"], state["sample_images"]
+
+
 @dataclass
 class Pass1State:
     """Everything pass 1 accumulates; `state()` is what a checkpoint and the store hold."""
@@ -214,14 +248,17 @@ class Pass1State:
     classes: ClassStatistics
     next_image: int = 0
     skipped: list[int] = field(default_factory=list)
+    sample: MaximaSample | None = None
 
     def state(self) -> dict[str, np.ndarray]:
-        return {**self.top_k.state(), **self.classes.state(), "next_image": np.array(self.next_image),
-                "skipped": np.array(self.skipped, dtype=np.int64)}
+        return {**self.top_k.state(), **self.classes.state(), **(self.sample.state() if self.sample else {}),
+                "next_image": np.array(self.next_image), "skipped": np.array(self.skipped, dtype=np.int64)}
 
     def load(self, state: dict[str, np.ndarray]) -> None:
         self.top_k.load(state)
         self.classes.load(state)
+        if self.sample is not None:
+            self.sample.load(state)
         self.next_image = int(state["next_image"])
         self.skipped = state["skipped"].tolist()
 
@@ -249,6 +286,8 @@ def run_pass1(model: nn.Module, layers: list[Layer], batches, state: Pass1State,
                     taken = summit(maxima)
                     state.top_k.update(maxima, positions, image_ids.to(device))
                     state.classes.update(maxima, taken, labels)
+                    if state.sample is not None:
+                        state.sample.update(maxima, image_ids)
                 state.next_image += len(image_ids) + len(skipped_ids)
                 if on_batch is not None:
                     on_batch(state, len(image_ids))
@@ -270,6 +309,8 @@ def merge_states(states: list[dict[str, np.ndarray]], k: int) -> dict[str, np.nd
               for name in ("top_values", "top_images", "top_positions")}
     for name in ("class_matrix", "class_maxima_sums", "class_images"):
         merged[name] = np.sum([state[name] for state in states], axis=0)
-    merged["skipped"] = np.concatenate([state["skipped"] for state in states])
+    for name in ("skipped", "sample_maxima", "sample_images"):
+        if name in states[0]:
+            merged[name] = np.concatenate([state[name] for state in states])
     merged["next_image"] = np.array(max(int(state["next_image"]) for state in states))
     return merged

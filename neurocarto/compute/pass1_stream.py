@@ -12,7 +12,15 @@ from torch.utils.data import DataLoader
 
 from neurocarto.compute.contract import StageContext
 from neurocarto.compute.interrupt import deferred_interrupt
-from neurocarto.compute.pass1 import ClassStatistics, Pass1State, StreamingTopK, merge_states, run_pass1
+from neurocarto.compute.pass1 import (
+    ClassStatistics,
+    MaximaSample,
+    Pass1State,
+    StreamingTopK,
+    merge_states,
+    run_pass1,
+    sample_every,
+)
 from neurocarto.errors import NeuroCartoError
 from neurocarto.inputs.prepared_run import RunImages, collate_readable
 from neurocarto.store import keys
@@ -83,7 +91,8 @@ class CheckpointedPass1:
             checkpoint = self.store.load_checkpoint(run.key, keys.PASS1)
             saved = None if checkpoint is None else unpack_shards(checkpoint, group.world, self.batch_size)
         state = Pass1State(StreamingTopK(run.n_neurons, run.config.top_k, self.device),
-                           ClassStatistics(len(run.dataset.class_names), run.n_neurons, self.device), self.shard.start)
+                           ClassStatistics(len(run.dataset.class_names), run.n_neurons, self.device), self.shard.start,
+                           sample=MaximaSample(sample_every(self.n_images), run.n_neurons))
         mine = group.scatter(saved if saved is not None else [None] * group.world)
         if mine is not None:
             state.load(mine)

@@ -42,6 +42,7 @@ def pass1(context: StageContext) -> dict:
     store.put_array(run.key, keys.CLASS_MEAN_MAXIMA,
                     (results["class_maxima_sums"] / SUM_SCALE / class_images).astype(np.float32))
     store.put_array(run.key, keys.IMAGE_INDEX, run.indices)
+    store.put_array(run.key, keys.MAXIMA_SAMPLE, results["sample_maxima"])
     store.put_array(run.key, keys.IMAGE_LABELS, np.array([run.dataset.label(int(i)) for i in run.indices], dtype=np.int64))
     store.put_json(run.key, keys.CLASS_NAMES, list(run.dataset.class_names))
     store.put_json(run.key, keys.NEURON_IDS, neuron_ids(run.layers))
@@ -238,7 +239,7 @@ def patches_stage(context: StageContext) -> dict:
 
 
 STAGES = [
-    Stage(keys.PASS1, pass1, lambda config: None, (), sharded=True),
+    Stage(keys.PASS1, pass1, lambda config: None, (), sharded=True, version=2),  # 2: a sample of maxima
     Stage(keys.CLUSTER, cluster_stage, lambda config: config.cluster, (keys.PASS1,), version=2),  # 2: one draw a chunk
     Stage(keys.EMBED, embed_stage, lambda config: config.embed, (keys.PASS1,), version=3),  # 3: UMAP, exact neighbours
     Stage(keys.GRAPH, graph_stage, lambda config: config.graph, (keys.CLUSTER,), sharded=True, version=4),

@@ -297,6 +297,9 @@ class Store:
     def put_bytes(self, run: str, name: str, value: bytes) -> None:
         self._set(f"{run}/bytes/{name}", value)
 
+    def has_bytes(self, run: str, name: str) -> bool:
+        return f"{run}/bytes/{name}" in self._cache
+
     def get_bytes(self, run: str, name: str) -> bytes:
         return self._require(run, f"{run}/bytes/{name}")
 

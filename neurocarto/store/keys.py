@@ -3,6 +3,8 @@ readers read through these names only, so that the two cannot drift apart. `Stor
 (`KEY/array/NAME`, `KEY/json/NAME`, `KEY/bytes/NAME`)."""
 from __future__ import annotations
 
+import hashlib
+
 STAGE_NAMES = ("pass1", "cluster", "embed", "graph", "patches")     # in the order they run
 PASS1, CLUSTER, EMBED, GRAPH, PATCHES = STAGE_NAMES
 
@@ -16,6 +18,7 @@ SKIPPED = "skipped"                         # run image ids that could not be re
 CLASS_MEAN_MAXIMA = "class_mean_maxima"     # (classes, neurons) mean channel maximum
 IMAGE_INDEX = "image_index"                 # (images,) data-set index of each run image
 IMAGE_LABELS = "image_labels"               # (images,) class of each run image
+MAXIMA_SAMPLE = "maxima_sample"             # (≤ 1,000, neurons) float32 maxima on an even sample of the images
 PASS1_ARRAYS = (TOP_VALUES, TOP_IMAGES, TOP_POSITIONS, CLASS_MATRIX, CLASS_IMAGES, SKIPPED)
 CLASS_NAMES = "class_names"                 # JSON
 NEURON_IDS = "neuron_ids"                   # JSON
@@ -57,6 +60,17 @@ def graph_weights(label: int) -> str:
 def neuron_patches(neuron: int) -> str:
     """Bytes: a neuron's patch PNGs, packed (`patch_images.pack`)."""
     return f"patches/{neuron}"
+
+
+def explanation(image: str) -> str:
+    """JSON and arrays under this prefix: one image's explanation (`store.explanations`); `image` is `run:INDEX`
+    or `upload:SHA256`."""
+    return "explain/" + hashlib.sha256(image.encode()).hexdigest()[:32]
+
+
+def upload(digest: str) -> str:
+    """Bytes: an uploaded image as received, by its SHA-256, so that its URL opens it again."""
+    return f"upload/{digest}"
 
 
 def stage_of_array(name: str) -> str:

@@ -265,7 +265,8 @@ class StoredRun:
 
     # ---- class graphs ----
 
-    def _class(self, which: int | str) -> int:
+    def class_of(self, which: int | str) -> int:
+        """A class by index or name (any case); NeuroCartoError naming the valid ones."""
         index = self.class_index(which) if isinstance(which, str) else int(which)
         if index is None or not 0 <= index < len(self.class_names):
             raise NeuroCartoError(f"unknown class {which!r}: {suggest(str(which), self.class_names)}")
@@ -276,7 +277,7 @@ class StoredRun:
         score) and edges (source, target, weight). As stored at the run's own cut, else regrouped from the
         stored neuron-level weights."""
         self.require(keys.GRAPH)
-        return self._graph_at(self._class(which), parse_cut(cut, self.floor))
+        return self._graph_at(self.class_of(which), parse_cut(cut, self.floor))
 
     def _read_class_weights(self, class_index: int) -> tuple[np.ndarray, np.ndarray]:
         """A class's chosen neurons (NEURON_DTYPE) and neuron-level weights (WEIGHT_DTYPE), as the graph stage

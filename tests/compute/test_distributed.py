@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neurocarto.compute.distributed import Group
-from neurocarto.compute.pass1 import ClassStatistics, Pass1State, StreamingTopK, merge_states
+from neurocarto.compute.pass1 import ClassStatistics, MaximaSample, Pass1State, StreamingTopK, merge_states
 from neurocarto.compute.pass1_stream import pack_shards, unpack_shards
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.disk import Store
@@ -38,12 +38,13 @@ def test_merged_shards_equal_one_stream_with_ties():
     labels = rng.integers(0, 3, n_images)
 
     def stream(first, last):
-        state = Pass1State(StreamingTopK(n_neurons, k), ClassStatistics(3, n_neurons), first)
+        state = Pass1State(StreamingTopK(n_neurons, k), ClassStatistics(3, n_neurons), first, sample=MaximaSample(3, n_neurons))
         for start in range(first, last, batch):
             ids = torch.arange(start, min(start + batch, last))
             maxima = torch.from_numpy(values[ids.numpy()])
             state.top_k.update(maxima, torch.from_numpy(positions[ids.numpy()]), ids)
             state.classes.update(maxima, maxima > 1, torch.from_numpy(labels[ids.numpy()]))
+            state.sample.update(maxima, ids)
             state.next_image = int(ids[-1]) + 1
         return state.state()
 

@@ -5,12 +5,15 @@ import torch
 from torch import nn
 
 from neurocarto.compute.pass1 import (
+    SAMPLE_IMAGES,
     SUM_SCALE,
     ClassStatistics,
+    MaximaSample,
     Pass1State,
     StreamingTopK,
     SummitThreshold,
     run_pass1,
+    sample_every,
 )
 from neurocarto.neurons import Layer
 
@@ -113,7 +116,7 @@ def test_run_pass1_matches_brute_force_over_all_maps(n_images, k, batch_size):
     images = torch.randn(n_images, 1, 8, 8)
     labels = torch.randint(0, 3, (n_images,))
     threshold = 0.3
-    state = Pass1State(StreamingTopK(7, k), ClassStatistics(3, 7))
+    state = Pass1State(StreamingTopK(7, k), ClassStatistics(3, 7), sample=MaximaSample(4, 7))
     batches = [(images[s:s + batch_size], labels[s:s + batch_size], torch.arange(s, min(s + batch_size, n_images)), [])
                for s in range(0, n_images, batch_size)]
     run_pass1(model, layers, batches, state, threshold, torch.device("cpu"))
@@ -134,3 +137,11 @@ def test_run_pass1_matches_brute_force_over_all_maps(n_images, k, batch_size):
     expected_sums = np.stack([maxima[labels.numpy() == c].sum(0) for c in range(3)])
     np.testing.assert_allclose(result["class_maxima_sums"] / SUM_SCALE, expected_sums, rtol=1e-5, atol=1e-6)
     assert result["next_image"] == n_images
+    np.testing.assert_array_equal(result["sample_images"], np.arange(0, n_images, 4))
+    np.testing.assert_allclose(result["sample_maxima"], maxima[::4], rtol=1e-6)
+
+
+def test_the_sample_spans_the_run_at_most_sample_images():
+    assert sample_every(10) == 1 and sample_every(SAMPLE_IMAGES) == 1
+    for n_images in (SAMPLE_IMAGES + 1, 70_000, 1_281_167):
+        assert SAMPLE_IMAGES // 2 <= len(range(0, n_images, sample_every(n_images))) <= SAMPLE_IMAGES

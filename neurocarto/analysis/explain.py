@@ -1,0 +1,181 @@
+"""Why the model called this image what it did, inside the run's summary: `nc.explain(run, image)`.
+
+Reads a stored run and one image — one of the run's own (by index) or any other (a path, bytes, a PIL image, an
+array) — and runs the run's model on it (torch): the model's top-5 among the data's classes, every neuron's spatial
+maximum as a percentile of its maxima over the run's images (`concepts.lit_graph`), and every neuron's map. The
+result is kept in the store (`store.explanations`) and read, not recomputed, when the same image is asked again;
+`store.explanations.lit_graph` lights a class graph with it.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from neurocarto.analysis.ablation import output_classes
+from neurocarto.analysis.rerun import prepared_for
+from neurocarto.concepts.lit_graph import neuron_percentiles
+from neurocarto.errors import NeuroCartoError
+from neurocarto.inputs.capture import LayerCapture
+from neurocarto.inputs.prepared_run import PreparedRun
+from neurocarto.store import keys
+from neurocarto.store.explanations import (
+    Explained,
+    run_image,
+    store_explained,
+    store_upload,
+    stored_explained,
+    upload_reference,
+)
+
+MAX_UPLOAD_BYTES = 20 * 2 ** 20      # an upload larger than this is refused before it is decoded
+MAX_PIXELS = 40_000_000              # a declared size above this is refused (a decompression bomb)
+FORMATS = ("PNG", "JPEG", "WEBP")
+TOP_CLASSES = 5
+MODES = {"1": "1-bit black and white", "L": "8-bit grey", "LA": "grey with alpha", "P": "palette colour",
+         "PA": "palette colour with alpha", "RGB": "8-bit RGB", "RGBA": "RGB with alpha", "CMYK": "CMYK",
+         "YCbCr": "YCbCr", "I": "32-bit integer grey", "I;16": "16-bit grey", "F": "32-bit float grey"}
+
+
+def read_upload(content: bytes, mode: str) -> Image.Image:
+    """An uploaded file as an image of the run's mode (`mode`, as the run's own images are), or NeuroCartoError
+    saying what is wrong with it and what would be valid."""
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise NeuroCartoError(f"the file is {len(content) / 2 ** 20:.1f} MB; images up to "
+                              f"{MAX_UPLOAD_BYTES // 2 ** 20} MB are taken")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(content)) as probe:
+                if probe.format not in FORMATS:
+                    raise NeuroCartoError(f"the file is {probe.format or 'of no known format'}; PNG, JPEG or WebP "
+                                          "images are taken")
+                if probe.width * probe.height > MAX_PIXELS:
+                    raise NeuroCartoError(f"the image declares {probe.width}×{probe.height} pixels; at most "
+                                          f"{MAX_PIXELS:,} are taken")
+                probe.verify()
+            image = Image.open(io.BytesIO(content))
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:
+        raise NeuroCartoError(f"the file is not a readable PNG, JPEG or WebP image ({type(error).__name__}: "
+                              f"{error})") from None
+    return in_mode(image, mode)
+
+
+def in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """The image in the run's mode: a palette without transparency becomes RGB; any other mode than the run's is
+    refused (converting would guess: alpha over which background, CMYK by which profile, 16 bits cut how)."""
+    if image.mode == "P" and mode == "RGB" and "transparency" not in image.info:
+        image = image.convert("RGB")
+    if image.mode != mode:
+        raise NeuroCartoError(f"this run's images are {MODES.get(mode, mode)}; this one is "
+                              f"{MODES.get(image.mode, image.mode)}: save it as an {MODES.get(mode, mode)} PNG or JPEG")
+    return image
+
+
+def _as_image(image) -> tuple[Image.Image, bytes | None]:
+    """A path, bytes, a PIL image or an (h, w[, 3]) uint8 array → (PIL image, the bytes as given, if any)."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise NeuroCartoError(f"{path}: no such image file")
+        image = path.read_bytes()
+    if isinstance(image, bytes):
+        return None, image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise NeuroCartoError(f"an image array must be uint8 of shape (h, w) or (h, w, 3), not {image.dtype} "
+                                  f"{image.shape}")
+        return Image.fromarray(image), None
+    if isinstance(image, Image.Image):
+        return image, None
+    raise NeuroCartoError(f"an image is a run image index, a path, bytes, a PIL image or an array, not "
+                          f"{type(image).__name__}")
+
+
+def explain(run, image, model=None, device: str = "cpu") -> Explained:
+    """The explanation of `image` for a StoredRun (`model`: the nn.Module of a run made from a Python object):
+    stored, so that it is read when asked again."""
+    run.require(keys.PASS1)
+    if isinstance(image, (int, np.integer)):
+        if not 0 <= int(image) < len(run.image_labels):
+            raise NeuroCartoError(f"image {image}: the run's images are 0 … {len(run.image_labels) - 1}")
+        reference, pil, content = run_image(int(image)), None, None
+    else:
+        pil, content = _as_image(image)
+        if content is None:
+            buffer = io.BytesIO()
+            pil.save(buffer, format="PNG")
+            content = buffer.getvalue()
+        reference = upload_reference(content)
+    found = stored_explained(run, reference)
+    if found is not None:
+        return found
+    prepared = prepared_for(run, model, "explanation")
+    mode = prepared.dataset.load(int(prepared.indices[0])).mode
+    if reference.startswith("run:"):
+        tensor, true_class = prepared.load_images([int(image)]), int(run.image_labels[int(image)])
+    else:
+        pil = read_upload(content, mode) if pil is None else in_mode(pil, mode)
+        tensor, true_class = prepared.model.transform(pil).unsqueeze(0), None
+    explained = _forward(run, prepared, tensor, torch.device(device), reference, true_class)
+    if reference.startswith("upload:"):
+        store_upload(run, content)
+    store_explained(run, explained)
+    return explained
+
+
+def _forward(run, prepared: PreparedRun, tensor: torch.Tensor, device: torch.device, reference: str,
+             true_class: int | None) -> Explained:
+    """One forward pass: every layer's maps and the model's outputs → an `Explained`."""
+    model, layers = prepared.model.module.to(device).eval(), prepared.layers
+    maps: dict[int, torch.Tensor] = {}
+    with torch.inference_mode(), LayerCapture(model, layers, lambda i, m: maps.__setitem__(i, m[0].float().cpu())):
+        output = model(tensor.to(device))
+    missing = [layer.name for i, layer in enumerate(layers) if i not in maps]
+    if missing:
+        raise NeuroCartoError(f"the forward pass did not reach layer(s) {', '.join(missing)} on this image")
+    logits = (output[0] if isinstance(output, (tuple, list)) else output)[0].float().cpu()
+    probabilities = torch.softmax(logits, dim=0).numpy()[output_classes(prepared)]
+    order = np.argsort(-probabilities, kind="stable")[:TOP_CLASSES]
+    ordered = [maps[i] for i in range(len(layers))]
+    maxima = torch.cat([m.flatten(1).amax(dim=1) for m in ordered]).numpy()
+    counts = run.manifest["counts"]["images"] - run.skipped[0]
+    percentiles = neuron_percentiles(maxima, run.array(keys.MAXIMA_SAMPLE), run.array(keys.TOP_VALUES), counts)
+    return Explained(reference, true_class, [(int(c), float(probabilities[c])) for c in order], maxima,
+                     percentiles, torch.cat([m.flatten() for m in ordered]).numpy().astype(np.float16))
+
+
+def explanation_dict(run, explained: Explained, graph: dict) -> dict:
+    """The explanation and its lit graph as JSON: the prediction, each neuron's maximum and percentile, each node's
+    value and the path."""
+    return {**explained.summary(), "classes": [run.class_names[c] for c, _ in explained.top_classes],
+            "neurons": {"ids": run.neuron_ids, "maxima": explained.maxima.round(5).tolist(),
+                        "percentiles": explained.percentiles.round(5).tolist()},
+            "graph": {"nodes": [{"id": n["id"], "layer": n["layer"], "value": round(n["value"], 5),
+                                 "members": [run.neuron_ids[m] for m in n["members"]]} for n in graph["nodes"]],
+                      "edges": graph["edges"], "path": graph["path"]}}
+
+
+def format_explanation(run, explained: Explained, graph: dict, class_index: int, lit_nodes: int = 5) -> str:
+    """The explanation in words: the prediction, the image's path through the class graph and its most lit nodes."""
+    truth = f" (true class {run.class_names[explained.true_class]})" if explained.true_class is not None else ""
+    by_id = {node["id"]: node for node in graph["nodes"]}
+
+    def node_words(node_id: str) -> str:
+        node = by_id[node_id]
+        return f"{node_id} {node['value']:.0%} [{run.concept_label(node['members'])}]"
+
+    lines = [f"image {explained.image}{truth}",
+             "prediction: " + ", ".join(f"{run.class_names[c]} {p:.2f}" for c, p in explained.top_classes),
+             f"graph of {run.class_names[class_index]}: {len(graph['nodes'])} nodes; a node's value is its members' "
+             "mean percentile on this image among the run's images",
+             "the image's path, from the prediction down: " + " ← ".join(node_words(n) for n in graph["path"]["nodes"]),
+             "most lit nodes: " + ", ".join(node_words(node["id"]) for node in
+                                            sorted(graph["nodes"], key=lambda n: -n["value"])[:lit_nodes])]
+    return "\n".join(lines)
