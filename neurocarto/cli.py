@@ -35,6 +35,12 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
                         help="the store's folder (default: cache/)")
 
 
+def add_stored_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store and the stored run a command reads."""
+    add_cache_argument(parser)
+    parser.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that define and execute a run: shared by `precompute` and `app.py`."""
     add_cache_argument(parser)
@@ -181,12 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     add_cache_argument(runs)
     runs.add_argument("--json", action="store_true", help="machine-readable output")
     export = commands.add_parser("export", help="write a run in open formats (JSON, CSV, NPZ)")
-    add_cache_argument(export)
-    export.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    add_stored_run_arguments(export)
     export.add_argument("--out", required=True, type=Path, help="output folder")
     snap = commands.add_parser("snapshot", help="render the app's views of a run to PNG or SVG (headless Chromium)")
-    add_cache_argument(snap)
-    snap.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    add_stored_run_arguments(snap)
     snap.add_argument("--class", dest="class_name", default=None, help="class whose graph is shown (default: the first)")
     snap.add_argument("--select", default=None, metavar="ID,ID",
                       help="graph nodes and/or one neuron to select, e.g. mixed4b:c0 or mixed4b:17")
@@ -207,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"Chromium executable (default {CHROMIUM})")
     snap.add_argument("--out", required=True, type=Path, help="fig.png or fig.svg")
     evaluation = commands.add_parser("evaluate", help="score the run's clusters and embedding against baselines")
-    add_cache_argument(evaluation)
-    evaluation.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    add_stored_run_arguments(evaluation)
     evaluation.add_argument("--trials", type=int, default=100, help="intruder trials per cluster (default 100)")
     evaluation.add_argument("--truth", choices=["held-out", "top-images"], default="held-out",
                             help="Parts: read each neuron's part from a second sample (default) or from the run's "
@@ -222,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluation.add_argument("--causal-images", type=int, default=1000, help="images of the causal test (default 1000)")
     ablation = commands.add_parser("ablate", help="what neurons or clusters do to the prediction: ablated on "
                                                   "held-out images, against random same-size sets")
-    add_cache_argument(ablation)
-    ablation.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    add_stored_run_arguments(ablation)
     ablation.add_argument("--neurons", required=True, metavar="ID,ID",
                           help="neurons (layer:channel) and clusters (layer:c<channel>), e.g. mixed4b:c3,mixed4a:17")
     ablation.add_argument("--class", dest="class_name", default=None, help="the class to report first (default: all)")
@@ -236,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ablation.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON")
     explaining = commands.add_parser("explain", help="one image inside the run's summary: its prediction, the concepts "
                                                      "it lights on a class graph and its path through them")
-    add_cache_argument(explaining)
-    explaining.add_argument("--run", required=True, help="run name, key or key prefix (see `runs`)")
+    add_stored_run_arguments(explaining)
     explaining.add_argument("--image", required=True, metavar="FILE|INDEX",
                             help="a PNG, JPEG or WebP file, or the index of one of the run's images")
     explaining.add_argument("--class", dest="class_name", default=None,
