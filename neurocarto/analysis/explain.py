@@ -21,7 +21,6 @@ from neurocarto.analysis.rerun import prepared_for
 from neurocarto.concepts.lit_graph import neuron_percentiles
 from neurocarto.errors import NeuroCartoError
 from neurocarto.inputs.capture import LayerCapture
-from neurocarto.inputs.prepared_run import PreparedRun
 from neurocarto.store import keys
 from neurocarto.store.explanations import (
     Explained,
@@ -98,57 +97,77 @@ def _as_image(image) -> tuple[Image.Image, bytes | None]:
                           f"{type(image).__name__}")
 
 
-def explain(run, image, model=None, device: str = "cpu") -> Explained:
-    """The explanation of `image` for a StoredRun (`model`: the nn.Module of a run made from a Python object):
-    stored, so that it is read when asked again."""
-    run.require(keys.PASS1)
+class Explainer:
+    """A stored run's model loaded once, for explaining many images (`model`: the nn.Module of a run made from a
+    Python object)."""
+
+    def __init__(self, run, model=None, device: str = "cpu"):
+        run.require(keys.PASS1)
+        self.run, self.device = run, torch.device(device)
+        self.prepared = prepared_for(run, model, "explanation")
+        self.mode = self.prepared.dataset.load(int(self.prepared.indices[0])).mode
+        self.targets = output_classes(self.prepared)
+        self.sample, self.top_values = run.array(keys.MAXIMA_SAMPLE), run.array(keys.TOP_VALUES)
+        self.n_images = run.manifest["counts"]["images"] - run.skipped[0]
+
+    def explain(self, image, keep: bool = True) -> Explained:
+        """The explanation of `image` (a run image index, a path, bytes, a PIL image or an array); read from the
+        store if kept there, else computed and, with `keep`, kept."""
+        reference, pil, content = reference_of(self.run, image)
+        found = stored_explained(self.run, reference)
+        if found is not None:
+            return found
+        if reference.startswith("run:"):
+            tensor, true_class = self.prepared.load_images([int(image)]), int(self.run.image_labels[int(image)])
+        else:
+            pil = read_upload(content, self.mode) if pil is None else in_mode(pil, self.mode)
+            tensor, true_class = self.prepared.model.transform(pil).unsqueeze(0), None
+        explained = self._forward(tensor, reference, true_class)
+        if keep:
+            if reference.startswith("upload:"):
+                store_upload(self.run, content)
+            store_explained(self.run, explained)
+        return explained
+
+    def _forward(self, tensor: torch.Tensor, reference: str, true_class: int | None) -> Explained:
+        """One forward pass: every layer's maps and the model's outputs → an `Explained`."""
+        model, layers = self.prepared.model.module.to(self.device).eval(), self.prepared.layers
+        maps: dict[int, torch.Tensor] = {}
+        with torch.inference_mode(), LayerCapture(model, layers, lambda i, m: maps.__setitem__(i, m[0].float().cpu())):
+            output = model(tensor.to(self.device))
+        missing = [layer.name for i, layer in enumerate(layers) if i not in maps]
+        if missing:
+            raise NeuroCartoError(f"the forward pass did not reach layer(s) {', '.join(missing)} on this image")
+        logits = (output[0] if isinstance(output, (tuple, list)) else output)[0].float().cpu()
+        probabilities = torch.softmax(logits, dim=0).numpy()[self.targets]
+        order = np.argsort(-probabilities, kind="stable")[:TOP_CLASSES]
+        ordered = [maps[i] for i in range(len(layers))]
+        maxima = torch.cat([m.flatten(1).amax(dim=1) for m in ordered]).numpy()
+        percentiles = neuron_percentiles(maxima, self.sample, self.top_values, self.n_images)
+        return Explained(reference, true_class, [(int(c), float(probabilities[c])) for c in order], maxima,
+                         percentiles, torch.cat([m.flatten() for m in ordered]).numpy().astype(np.float16))
+
+
+def reference_of(run, image) -> tuple[str, Image.Image | None, bytes | None]:
+    """(the store's reference of `image`, its PIL image if given as one, its bytes as given or as PNG)."""
     if isinstance(image, (int, np.integer)):
         if not 0 <= int(image) < len(run.image_labels):
             raise NeuroCartoError(f"image {image}: the run's images are 0 … {len(run.image_labels) - 1}")
-        reference, pil, content = run_image(int(image)), None, None
-    else:
-        pil, content = _as_image(image)
-        if content is None:
-            buffer = io.BytesIO()
-            pil.save(buffer, format="PNG")
-            content = buffer.getvalue()
-        reference = upload_reference(content)
+        return run_image(int(image)), None, None
+    pil, content = _as_image(image)
+    if content is None:
+        buffer = io.BytesIO()
+        pil.save(buffer, format="PNG")
+        content = buffer.getvalue()
+    return upload_reference(content), pil, content
+
+
+def explain(run, image, model=None, device: str = "cpu") -> Explained:
+    """The explanation of `image` for a StoredRun, kept in the store; read from it when asked again (the model is
+    loaded only when it is not there)."""
+    reference = reference_of(run, image)[0]
     found = stored_explained(run, reference)
-    if found is not None:
-        return found
-    prepared = prepared_for(run, model, "explanation")
-    mode = prepared.dataset.load(int(prepared.indices[0])).mode
-    if reference.startswith("run:"):
-        tensor, true_class = prepared.load_images([int(image)]), int(run.image_labels[int(image)])
-    else:
-        pil = read_upload(content, mode) if pil is None else in_mode(pil, mode)
-        tensor, true_class = prepared.model.transform(pil).unsqueeze(0), None
-    explained = _forward(run, prepared, tensor, torch.device(device), reference, true_class)
-    if reference.startswith("upload:"):
-        store_upload(run, content)
-    store_explained(run, explained)
-    return explained
-
-
-def _forward(run, prepared: PreparedRun, tensor: torch.Tensor, device: torch.device, reference: str,
-             true_class: int | None) -> Explained:
-    """One forward pass: every layer's maps and the model's outputs → an `Explained`."""
-    model, layers = prepared.model.module.to(device).eval(), prepared.layers
-    maps: dict[int, torch.Tensor] = {}
-    with torch.inference_mode(), LayerCapture(model, layers, lambda i, m: maps.__setitem__(i, m[0].float().cpu())):
-        output = model(tensor.to(device))
-    missing = [layer.name for i, layer in enumerate(layers) if i not in maps]
-    if missing:
-        raise NeuroCartoError(f"the forward pass did not reach layer(s) {', '.join(missing)} on this image")
-    logits = (output[0] if isinstance(output, (tuple, list)) else output)[0].float().cpu()
-    probabilities = torch.softmax(logits, dim=0).numpy()[output_classes(prepared)]
-    order = np.argsort(-probabilities, kind="stable")[:TOP_CLASSES]
-    ordered = [maps[i] for i in range(len(layers))]
-    maxima = torch.cat([m.flatten(1).amax(dim=1) for m in ordered]).numpy()
-    counts = run.manifest["counts"]["images"] - run.skipped[0]
-    percentiles = neuron_percentiles(maxima, run.array(keys.MAXIMA_SAMPLE), run.array(keys.TOP_VALUES), counts)
-    return Explained(reference, true_class, [(int(c), float(probabilities[c])) for c in order], maxima,
-                     percentiles, torch.cat([m.flatten() for m in ordered]).numpy().astype(np.float16))
+    return found if found is not None else Explainer(run, model, device).explain(image)
 
 
 def explanation_dict(run, explained: Explained, graph: dict) -> dict:

@@ -55,6 +55,16 @@ def neuron_map(explained: Explained, layers, layer: int, channel: int) -> np.nda
     return explained.maps[start:start + int(np.prod(shape))].reshape(shape)[channel].astype(np.float32)
 
 
+def concept_map(explained: Explained, layers, layer_offsets, layer_of, members, size: tuple[int, int]) -> np.ndarray:
+    """(height, width) at `size` (rows, columns): the mean map of a concept's members (all of one layer) on the
+    image, upsampled bilinearly — where on the image the concept fires."""
+    from PIL import Image
+
+    layer = int(layer_of[members[0]])
+    mean = np.mean([neuron_map(explained, layers, layer, int(m) - int(layer_offsets[layer])) for m in members], axis=0)
+    return np.asarray(Image.fromarray(mean.astype(np.float32), mode="F").resize(size[::-1], Image.BILINEAR))
+
+
 def store_explained(run, explained: Explained) -> None:
     name = keys.explanation(explained.image)
     run.store.put_array(run.key, f"{name}/maxima", explained.maxima.astype(np.float32))

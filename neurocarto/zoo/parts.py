@@ -157,14 +157,19 @@ def part_counts(top_images: np.ndarray, top_values: np.ndarray, top_positions: n
             if value <= 0:
                 found[neuron, 0] += 1
                 continue
-            parts = part_map(int(image))
-            cell_h, cell_w = parts.shape[0] / height, parts.shape[1] / width
-            y, x = divmod(int(position), width)
-            window = parts[max(0, math.floor((y - 0.5) * cell_h)):math.ceil((y + 1.5) * cell_h),
-                           max(0, math.floor((x - 0.5) * cell_w)):math.ceil((x + 1.5) * cell_w)]
-            counts = np.bincount(window.ravel(), minlength=n_parts)
-            found[neuron, int(np.argmax(counts[1:])) + 1 if counts[1:].any() else 0] += 1
+            found[neuron, part_under(part_map(int(image)), int(position), height, width, n_parts)] += 1
     return found
+
+
+def part_under(parts: np.ndarray, position: int, height: int, width: int, n_parts: int = len(PART_NAMES)) -> int:
+    """The part under a flat `position` of a height × width map laid over the image's part map: the most common
+    non-background part in its cell widened by half a cell on each side, else 0 (background)."""
+    cell_h, cell_w = parts.shape[0] / height, parts.shape[1] / width
+    y, x = divmod(int(position), width)
+    window = parts[max(0, math.floor((y - 0.5) * cell_h)):math.ceil((y + 1.5) * cell_h),
+                   max(0, math.floor((x - 0.5) * cell_w)):math.ceil((x + 1.5) * cell_w)]
+    counts = np.bincount(window.ravel(), minlength=n_parts)
+    return int(np.argmax(counts[1:])) + 1 if counts[1:].any() else 0
 
 
 class PartLabels:

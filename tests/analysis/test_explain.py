@@ -11,7 +11,7 @@ import neurocarto as nc
 from neurocarto.analysis.explain import MAX_PIXELS, read_upload
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store import keys
-from neurocarto.store.explanations import lit_graph, neuron_map, stored_explained, stored_upload
+from neurocarto.store.explanations import concept_map, lit_graph, neuron_map, stored_explained, stored_upload
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,12 @@ def test_a_run_image_is_explained_as_pass_1_saw_it(run):
     channel = int(np.argmax(explained.maxima[run.layer_offsets[layer]:]))
     assert neuron_map(explained, run.layers, layer, channel).max() == pytest.approx(
         explained.maxima[run.layer_offsets[layer] + channel], rel=1e-2)
+    members = run.layer_offsets[layer] + np.array([channel, (channel + 1) % run.layers[layer].channels])
+    native = (run.layers[layer].height, run.layers[layer].width)
+    np.testing.assert_allclose(concept_map(explained, run.layers, run.layer_offsets, run.layer_of, members, native),
+                               np.mean([neuron_map(explained, run.layers, layer, int(m - run.layer_offsets[layer]))
+                                        for m in members], axis=0), rtol=1e-5, atol=1e-6)
+    assert concept_map(explained, run.layers, run.layer_offsets, run.layer_of, members, (28, 28)).shape == (28, 28)
     again = stored_explained(run, "run:17")
     np.testing.assert_array_equal(again.percentiles, explained.percentiles.astype(np.float32))
     assert nc.explain(run, 17).summary() == explained.summary()
