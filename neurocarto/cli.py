@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     explaining.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     explaining.add_argument("--json", type=Path, default=None, metavar="PATH",
                             help="also write the explanation as JSON")
+    explaining.add_argument("--figure", type=Path, default=None, metavar="OUT.png",
+                            help="also draw the image and where its 3 most lit concepts fire on it")
     args = parser.parse_args(argv)
     args.command_line = os.environ.get("NEUROCARTO_COMMAND") or shlex.join(
         ["python", "-m", "neurocarto", *(sys.argv[1:] if argv is None else argv)])
@@ -306,12 +308,19 @@ def run_command(args: argparse.Namespace) -> None:
 
         with Store(args.cache) as store:
             run = StoredRun(store, store.resolve(args.run))
-            explained = nc.explain(run, int(args.image) if args.image.isdigit() else args.image, device=args.device)
+            image = int(args.image) if args.image.isdigit() else args.image
+            explained = nc.explain(run, image, device=args.device)
             class_index = explained.predicted if args.class_name is None else run.class_of(args.class_name)
             graph = lit_graph(run, explained, class_index, args.cut)
             print(format_explanation(run, explained, graph, class_index))
             if args.json:
                 args.json.write_text(json.dumps(explanation_dict(run, explained, graph), indent=2))
+            if args.figure:
+                from neurocarto.analysis.explain import source_image
+                from neurocarto.analysis.explain_figure import explanation_figure
+
+                lit = sorted(graph["nodes"], key=lambda node: -node["value"])[:3]
+                print(f"wrote {explanation_figure(run, explained, source_image(run, image), lit, args.figure)}")
     elif args.command == "snapshot":
         request = SnapshotRequest(
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,

@@ -162,6 +162,17 @@ def reference_of(run, image) -> tuple[str, Image.Image | None, bytes | None]:
     return upload_reference(content), pil, content
 
 
+def source_image(run, image) -> Image.Image:
+    """The image itself, as the data set or the caller gives it (for figures)."""
+    if isinstance(image, (int, np.integer)):
+        from neurocarto.inputs.data import open_dataset
+
+        dataset = open_dataset(run.config.get("data"), run.store.directory)
+        return dataset.load(int(run.array(keys.IMAGE_INDEX)[int(image)]))
+    pil, content = _as_image(image)
+    return pil if pil is not None else Image.open(io.BytesIO(content))
+
+
 def explain(run, image, model=None, device: str = "cpu") -> Explained:
     """The explanation of `image` for a StoredRun, kept in the store; read from it when asked again (the model is
     loaded only when it is not there)."""

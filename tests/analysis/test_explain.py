@@ -122,11 +122,26 @@ def test_explain_from_the_command_line(small_fashion_run, tmp_path, capsys):
     image = tmp_path / "coat.png"
     Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)).save(image)
     assert cli_main(["explain", "--cache", str(execution.cache), "--run", manifest["key"], "--image", str(image),
-                     "--class", "coat", "--json", str(tmp_path / "out.json")]) == 0
+                     "--class", "coat", "--json", str(tmp_path / "out.json"), "--figure", str(tmp_path / "f.png")]) == 0
     printed = capsys.readouterr().out
     assert "prediction: " in printed and "graph of Coat" in printed and "the image's path" in printed
     written = json.loads((tmp_path / "out.json").read_text())
     assert written["image"].startswith("upload:") and len(written["neurons"]["percentiles"]) == manifest["counts"][
         "neurons"] and written["graph"]["path"]["nodes"]
+    from neurocarto.analysis.explain_figure import CAPTION, MARGIN, SIDE
+
+    assert Image.open(tmp_path / "f.png").size == (MARGIN + 4 * (SIDE + MARGIN), SIDE + CAPTION + 2 * MARGIN)
     assert cli_main(["explain", "--cache", str(execution.cache), "--run", manifest["key"], "--image", "9999"]) == 2
     assert "the run's images are 0 … 599" in capsys.readouterr().err
+
+
+def test_a_heat_map_colours_where_the_concept_fires():
+    from neurocarto.analysis.explain_figure import overlay
+
+    image = Image.new("RGB", (8, 8), (0, 0, 0))
+    heat = np.zeros((8, 8))
+    heat[2, 5] = 3.0
+    shown = np.asarray(overlay(image, heat)).astype(int)
+    assert shown[2, 5, 0] > 150 and shown[2, 5, 1] > 150 and shown[0, 0].sum() == 0       # hot yellow, cold untouched
+    assert np.asarray(overlay(image, np.ones((8, 8)))).sum() == 0                           # a flat map shows nothing
+
