@@ -41,6 +41,7 @@
     cy.on("position", ".frame", fitLater);    // the same summary laid out again for a new panel size
     cy.on("mouseover", "node[score]", () => showHover(true));
     cy.on("mouseout", "node[score]", () => showHover(false));
+    element.addEventListener("mouseleave", () => showHover(false));   // a pointer that leaves from a node at once
   }
   watch();
 })();

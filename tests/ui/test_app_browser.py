@@ -49,6 +49,14 @@ def test_a_session_in_the_browser(server, browser):
     page.wait_for_url(lambda url: "class=Sneaker" in url)
     page.screenshot(path=SHOTS / "02-class-sneaker.png")
 
+    # every slider mark's label lies inside the control that clips it (none cut off at the ends)
+    clipped = page.evaluate("""() => [...document.querySelectorAll('.graph-controls > div')].flatMap(box => {
+        const outer = box.getBoundingClientRect();
+        return [...box.querySelectorAll('.dash-slider-mark')].filter(mark => {
+            const r = mark.getBoundingClientRect(); return r.left < outer.left - 0.5 || r.right > outer.right + 0.5;
+        }).map(mark => mark.textContent); })""")
+    assert clipped == []
+
     # hover a graph node: its members light up in the projection
     node = first_cluster_node(page)
     members = page.evaluate(f"(id) => {CY}.getElementById(id).data('members').length", node)
@@ -61,6 +69,9 @@ def test_a_session_in_the_browser(server, browser):
     label = page.evaluate(f"(id) => {CY}.getElementById(id).data('label')", node)
     assert "%" in label and label in page.inner_text("#graph-hover")       # e.g. "Sneaker 91% (3)"
     page.screenshot(path=SHOTS / "03-hover-node.png")
+    header = page.locator("h1, header").first.bounding_box()
+    page.mouse.move(header["x"] + 5, header["y"] + 5)         # straight off the graph, no step over its canvas
+    page.wait_for_function("() => getComputedStyle(document.getElementById('graph-hover')).visibility === 'hidden'")
 
     # click it: selected in both views, its members' patches in the example panel
     page.mouse.click(x, y)
