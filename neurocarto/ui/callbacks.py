@@ -17,7 +17,7 @@ from neurocarto.ui.graph_view import Frame, cascade, graph_elements, graph_style
 from neurocarto.ui.inputs import MAX_NODES, bounded_callback, chosen_cut, share
 from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
 from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks
-from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_panel, run_progress
+from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_line, progress_panel, run_progress
 from neurocarto.ui.url_state import ViewState, read_query
 from neurocarto.ui.wiring import callbacks_of, wired, with_catalog
 
@@ -120,7 +120,8 @@ def poll_progress(catalog, _n, search, focus):
         starting = launch_panel(catalog.launched) if not catalog.keys else None
         return (starting or [], shown if starting else hidden, shown, no_update, no_update, None,
                 PROGRESS_POLL_MS if starting else IDLE_POLL_MS)
-    panel = progress_panel(run_progress(catalog.store, target))
+    progress = run_progress(catalog.store, target)
+    panel = progress_panel(progress) if switch else progress_line(progress)     # views open: one line that expands
     return (panel, shown, hidden if switch else shown, no_update, no_update, {"key": target, "switch": switch},
             PROGRESS_POLL_MS)
 

@@ -82,6 +82,17 @@ def progress_panel(progress: dict) -> list:
     return rows
 
 
+def progress_line(progress: dict) -> list:
+    """`progress_panel` folded into one line that expands, for above views that stay open: the run and its running
+    (or last) stage."""
+    current = next((stage for stage in progress["stages"] if stage["state"] == "running"), None) or next(
+        (stage for stage in reversed(progress["stages"]) if stage["state"] != "waiting"), progress["stages"][0])
+    state = {"computing": "computing", "stopped": "stopped", "complete": "ready"}[progress["state"]]
+    return [html.Details(className="progress-line", children=[
+        html.Summary(f"{progress['name']} {state}: {current['stage']} {_stage_text(current)}"),
+        *progress_panel(progress)])]
+
+
 def launch_panel(launched) -> list | None:
     """Before the precompute `python app.py` started has written its run: that it starts, or why it stopped."""
     if launched is None:

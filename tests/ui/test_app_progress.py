@@ -12,7 +12,7 @@ import pytest
 from neurocarto.store.disk import Store
 from neurocarto.testing.browser import CY, SHOTS
 from neurocarto.testing.serving import ROOT, start_app, stop_app
-from neurocarto.ui.progress_view import progress_panel, run_progress
+from neurocarto.ui.progress_view import progress_line, progress_panel, run_progress
 
 SMALL = ["--max-images", "600", "--top-k", "20", "--batch-size", "100", "--quiet"]
 
@@ -103,3 +103,38 @@ def test_a_running_stage_shows_its_share_and_time_left(tmp_path):
     running = progress["stages"][0]
     assert progress["state"] == "computing" and running["share"] == 0.3
     assert running["eta"] == pytest.approx(700 * 10 / 200 - 2)      # 200 images in 10 s, 700 left, 2 s since
+    line = progress_line(progress)[0]
+    summary = line.children[0].children
+    assert summary.startswith("demo computing: pass1 30% (300 of 1,000 img), about 33 s left")
+    assert [child.children for child in line.children[1:2]] == [progress_panel(progress)[0].children]   # expands
+
+
+def test_a_run_being_computed_beside_an_open_run_is_one_line(browser, small_fashion_run, tmp_path):
+    """Another run of the store being written while a complete one is on screen: one line above the views, which
+    expands on a click, and the graph keeps its room."""
+    import shutil
+
+    from neurocarto.testing.browser import wait_graph
+
+    _config, execution, manifest = small_fashion_run
+    cache = tmp_path / "cache"
+    shutil.copytree(execution.cache, cache)
+    with Store(cache) as store, store.writer("k2"):
+        store.write_manifest({"key": "k2", "name": "other-run", "created": "2026-01-01", "config": {}, "counts": {},
+                              "stages": {"pass1": {"status": "running"}}})
+        store.put_json("k2", "progress", {"stage": "pass1", "done": 300, "total": 1000, "unit": "images",
+                                          "initial": 0, "started": time.time() - 10, "updated": time.time()})
+        process, base = start_app(["--cache", str(cache), "--run", manifest["key"]], tmp_path / "app.log")
+        try:
+            page = browser.new_context(viewport={"width": 1600, "height": 900}).new_page()
+            page.goto(base + f"/?run={manifest['key']}&class=Coat")
+            page.wait_for_selector(".progress-line", timeout=30000)
+            wait_graph(page)
+            assert page.is_visible("#views") and "other-run computing: pass1 30%" in page.inner_text("#progress")
+            assert page.locator("#progress").bounding_box()["height"] < 50
+            page.screenshot(path=SHOTS / "24-progress-line.png")
+            page.click(".progress-line summary")
+            page.wait_for_function("() => document.querySelector('.progress-line').open")
+            assert page.locator(".stage-running").count() == 1
+        finally:
+            stop_app(process, signal.SIGINT)
