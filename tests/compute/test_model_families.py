@@ -78,7 +78,7 @@ def tuples():
 def small_run(tmp_path, image_folder, model: str, image_size: int | None = None) -> dict:
     config = RunConfig(model=model, data=str(image_folder), image_size=image_size, top_k=4,
                        embed=EmbedParams(epochs=1, dimensions=8), patches=PatchParams(per_neuron=1, size=16),
-                       graph=GraphParams(max_neurons=8))
+                       graph=GraphParams(max_neurons=8, images_per_class=4))     # a few images: any feed runs
     return precompute(config, ExecutionConfig(cache=tmp_path, progress=False, batch_size=16), log=lambda _: None)
 
 
