@@ -1,12 +1,13 @@
 """NeuroCarto entry point.
 
-    python app.py [--run RUN] [--host 127.0.0.1] [--port 8050] [--debug] [--cache DIR] [run flags]
+    python app.py [--run RUN] [--host 127.0.0.1] [--port 8050] [--debug] [--no-jobs] [--cache DIR] [run flags]
 
 Serves the app on 127.0.0.1 at once. Without --run it also computes, in a child process, the run
 the flags define (the embedded default: FashionInception on all of Fashion-MNIST; stages already
 stored are skipped): the page shows its progress and opens its views when it is complete.
+With --no-jobs it runs no model at all: no precompute, no concept tests (stored results still show).
 For a team server, use a WSGI server on `app:server` (the store from $NEUROCARTO_CACHE,
-default cache/), e.g. `gunicorn -w 2 -b 0.0.0.0:8050 app:server`.
+default cache/; NEUROCARTO_NO_JOBS=1 as --no-jobs), e.g. `gunicorn -w 2 -b 0.0.0.0:8050 app:server`.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def app_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=port_number, default=8050, help="TCP port, 1-65535 (default 8050)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared server)")
+    parser.add_argument("--no-jobs", action="store_true",
+                        help="only serve: run no model here (no concept tests; stored results still show)")
     parser.add_argument("--debug-on-network", action="store_true",
                         help="allow --debug with a --host other machines can reach (its debugger runs code)")
     return parser
@@ -76,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         status, first = guarded(resolve)
         if status:
             return status
-    elif os.environ.get("WERKZEUG_RUN_MAIN") != "true":     # not again in --debug's reloading server process
+    elif not args.no_jobs and os.environ.get("WERKZEUG_RUN_MAIN") != "true":    # not again in --debug's reloader
         _, run_flags = app_arguments(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
         child = launch_precompute(run_flags, argv)
-    app = create_app(args.cache, first, child)
+    app = create_app(args.cache, first, child, compute_jobs=not args.no_jobs)
     print(f"NeuroCarto at http://{args.host}:{args.port}/", flush=True)
     try:
         app.run(host=args.host, port=args.port, debug=args.debug)
@@ -95,7 +98,8 @@ def __getattr__(name: str):
     if name == "server":
         from neurocarto.ui.app import create_app
 
-        return create_app(os.environ.get("NEUROCARTO_CACHE", "cache")).server
+        return create_app(os.environ.get("NEUROCARTO_CACHE", "cache"),
+                          compute_jobs=os.environ.get("NEUROCARTO_NO_JOBS", "") in ("", "0")).server
     raise AttributeError(name)
 
 

@@ -22,6 +22,7 @@ from neurocarto.ui.wiring import wired
 TEST_IMAGES = 1000          # held-out images per test
 RANDOM_SETS = 5             # random same-size sets of the same layers to compare with
 SEED = 0
+NO_JOBS = "this server runs no compute jobs (it was started with --no-jobs); tests already stored still show"
 PROGRESS_SHOWN, HIDDEN = {"display": "flex"}, {"display": "none"}
 
 
@@ -75,6 +76,8 @@ def request_test(catalog, clicks, run_key, class_index, cut_choice, selection, m
     run, neurons, name = test
     if stored_result(run, name) is not None:
         return no_update, {"name": name, "error": None}
+    if not catalog.compute_jobs:
+        return no_update, {"name": name, "error": NO_JOBS}
     spec = {"run": run.key, "neurons": neurons.tolist(), "method": method, "images": TEST_IMAGES,
             "random_sets": RANDOM_SETS, "seed": SEED}
     ablation_jobs.put_spec(catalog.jobs, name, spec)
@@ -91,7 +94,7 @@ def run_test(catalog, set_progress, name):
     whose progress it relays. A fresh interpreter, not this fork of the web worker: a worker's OpenMP pool (numba
     started it) does not survive a fork, and torch would wait on it forever."""
     spec = ablation_jobs.get_spec(catalog.jobs, name) if name else None
-    if spec is None or catalog.get(spec["run"]) is None:
+    if spec is None or catalog.get(spec["run"]) is None or not catalog.compute_jobs:
         raise PreventUpdate
     if not ablation_jobs.take_slot(catalog.jobs):
         return {"name": name, "error": f"{ablation_jobs.MAX_JOBS} tests are running on this server; try again when "

@@ -48,8 +48,9 @@ class Catalog:
     MAX_LOADED = 4
     CHECK_SECONDS = 2.0
 
-    def __init__(self, store: Store, first: str | None = None, launched=None):
+    def __init__(self, store: Store, first: str | None = None, launched=None, compute_jobs: bool = True):
         self.store = store
+        self.compute_jobs = compute_jobs       # False: a host that only serves; no concept test starts here
         self.jobs = diskcache.Cache(str(store.directory / "background"), disk=JsonOnlyDisk)  # background callbacks
         self.first = first
         self.launched = launched        # the precompute `python app.py` started (a Popen), if any
@@ -109,11 +110,12 @@ class Catalog:
         return data
 
 
-def create_app(cache: str | Path, first_run: str | None = None, launched=None) -> Dash:
+def create_app(cache: str | Path, first_run: str | None = None, launched=None, compute_jobs: bool = True) -> Dash:
     """The app for the runs in the store under `cache`; `first_run` (a key) opens first; `launched`, the
-    precompute process started with it, whose start the page shows until its run appears in the store."""
+    precompute process started with it, whose start the page shows until its run appears in the store; without
+    `compute_jobs` the app runs no model (stored concept tests still show)."""
     cyto.load_extra_layouts()      # also brings cytoscape-svg, which the graph's SVG export needs
-    catalog = Catalog(Store(cache), first_run, launched)
+    catalog = Catalog(Store(cache), first_run, launched, compute_jobs)
     app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False,
                background_callback_manager=DiskcacheManager(catalog.jobs))
     app.layout = lambda: page(catalog.options())

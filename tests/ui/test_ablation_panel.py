@@ -12,7 +12,7 @@ import neurocarto as nc
 from neurocarto.analysis.ablation import ablate, prepared_for
 from neurocarto.compute.pipeline import precompute
 from neurocarto.config import ExecutionConfig, RunConfig
-from neurocarto.store.ablation_results import stored_baseline, stored_result
+from neurocarto.store.ablation_results import store_result, stored_baseline, stored_result
 from neurocarto.store.disk import JsonOnlyDisk, Store, UnsafeRow
 from neurocarto.ui import ablation_jobs, ablation_panel, callbacks
 from neurocarto.ui.app import Catalog
@@ -95,6 +95,23 @@ def test_nothing_selected_hides_the_action_and_unknown_jobs_do_nothing(catalog):
     for name in (None, "ablation/" + "0" * 32):
         with pytest.raises(PreventUpdate):
             ablation_panel.run_test(catalog, lambda _step: None, name)
+
+
+def test_a_server_without_jobs_says_so_and_still_shows_stored_tests(small_fashion_run, tmp_path):
+    _config, execution, manifest = small_fashion_run
+    shutil.copytree(execution.cache, tmp_path / "store")
+    with Store(tmp_path / "store") as store:
+        serving_only = Catalog(store, compute_jobs=False)
+        run = serving_only.get(manifest["key"])
+        untested = NO_SELECTION | {"neuron": 13}
+        name, done = ablation_panel.request_test(serving_only, 1, run.key, 0, "auto", untested, "mean")
+        assert name is no_update and "--no-jobs" in done["error"]
+        assert "Not tested: this server runs no compute jobs" in str(
+            ablation_panel.show_test(serving_only, run.key, 0, "auto", untested, "mean", done, [])[1])
+        assert done["name"] == ablation_panel._test_of(serving_only, run.key, 0, "auto", untested, "mean")[2]
+        store_result(run, done["name"], {})
+        assert ablation_panel.request_test(serving_only, 1, run.key, 0, "auto", untested, "mean") == (
+            no_update, {"name": done["name"], "error": None})
 
 
 def test_a_full_server_says_to_wait(catalog):

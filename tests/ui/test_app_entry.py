@@ -138,3 +138,24 @@ def test_a_hover_without_point_data_is_ignored(small_fashion_run, monkeypatch):
                            changed=["projection.hoverData"])
     tooltip = answer["response"]["projection-tooltip"]
     assert tooltip["show"] is True and f"/patch/{manifest['key']}/7/0.png" in str(tooltip["children"])
+
+
+def test_no_jobs_starts_no_precompute_and_no_concept_test(monkeypatch, tmp_path):
+    from dash import Dash
+
+    module = load_app_module()
+    launched, built = [], {}
+    monkeypatch.setattr(module, "launch_precompute", lambda *args: launched.append(args))
+    monkeypatch.setattr(Dash, "run", lambda self, **kwargs: built.update(app=self))
+    assert module.main(["--no-jobs", "--cache", str(tmp_path / "store")]) == 0
+    assert launched == []
+    assert module.main(["--cache", str(tmp_path / "store")]) == 0 and len(launched) == 1       # without: it does
+    monkeypatch.setenv("NEUROCARTO_CACHE", str(tmp_path / "store"))
+    monkeypatch.setenv("NEUROCARTO_NO_JOBS", "1")
+    from neurocarto.ui import app as ui_app
+
+    catalogs = []
+    real = ui_app.Catalog
+    monkeypatch.setattr(ui_app, "Catalog", lambda *args: catalogs.append(real(*args)) or catalogs[-1])
+    load_app_module().server
+    assert catalogs and catalogs[-1].compute_jobs is False
