@@ -316,11 +316,10 @@ def run_command(args: argparse.Namespace) -> None:
             if args.json:
                 args.json.write_text(json.dumps(explanation_dict(run, explained, graph), indent=2))
             if args.figure:
-                from neurocarto.analysis.explain import source_image
                 from neurocarto.analysis.explain_figure import explanation_figure
 
                 lit = sorted(graph["nodes"], key=lambda node: -node["value"])[:3]
-                print(f"wrote {explanation_figure(run, explained, source_image(run, image), lit, args.figure)}")
+                print(f"wrote {explanation_figure(run, explained, lit, args.figure)}")
     elif args.command == "snapshot":
         request = SnapshotRequest(
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,

@@ -4,20 +4,21 @@ Reads a stored run and one image — one of the run's own (by index) or any othe
 array) — and runs the run's model on it (torch): the model's top-5 among the data's classes, every neuron's spatial
 maximum as a percentile of its maxima over the run's images (`concepts.lit_graph`), and every neuron's map. The
 result is kept in the store (`store.explanations`) and read, not recomputed, when the same image is asked again;
-`store.explanations.lit_graph` lights a class graph with it.
+`store.explanations.lit_graph` lights a class graph with it. The image as the model saw it (resized, cropped,
+its normalisation undone) is kept with it, for heat maps that lie where the maps do.
 """
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from neurocarto.analysis.ablation import output_classes
 from neurocarto.analysis.rerun import prepared_for
+from neurocarto.compute.patches import display_image, normalisation_of
 from neurocarto.concepts.lit_graph import neuron_percentiles
 from neurocarto.errors import NeuroCartoError
 from neurocarto.inputs.capture import LayerCapture
@@ -30,51 +31,9 @@ from neurocarto.store.explanations import (
     stored_explained,
     upload_reference,
 )
+from neurocarto.store.uploads import in_mode, read_upload
 
-MAX_UPLOAD_BYTES = 20 * 2 ** 20      # an upload larger than this is refused before it is decoded
-MAX_PIXELS = 40_000_000              # a declared size above this is refused (a decompression bomb)
-FORMATS = ("PNG", "JPEG", "WEBP")
 TOP_CLASSES = 5
-MODES = {"1": "1-bit black and white", "L": "8-bit grey", "LA": "grey with alpha", "P": "palette colour",
-         "PA": "palette colour with alpha", "RGB": "8-bit RGB", "RGBA": "RGB with alpha", "CMYK": "CMYK",
-         "YCbCr": "YCbCr", "I": "32-bit integer grey", "I;16": "16-bit grey", "F": "32-bit float grey"}
-
-
-def read_upload(content: bytes, mode: str) -> Image.Image:
-    """An uploaded file as an image of the run's mode (`mode`, as the run's own images are), or NeuroCartoError
-    saying what is wrong with it and what would be valid."""
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise NeuroCartoError(f"the file is {len(content) / 2 ** 20:.1f} MB; images up to "
-                              f"{MAX_UPLOAD_BYTES // 2 ** 20} MB are taken")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(content)) as probe:
-                if probe.format not in FORMATS:
-                    raise NeuroCartoError(f"the file is {probe.format or 'of no known format'}; PNG, JPEG or WebP "
-                                          "images are taken")
-                if probe.width * probe.height > MAX_PIXELS:
-                    raise NeuroCartoError(f"the image declares {probe.width}×{probe.height} pixels; at most "
-                                          f"{MAX_PIXELS:,} are taken")
-                probe.verify()
-            image = Image.open(io.BytesIO(content))
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
-        raise NeuroCartoError(f"the file is not a readable PNG, JPEG or WebP image ({type(error).__name__}: "
-                              f"{error})") from None
-    return in_mode(image, mode)
-
-
-def in_mode(image: Image.Image, mode: str) -> Image.Image:
-    """The image in the run's mode: a palette without transparency becomes RGB; any other mode than the run's is
-    refused (converting would guess: alpha over which background, CMYK by which profile, 16 bits cut how)."""
-    if image.mode == "P" and mode == "RGB" and "transparency" not in image.info:
-        image = image.convert("RGB")
-    if image.mode != mode:
-        raise NeuroCartoError(f"this run's images are {MODES.get(mode, mode)}; this one is "
-                              f"{MODES.get(image.mode, image.mode)}: save it as an {MODES.get(mode, mode)} PNG or JPEG")
-    return image
 
 
 def _as_image(image) -> tuple[Image.Image, bytes | None]:
@@ -107,6 +66,7 @@ class Explainer:
         self.prepared = prepared_for(run, model, "explanation")
         self.mode = self.prepared.dataset.load(int(self.prepared.indices[0])).mode
         self.targets = output_classes(self.prepared)
+        self.normalisation = normalisation_of(self.prepared.model.transform)
         self.sample, self.top_values = run.array(keys.MAXIMA_SAMPLE), run.array(keys.TOP_VALUES)
         self.n_images = run.manifest["counts"]["images"] - run.skipped[0]
 
@@ -144,8 +104,11 @@ class Explainer:
         ordered = [maps[i] for i in range(len(layers))]
         maxima = torch.cat([m.flatten(1).amax(dim=1) for m in ordered]).numpy()
         percentiles = neuron_percentiles(maxima, self.sample, self.top_values, self.n_images)
+        view = io.BytesIO()
+        Image.fromarray(display_image(tensor[0], self.normalisation)).save(view, format="PNG")
         return Explained(reference, true_class, [(int(c), float(probabilities[c])) for c in order], maxima,
-                         percentiles, torch.cat([m.flatten() for m in ordered]).numpy().astype(np.float16))
+                         percentiles, torch.cat([m.flatten() for m in ordered]).numpy().astype(np.float16),
+                         view.getvalue())
 
 
 def reference_of(run, image) -> tuple[str, Image.Image | None, bytes | None]:
@@ -160,17 +123,6 @@ def reference_of(run, image) -> tuple[str, Image.Image | None, bytes | None]:
         pil.save(buffer, format="PNG")
         content = buffer.getvalue()
     return upload_reference(content), pil, content
-
-
-def source_image(run, image) -> Image.Image:
-    """The image itself, as the data set or the caller gives it (for figures)."""
-    if isinstance(image, (int, np.integer)):
-        from neurocarto.inputs.data import open_dataset
-
-        dataset = open_dataset(run.config.get("data"), run.store.directory)
-        return dataset.load(int(run.array(keys.IMAGE_INDEX)[int(image)]))
-    pil, content = _as_image(image)
-    return pil if pil is not None else Image.open(io.BytesIO(content))
 
 
 def explain(run, image, model=None, device: str = "cpu") -> Explained:

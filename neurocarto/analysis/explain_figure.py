@@ -1,38 +1,22 @@
-"""`explain --figure`: one explained image as a figure — the image, its prediction, and where on it each of its
-most lit concepts fires (heat maps over the image, with the concept's percentile and label). Pillow only."""
+"""`explain --figure`: one explained image as a figure — the image as the model saw it, its prediction, and where
+on it each of its most lit concepts fires (heat maps over the image, with the concept's percentile and label).
+Pillow only."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from neurocarto.store.explanations import Explained, concept_map
+from neurocarto.store.explanations import Explained, concept_map, overlay, view_image
 
 SIDE = 224                  # each panel's side in pixels
 MARGIN, CAPTION = 12, 34     # around the panels; the caption's height under each
 
 
-def heat_colours(heat: np.ndarray) -> np.ndarray:
-    """(h, w) in [0, 1] → (h, w, 4) uint8: transparent where cold, through orange to opaque yellow where hot."""
-    red = np.full(heat.shape, 230.0)
-    green = 40 + 200 * heat
-    blue = 30 * (1 - heat)
-    alpha = 215 * np.clip(heat * 1.4 - 0.15, 0, 1)
-    return np.stack([red, green, blue, alpha], axis=-1).astype(np.uint8)
-
-
-def overlay(image: Image.Image, heat: np.ndarray) -> Image.Image:
-    """The image (RGB) with the heat map (its own size) over it, normalised to its range."""
-    low, high = float(heat.min()), float(heat.max())
-    scaled = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
-    layer = Image.fromarray(heat_colours(scaled), mode="RGBA")
-    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
-
-
-def explanation_figure(run, explained: Explained, image: Image.Image, nodes: list[dict], out: Path) -> Path:
-    """Write the figure of `image` and these graph nodes (each with its `value`) to `out` (PNG)."""
-    base = image.convert("RGB").resize((SIDE, SIDE), Image.NEAREST)
+def explanation_figure(run, explained: Explained, nodes: list[dict], out: Path) -> Path:
+    """Write the figure of the image as the model saw it and these graph nodes (each with its `value`) to `out`
+    (PNG)."""
+    base = view_image(explained).convert("RGB").resize((SIDE, SIDE), Image.NEAREST)
     font = ImageFont.load_default(size=13)
     panels = [(base, [f"predicted {run.class_names[explained.predicted]} {explained.top_classes[0][1]:.2f}",
                       "true " + (run.class_names[explained.true_class] if explained.true_class is not None

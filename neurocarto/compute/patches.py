@@ -67,7 +67,7 @@ def crop_box(position: int, layer: Layer, field: tuple[int, int], image_size: tu
     return Box(top, left, height, width)
 
 
-def _normalisation(transform) -> tuple[np.ndarray, np.ndarray] | None:
+def normalisation_of(transform) -> tuple[np.ndarray, np.ndarray] | None:
     """(mean, std) of a transform's Normalize step, where it has one."""
     steps = getattr(transform, "transforms", [transform])
     for step in steps:
@@ -99,7 +99,7 @@ def neuron_patches(layers: list[Layer], top_images: np.ndarray, top_positions: n
     With `on_neuron`, each neuron's list is handed over as soon as it is complete (and nothing is
     returned), so memory holds at most one chunk of images.
     """
-    normalisation = _normalisation(transform)
+    normalisation = normalisation_of(transform)
     n_neurons = top_images.shape[0]
     count = min(per_neuron, top_images.shape[1])
     layer_of = neuron_layers(layers)

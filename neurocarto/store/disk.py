@@ -303,6 +303,9 @@ class Store:
     def get_bytes(self, run: str, name: str) -> bytes:
         return self._require(run, f"{run}/bytes/{name}")
 
+    def delete_bytes(self, run: str, name: str) -> None:
+        self._cache.delete(f"{run}/bytes/{name}")
+
     def _require(self, run: str, key: str) -> bytes:
         raw = self._get(run, key)
         if raw is None:

@@ -5,9 +5,12 @@ one opens it again. Torch-free: the web workers read them."""
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from neurocarto.concepts.lit_graph import image_path, node_values
 from neurocarto.store import keys
@@ -23,6 +26,18 @@ def upload_reference(content: bytes) -> str:
     return f"upload:{hashlib.sha256(content).hexdigest()}"
 
 
+def reference_from_url(text: str) -> str | None:
+    """The reference a URL's `image=` names — a run image's index, or an upload's SHA-256 — or None."""
+    if re.fullmatch(r"[0-9]{1,9}", text):
+        return run_image(int(text))
+    return f"upload:{text.lower()}" if re.fullmatch(r"[0-9a-fA-F]{64}", text) else None
+
+
+def url_of_reference(reference: str) -> str:
+    """What a URL's `image=` says for a reference (`reference_from_url`'s inverse)."""
+    return reference.split(":", 1)[1]
+
+
 @dataclass
 class Explained:
     """What the model does with one image, as the store keeps it."""
@@ -33,6 +48,7 @@ class Explained:
     maxima: np.ndarray              # (neurons,) the image's spatial maximum of each neuron
     percentiles: np.ndarray         # (neurons,) share of the run's images on which the neuron fires at most this much
     maps: np.ndarray                # (Σ channels × height × width,) float16, each layer's maps flat in neuron order
+    view: bytes = b""               # PNG: the image as the model sees it (resized, cropped), where maps lie
 
     @property
     def predicted(self) -> int:
@@ -58,8 +74,6 @@ def neuron_map(explained: Explained, layers, layer: int, channel: int) -> np.nda
 def concept_map(explained: Explained, layers, layer_offsets, layer_of, members, size: tuple[int, int]) -> np.ndarray:
     """(height, width) at `size` (rows, columns): the mean map of a concept's members (all of one layer) on the
     image, upsampled bilinearly — where on the image the concept fires."""
-    from PIL import Image
-
     layer = int(layer_of[members[0]])
     mean = np.mean([neuron_map(explained, layers, layer, int(m) - int(layer_offsets[layer])) for m in members], axis=0)
     return np.asarray(Image.fromarray(mean.astype(np.float32), mode="F").resize(size[::-1], Image.BILINEAR))
@@ -70,6 +84,7 @@ def store_explained(run, explained: Explained) -> None:
     run.store.put_array(run.key, f"{name}/maxima", explained.maxima.astype(np.float32))
     run.store.put_array(run.key, f"{name}/percentiles", explained.percentiles.astype(np.float32))
     run.store.put_array(run.key, f"{name}/maps", explained.maps.astype(np.float16))
+    run.store.put_bytes(run.key, f"{name}/view", explained.view)
     run.store.put_json(run.key, name, explained.summary())        # last: its presence means the rest is there
 
 
@@ -80,7 +95,24 @@ def stored_explained(run, image: str) -> Explained | None:
         return None
     summary = run.store.get_json(run.key, name)
     arrays = [run.store.get_array(run.key, f"{name}/{part}") for part in ("maxima", "percentiles", "maps")]
-    return Explained(summary["image"], summary["true_class"], [tuple(row) for row in summary["top_classes"]], *arrays)
+    return Explained(summary["image"], summary["true_class"], [tuple(row) for row in summary["top_classes"]], *arrays,
+                     run.store.get_bytes(run.key, f"{name}/view"))
+
+
+_read: dict[tuple[int, str], Explained] = {}
+
+
+def explained_of(run, image: str) -> Explained | None:
+    """`stored_explained`, kept in memory once found (an explanation never changes; at most 32 are kept)."""
+    key = (id(run), image)
+    if key not in _read:
+        found = stored_explained(run, image)
+        if found is None:
+            return None
+        while len(_read) >= 32:
+            _read.pop(next(iter(_read)))
+        _read[key] = found
+    return _read[key]
 
 
 def store_upload(run, content: bytes) -> str:
@@ -91,9 +123,13 @@ def store_upload(run, content: bytes) -> str:
 
 
 def stored_upload(run, reference: str) -> bytes | None:
-    digest = reference.split(":", 1)[1]
-    name = keys.upload(digest)
+    name = keys.upload(reference.split(":", 1)[1])
     return run.store.get_bytes(run.key, name) if run.store.has_bytes(run.key, name) else None
+
+
+def forget_upload(run, reference: str) -> None:
+    """Drop an upload the model refused (its mode), so that nothing of a bad input stays."""
+    run.store.delete_bytes(run.key, keys.upload(reference.split(":", 1)[1]))
 
 
 def lit_graph(run, explained: Explained, which: int | str | None = None, cut="auto") -> dict:
@@ -105,3 +141,28 @@ def lit_graph(run, explained: Explained, which: int | str | None = None, cut="au
     nodes, edges = image_path(graph, values)
     return {**graph, "nodes": [{**node, "value": values[node["id"]]} for node in graph["nodes"]],
             "path": {"nodes": nodes, "edges": [list(edge) for edge in edges]}}
+
+
+def heat_colours(heat: np.ndarray) -> np.ndarray:
+    """(h, w) in [0, 1] → (h, w, 4) uint8: transparent where cold, through orange to opaque yellow where hot."""
+    red = np.full(heat.shape, 230.0)
+    green = 40 + 200 * heat
+    blue = 30 * (1 - heat)
+    alpha = 215 * np.clip(heat * 1.4 - 0.15, 0, 1)
+    return np.stack([red, green, blue, alpha], axis=-1).astype(np.uint8)
+
+
+def heat_layer(heat: np.ndarray) -> Image.Image:
+    """An RGBA image of the heat map, normalised to its own range (where on the image, not how much)."""
+    low, high = float(heat.min()), float(heat.max())
+    scaled = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
+    return Image.fromarray(heat_colours(scaled), mode="RGBA")
+
+
+def overlay(image: Image.Image, heat: np.ndarray) -> Image.Image:
+    """The image (RGB) with the heat map (its own size) over it."""
+    return Image.alpha_composite(image.convert("RGBA"), heat_layer(heat)).convert("RGB")
+
+
+def view_image(explained: Explained) -> Image.Image:
+    return Image.open(io.BytesIO(explained.view))

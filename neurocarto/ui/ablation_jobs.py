@@ -54,14 +54,14 @@ def run_worker(cache: str, spec: dict, on_batch: Callable[[int, int], None]) -> 
 def take_slot(jobs) -> bool:
     """Count this process among the store's running tests, unless MAX_JOBS live ones already run."""
     with jobs.transact():
-        running = [pid for pid in jobs.get(RUNNING, []) if _alive(pid)]
+        running = [pid for pid in jobs.get(RUNNING, []) if alive(pid)]
         if len(running) >= MAX_JOBS:
             return False
         jobs.set(RUNNING, running + [os.getpid()])
         return True
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether a process runs (a cancelled job's is killed, and may wait as a zombie until its parent reaps it)."""
     import psutil
 

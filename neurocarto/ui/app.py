@@ -16,9 +16,9 @@ from neurocarto.errors import NeuroCartoError
 from neurocarto.store import keys
 from neurocarto.store.disk import JsonOnlyDisk, Store
 from neurocarto.store.stored_run import StoredRun, complete_runs, run_label
-from neurocarto.ui import ablation_panel
+from neurocarto.ui import ablation_panel, explain_panel
 from neurocarto.ui.callbacks import register_callbacks
-from neurocarto.ui.inputs import MAX_REQUEST, check_requests
+from neurocarto.ui.inputs import MAX_UPLOAD_REQUEST, check_requests
 from neurocarto.ui.layout import page
 from neurocarto.ui.routes import register_routes
 
@@ -119,10 +119,10 @@ def create_app(cache: str | Path, first_run: str | None = None, launched=None, c
     app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False,
                background_callback_manager=DiskcacheManager(catalog.jobs))
     app.layout = lambda: page(catalog.options())
-    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_REQUEST
     catalog.jobs.add("signing-secret", secrets.token_hex(32))      # one for every worker on this store
     app.server.secret_key = catalog.jobs.get("signing-secret")      # signs background jobs' handles
-    register_callbacks(app, catalog, ablation_panel)
+    register_callbacks(app, catalog, ablation_panel, explain_panel)
     check_requests(app)
     register_routes(app.server, catalog.get)
     return app

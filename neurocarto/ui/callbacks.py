@@ -8,18 +8,19 @@ from types import ModuleType
 
 import numpy as np
 from dash import Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
-from dash.exceptions import MissingCallbackContextException
 
+from neurocarto.concepts.lit_graph import image_path, node_values
 from neurocarto.errors import NeuroCartoError
+from neurocarto.store.explanations import explained_of, reference_from_url, url_of_reference
 from neurocarto.store.stored_run import AUTO, parse_cut
 from neurocarto.ui.figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
 from neurocarto.ui.graph_view import Frame, cascade, graph_elements, graph_stylesheet
 from neurocarto.ui.inputs import MAX_NODES, bounded_callback, chosen_cut, share
 from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
-from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks
+from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks, patch_image
 from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_line, progress_panel, run_progress
 from neurocarto.ui.url_state import ViewState, read_query
-from neurocarto.ui.wiring import callbacks_of, wired, with_catalog
+from neurocarto.ui.wiring import callbacks_of, triggered, wired, with_catalog
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
@@ -28,18 +29,11 @@ def patch_url(run_key: str):
     return lambda neuron, rank: f"/patch/{run_key}/{int(neuron)}/{int(rank)}.png"
 
 
-def triggered() -> set[str]:
-    """The `id.prop`s that fired the running callback (none outside a request, e.g. in a unit test)."""
-    try:
-        return set(ctx.triggered_prop_ids)
-    except MissingCallbackContextException:
-        return set()
-
-
 @wired(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),
        Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
        Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
-       Output("selection", "data"), Output("test-method", "value"), Output("message", "children"),
+       Output("selection", "data"), Output("test-method", "value"), Output("image-pick", "data"),
+       Output("message", "children"),
        Input("url", "pathname"), Input("ready", "data"), State("url", "search"),
        prevent_initial_call="initial_duplicate")
 def restore(catalog, _pathname, ready, search):
@@ -50,9 +44,10 @@ def restore(catalog, _pathname, ready, search):
     computing = [key for key, _ in incomplete_runs(catalog.store)]
     starting = catalog.launched is not None and catalog.launched.poll() is None
     if run_key in computing or (not catalog.keys and (computing or starting)):
-        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, None)
+        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, no_update,
+                None)
     if not catalog.keys:
-        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update,
+        return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, no_update,
                 "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
     if catalog.get(run_key) is None:
         problems.append(f"{catalog.unavailable(run_key)}; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
@@ -94,8 +89,16 @@ def restore(catalog, _pathname, ready, search):
     cut_auto, cut_value = (["auto"], no_update) if cut == AUTO else ([], cut)  # the slider only moves for a value
     detail = "all" if query.get("detail") == "all" else "summary"
     test = "mean" if query.get("test") == "mean" else "zero"
+    pick = no_update
+    if "image" in query:
+        reference = reference_from_url(query["image"])
+        if reference is None:
+            problems.append(f"Unknown image “{query['image'][:70]}”: expected a run image's index (0 … "
+                            f"{len(run.image_labels) - 1}) or an uploaded image's SHA-256.")
+        else:
+            pick = {"reference": reference, "switch": "class" not in query}
     return (run_key, class_options_of(run), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
-            selection, test, " ".join(problems) or None)
+            selection, test, pick, " ".join(problems) or None)
 
 
 @wired(Output("progress", "children"), Output("progress", "style"), Output("views", "style"),
@@ -129,16 +132,18 @@ def poll_progress(catalog, _n, search, focus):
 @wired(Output("url", "search"), Input("run", "value"), Input("class", "value"),
        Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
        Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
-       Input("test-method", "value"), prevent_initial_call=True)
-def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test):
-    """The view as a URL; with a selection, the method of its concept test (its stored result shows for it)."""
+       Input("test-method", "value"), Input("explained", "data"), prevent_initial_call=True)
+def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test, image):
+    """The view as a URL; with a selection, the method of its concept test (its stored result shows for it); the
+    explained image."""
     run = catalog.get(run_key)
     if run is None or class_index is None:
         return no_update
     selected = list(selection["nodes"]) + ([run.neuron_ids[selection["neuron"]]]
                                            if selection["neuron"] is not None else [])
     return ViewState(run.key, run.class_names[class_index], threshold, f"{chosen_cut(run, cut_choice)}",
-                     tuple(selected), bool(mode), detail == "all", bool(paper), test if selected else None).query()
+                     tuple(selected), bool(mode), detail == "all", bool(paper), test if selected else None,
+                     url_of_reference(image) if image and explained_of(run, image) is not None else None).query()
 
 
 @wired(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
@@ -162,31 +167,39 @@ def class_options(catalog, run_key, search):
 @wired(Output("graph", "elements"), Output("graph", "layout"), Output("graph-title", "children"),
        Input("run", "value"), Input("class", "value"), Input("threshold", "value"), Input("mode", "value"),
        Input("cut-choice", "data"), Input("selection", "data"), Input("graph-detail", "value"),
-       Input("graph-size", "data"), Input("paper", "value"))
-def draw_graph(catalog, run_key, class_index, threshold, mode, cut_choice, selection, detail, size, paper):
-    """The summary laid out for the panel's measured size at zoom 1, or every node fitted."""
+       Input("graph-size", "data"), Input("paper", "value"), Input("explained", "data"))
+def draw_graph(catalog, run_key, class_index, threshold, mode, cut_choice, selection, detail, size, paper, image):
+    """The summary laid out for the panel's measured size at zoom 1, or every node fitted; with an explained image,
+    each node as bright as the image makes it fire and the image's path drawn as a cascade is."""
     run = catalog.get(run_key)
     if run is None or class_index is None:
         return [], no_update, "Class graph"
     cut = chosen_cut(run, cut_choice)
     graph = run.graph(int(class_index), cut)
     selected = [node["id"] for node in run.resolve_nodes(graph, selection["nodes"], cut)]
-    chain = None
+    chain, lit = None, None
+    explained = explained_of(run, image) if image else None
+    if explained is not None:
+        lit = node_values(graph, explained.percentiles)
+        path_nodes, path_edges = image_path(graph, lit)
+        chain = set(path_nodes), {f"{source}->{target}" for source, target in path_edges}
     if "cascade" in (mode or []) and selected:
         chain = cascade(graph, selected[-1])
     frame = None if detail == "all" else Frame.of(size)
     elements = graph_elements(graph, run.layer_names, run.neuron_ids, node_looks(run, graph), threshold or 0,
-                              set(selected), chain, frame, bool(paper))
+                              set(selected), chain, frame, bool(paper), lit)
     layout = {"name": "preset", "fit": True, "padding": 0 if frame else 30, "animate": False}
-    return elements, layout, f"Class graph: {run.class_names[int(class_index)]}"
+    title = f"Class graph: {run.class_names[int(class_index)]}"
+    return elements, layout, title + (" · lit by the explained image" if lit is not None else "")
 
 
 @wired(Output("projection", "figure"),
        Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
        Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"),
-       Input("cut-choice", "data"))
-def draw_projection(catalog, run_key, class_index, shown_filter, selection, hovered, paper, cut_choice):
-    """The whole scatter when what is shown changes; otherwise only its two overlay traces (a Patch)."""
+       Input("cut-choice", "data"), Input("explained", "data"))
+def draw_projection(catalog, run_key, class_index, shown_filter, selection, hovered, paper, cut_choice, image):
+    """The whole scatter when what is shown changes (coloured by an explained image's percentiles, if any);
+    otherwise only its two overlay traces (a Patch)."""
     run = catalog.get(run_key)
     if run is None:
         return {}
@@ -215,8 +228,10 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
     elif shown_filter == "clusters" and graph is not None:
         shown = np.zeros(len(run.neuron_ids), dtype=bool)
         shown[members] = True
+    explained = explained_of(run, image) if image else None
     return projection_figure(run.projection, run.layer_of, run.layer_names, shown, highlighted,
-                             selection["neuron"], paper=bool(paper), concepts=concepts)
+                             selection["neuron"], paper=bool(paper), concepts=concepts,
+                             values=None if explained is None else explained.percentiles)
 
 
 @wired(Output("graph", "stylesheet"), Input("paper", "value"))
@@ -312,7 +327,7 @@ def examples(catalog, run_key, class_index, cut_choice, selection):
         related = html.Div(className="related", children=[
             html.Div(className="related-neuron", children=[
                 html.Span(run.neuron_ids[n]),
-                html.Div(className="patches", children=[html.Img(src=url(n, r), width=40, height=40)
+                html.Div(className="patches", children=[patch_image(run, url, n, r, 40)
                                                         for r in range(min(4, run.patch_count))])])
             for n in run.neighbor_table[neuron, :10]])
         blocks.append(related)
@@ -345,6 +360,8 @@ def register_callbacks(app: Dash, catalog, *modules: ModuleType) -> None:
     for module in (sys.modules[__name__], *modules):
         for function, dependencies, options in callbacks_of(module):
             callback(*dependencies, **options)(with_catalog(function, catalog))
+        for function, *dependencies in getattr(module, "CLIENTSIDE", ()):
+            app.clientside_callback(function, *dependencies, prevent_initial_call=True)
 
     app.clientside_callback(       # moving the slider unticks the default; the views read only `cut-choice`
         """function(cut, auto) {

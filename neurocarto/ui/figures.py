@@ -24,13 +24,15 @@ def typed_array(values: np.ndarray) -> dict:
 
 def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names: list[str],
                       shown: np.ndarray | None = None, highlighted: list[int] = (), selected: int | None = None,
-                      paper: bool = False, concepts: list[tuple[list[int], str]] = ()) -> dict:
+                      paper: bool = False, concepts: list[tuple[list[int], str]] = (),
+                      values: np.ndarray | None = None) -> dict:
     """WebGL scatter of every neuron, one legend entry (toggle) per layer, then the two overlay traces.
 
     Built as a plain dict (no plotly validation: 100K points stay cheap). Coordinates travel as typed
     arrays; customdata (each point's neuron index, read by the tooltip and the selection) stays a plain
     list, since Dash's event data indexes the trace's input customdata directly. Each of `concepts`
-    (members, label) is outlined and labelled (`concept_outlines`).
+    (members, label) is outlined and labelled (`concept_outlines`). With `values` (each neuron's percentile on an
+    explained image) every point is coloured by its value on one scale instead of by its layer.
     """
     shown = np.ones(len(projection), dtype=bool) if shown is None else shown
     traces = []
@@ -41,6 +43,11 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
                        "customdata": points.tolist(),
                        "marker": {"size": 6 if paper else 5, "color": layer_color(index), "opacity": 0.75},
                        "hoverinfo": "skip" if paper else "none"})
+        if values is not None:
+            traces[-1]["marker"] = {**traces[-1]["marker"], "color": typed_array(values[points]), "cmin": 0.5,
+                                    "cmax": 1.0, "colorscale": "YlOrRd", "showscale": index == 0, "opacity": 0.9,
+                                    "colorbar": {"title": {"text": "percentile on the image", "side": "right"},
+                                                 "thickness": 10, "len": 0.6, "tickformat": ".0%"}}
     traces += overlay_traces(projection, highlighted, selected)
     layout = {
         "uirevision": "projection", "dragmode": "lasso", "margin": {"l": 8, "r": 8, "t": 8, "b": 8},

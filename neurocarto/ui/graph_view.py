@@ -18,6 +18,7 @@ GUTTER, MIN_GUTTER = 84, 44       # px: the layer name's column at the left of e
 FONT = 12                         # px: node labels and layer names on screen (14 in paper style)
 IN_EDGES, OUT_EDGES = 2, 1        # strongest edges a shown node keeps, in and out
 ALL_ROW, ALL_COLUMN = 110, 90     # model units of the "all nodes" layout, which is fitted to the panel
+LIT_DIM = 0.5                     # a node lit at this percentile or less is drawn faint (half the images reach it)
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,10 @@ class NodeLook:
 def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], looks: dict[str, NodeLook],
                    threshold: float = 0.0, selected: set[str] = frozenset(),
                    chain: tuple[set[str], set[str]] | None = None, frame: Frame | None = None,
-                   paper: bool = False) -> list[dict]:
+                   paper: bool = False, lit: dict[str, float] | None = None) -> list[dict]:
     """Cytoscape elements of the summary for `frame` (or, without a frame, of every node, compactly); paper
-    style's larger labels get wider slots. Row labels, nodes, edges and frame corners are built in one place
+    style's larger labels get wider slots; `lit` (node id → value in [0, 1] on an explained image) sets each node's
+    brightness in place of fading it. Row labels, nodes, edges and frame corners are built in one place
     so that they share the grid's positions."""
     visible = visible_nodes(graph, threshold)
     keep = set(selected) | (chain[0] if chain else set())
@@ -182,17 +184,18 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
             classes = ["cluster" if node["cluster"] >= 0 else "neuron"]
             if node["id"] in selected:
                 classes.append("selected")
-            if chain is not None:
-                classes.append("chain" if node["id"] in chain[0] else "faded")
-            elif selected and node["id"] not in near:
+            if chain is not None and node["id"] in chain[0]:
+                classes.append("chain")
+            elif lit is None and (chain is not None or (selected and node["id"] not in near)):
                 classes.append("faded")
             look = looks[node["id"]]
+            shade = {} if lit is None else {"lit": round(lit[node["id"]], 3)}
             elements.append({
                 "data": {"id": node["id"], "label": look.label, "layer": node["layer"],
                          "score": round(node["score"], 3),
                          "size": round(smallest + room * node["score"] / best, 1), "image": look.image,
                          "wrap": (grid.slot if grid else ALL_COLUMN) - 4,
-                         "members": [neuron_ids[n] for n in node["members"]]},
+                         "members": [neuron_ids[n] for n in node["members"]], **shade},
                 "position": {"x": x, "y": y}, "classes": " ".join(classes)})
         name = layer_names[layer_index]
         elements.append({"data": {"id": f"row:{name}", "label": layer_caption(name), "wrap": caption_width},
@@ -239,6 +242,7 @@ def graph_stylesheet(paper: bool = False) -> list[dict]:
         {"selector": ".chain", "style": {"opacity": 1, "line-color": "#e15759", "target-arrow-color": "#e15759",
                                          "border-color": "#e15759"}},
         {"selector": ".faded", "style": {"opacity": 0.22}},
+        {"selector": "node[lit]", "style": {"opacity": f"mapData(lit, {LIT_DIM}, 1, 0.12, 1)"}},
         {"selector": "node.hovered", "style": {"border-color": "#111", "border-width": 5}},
         {"selector": "edge.hovered", "style": {"line-color": "#111", "target-arrow-color": "#111", "opacity": 1}},
     ]

@@ -17,6 +17,7 @@ from dash.exceptions import PreventUpdate
 
 from neurocarto.concepts.hierarchy import AUTO, parse_cut
 from neurocarto.errors import NeuroCartoError
+from neurocarto.store.uploads import MAX_UPLOAD_BYTES
 
 MAX_NODES = 50            # selected graph nodes
 MAX_NEURONS = 5000        # neurons selected with the lasso or hovered
@@ -24,7 +25,9 @@ MAX_MEMBERS = 1000        # members listed in a node's data
 MAX_TEXT = 200            # ids, labels, keys
 MAX_SEARCH = 100          # the class search box
 MAX_URL = 4096            # the URL's query
-MAX_REQUEST = 2 ** 20     # bytes of one request body (Flask's MAX_CONTENT_LENGTH)
+MAX_REQUEST = 2 ** 20     # bytes of one request body, but an upload's
+MAX_UPLOAD_REQUEST = MAX_UPLOAD_BYTES * 4 // 3 + 2 ** 16       # an upload's request: the file in base64, and JSON
+UPLOAD_INPUT = "upload-checked"                                 # the one callback input that carries an upload
 
 
 def _text(value, limit: int = MAX_TEXT) -> str | None:
@@ -170,6 +173,47 @@ def job_outcome(value, run) -> dict | None:
     return {"name": value["name"], "error": error[:2000] if isinstance(error, str) else None}
 
 
+def image_reference(value, run) -> str | None:
+    """An image's reference: `run:INDEX` or `upload:SHA256` (`store.explanations`); the run's own range is checked
+    where it is used."""
+    if not isinstance(value, str):
+        return None
+    kind, _, name = value.partition(":")
+    if kind == "run" and name.isdigit() and len(name) <= 9:
+        return value
+    return value if kind == "upload" and len(name) == 64 and all(c in "0123456789abcdef" for c in name) else None
+
+
+def image_pick(value, run) -> dict | None:
+    """{"reference": an image's reference, "switch": whether the class follows its prediction}."""
+    if not isinstance(value, dict) or image_reference(value.get("reference"), run) is None:
+        return None
+    return {"reference": value["reference"], "switch": value.get("switch") is not False}
+
+
+def explain_pending(value, run) -> dict | None:
+    """{"reference", "since" (a time), "switch"}: an explanation asked of the worker."""
+    pick = image_pick(value, run)
+    since = value.get("since") if pick else None
+    if type(since) not in (int, float) or not math.isfinite(since):
+        return None
+    return {**pick, "since": float(since)}
+
+
+def image_index(value, run) -> int | None:
+    """A typed image index (a whole number, maybe sent as a float)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 <= value < 10 ** 9 else None
+
+
+def upload(value, run) -> dict | None:
+    """{"contents": a data URL, "filename"} of an upload (its size was checked in the page and by the request's)."""
+    if not isinstance(value, dict) or not isinstance(value.get("contents"), str):
+        return None
+    return {"contents": value["contents"], "filename": _text(value.get("filename")) or ""}
+
+
 CHECKS = {
     ("url", "pathname"): lambda value, run: _text(value, 256) or "/",
     ("url", "search"): url_search,
@@ -200,6 +244,14 @@ CHECKS = {
     ("test-method", "value"): one_of("zero", "mean"),
     ("test-job", "data"): job_name,
     ("test-done", "data"): job_outcome,
+    ("explained", "data"): image_reference,
+    ("explain-pending", "data"): explain_pending,
+    ("image-pick", "data"): image_pick,
+    ("explain-go", "n_clicks"): clicks,
+    ("explain-clear", "n_clicks"): clicks,
+    ("explain-index", "value"): image_index,
+    ("explain-poll", "n_intervals"): clicks,
+    ("upload-checked", "data"): upload,
 }
 
 
@@ -212,9 +264,12 @@ def check_requests(app) -> None:
     def callback_request_shape():
         if request.method != "POST" or not request.path.endswith("/_dash-update-component"):
             return None
-        if (request.content_length or 0) > MAX_REQUEST:
+        if (request.content_length or 0) > MAX_UPLOAD_REQUEST:
             abort(413)
         body = request.get_json(silent=True)
+        if (request.content_length or 0) > MAX_REQUEST and not (isinstance(body, dict) and any(
+                isinstance(item, dict) and item.get("id") == UPLOAD_INPUT for item in body.get("inputs") or [])):
+            abort(413)
         entry = app.callback_map.get(body.get("output")) if isinstance(body, dict) and isinstance(
             body.get("output"), str) else None
         if entry is None or "callback" not in entry:

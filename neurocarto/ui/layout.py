@@ -5,6 +5,7 @@ import dash_cytoscape as cyto
 from dash import dcc, html
 
 from neurocarto.ui.ablation_panel import test_panel
+from neurocarto.ui.explain_panel import explain_panel
 from neurocarto.ui.graph_view import graph_stylesheet
 
 PROGRESS_POLL_MS = 1000     # how often the page reads the store while it shows a run being computed
@@ -22,6 +23,10 @@ HELP = [
     html.P("Concept granularity cuts the hierarchy of clusters: move it left and similar clusters merge into "
            "larger concepts, right and they split; each layer's default cut is where its neurons overlap more "
            "than neurons of different layers almost ever do."),
+    html.P("Explain an image: click an example patch, type an image's index or upload one. The graph then shows "
+           "the predicted class with each node as bright as the image makes it fire (its percentile among the "
+           "run's images), the image's own path in red, and the projection colours neurons the same way; the "
+           "heat map shows where on the image the selected (or most lit) concept fires."),
     html.P("“Test this concept” zeroes the selected neurons (or sets them to their mean) on images the run did not "
            "use and shows how each class's accuracy changes, against random sets of as many neurons in the same "
            "layers."),
@@ -100,6 +105,7 @@ def page(run_options: list[dict]) -> html.Div:
                                minZoom=0.1, maxZoom=4, boxSelectionEnabled=False, autoungrabify=True),
             ]),
             html.Aside(className="view examples", children=[
+                explain_panel(),
                 test_panel(),
                 html.Div(id="examples", children=[
                     html.H2("Examples"), html.P("Select a node or a neuron to see its examples.")]),

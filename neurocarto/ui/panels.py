@@ -46,6 +46,15 @@ def neuron_block(run, neuron: int, url, heading: str | None, count: int = 9) -> 
         html.Strong(run.neuron_ids[neuron]), html.Span(f" · top images: {run.concept_label([neuron])}")])]
     if heading:
         children.insert(0, html.H3(heading))
-    children.append(html.Div(className="patches", children=[html.Img(src=url(neuron, r), width=56, height=56)
-                                                            for r in range(min(count, run.patch_count))]))
+    children.append(html.Div(className="patches", children=[
+        patch_image(run, url, neuron, rank, 56) for rank in range(min(count, run.patch_count))]))
     return children
+
+
+def patch_image(run, url, neuron: int, rank: int, side: int) -> html.Img:
+    """A neuron's patch of its `rank`-th top image; a click explains that image (`assets/explain.js`)."""
+    image = int(run.top_images[neuron, rank]) if rank < run.top_images.shape[1] else -1
+    if image < 0:
+        return html.Img(src=url(neuron, rank), width=side, height=side)
+    return html.Img(src=url(neuron, rank), width=side, height=side, className="pickable",
+                    title=f"image {image}: click to explain it", **{"data-image": str(image)})

@@ -1,16 +1,22 @@
-"""Image routes: example patches and mosaics of the run's own clusters, keyed by run key and integers only.
+"""Image routes: example patches and mosaics of the run's own clusters, and explained images with their heat maps,
+keyed by run key, integers and image hashes only.
 
-Nothing in a request becomes a file path: the run must be one the app loaded, the neuron,
-rank and cluster are integers checked against the run; anything else is a 404.
+Nothing in a request becomes a file path: the run must be one the app loaded, the neuron, rank and cluster are
+integers checked against the run, an explained image is one the run's store holds; anything else is a 404.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 
 from flask import Flask, Response, abort, request
 
+from neurocarto.store.explanations import concept_map, explained_of, heat_layer, reference_from_url, view_image
 from neurocarto.store.patch_images import mosaic
 from neurocarto.store.stored_run import AUTO
+
+HEAT_SIDE = 224             # a heat map's longer side in pixels
+MAX_HEAT_MEMBERS = 64
 
 CACHE_SECONDS = 7 * 24 * 3600
 
@@ -60,9 +66,43 @@ def register_routes(server: Flask, runs) -> None:
         per_row = 2 if len(firsts) <= 4 else 3
         return _png(mosaic([sum(firsts[i:i + per_row], ()) for i in range(0, len(firsts), per_row)], per_member=per_row))
 
+    def explained(run: str, image: str):
+        run = runs(run)
+        reference = reference_from_url(image)
+        found = explained_of(run, reference) if run is not None and reference else None
+        if found is None or not found.view:
+            abort(404)
+        return run, found
+
+    @server.route("/explained/<run>/<image>.png")
+    def explained_image(run: str, image: str):
+        """An explained image as the model saw it."""
+        return _png(explained(run, image)[1].view)
+
+    @server.route("/heat/<run>/<image>/<members>.png")
+    def heat_map(run: str, image: str, members: str):
+        """Where on an explained image a concept fires: its members' mean map (`12.15.88`, one layer's), coloured,
+        transparent where cold, HEAT_SIDE pixels on its longer side."""
+        run, found = explained(run, image)
+        parts = members.split(".")
+        if not 1 <= len(parts) <= MAX_HEAT_MEMBERS or not all(p.isdigit() and len(p) <= 9 for p in parts):
+            abort(404)
+        neurons = [int(p) for p in parts]
+        if not all(n < len(run.neuron_ids) for n in neurons) or len({int(run.layer_of[n]) for n in neurons}) > 1:
+            abort(404)
+        width, height = view_image(found).size
+        scale = HEAT_SIDE / max(width, height)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        heat = concept_map(found, run.layers, run.layer_offsets, run.layer_of, neurons, size)
+        buffer = io.BytesIO()
+        heat_layer(heat).save(buffer, format="PNG")
+        return _png(buffer.getvalue())
+
     @server.route("/patch/<path:_anything>")
     @server.route("/mosaic/<path:_anything>")
     @server.route("/members/<path:_anything>")
+    @server.route("/explained/<path:_anything>")
+    @server.route("/heat/<path:_anything>")
     def malformed_image(_anything: str):
         """Image paths that match no rule above are 404s, not the app's page."""
         abort(404)

@@ -1,6 +1,6 @@
 """What a view's URL says, in one place: the app writes and reads it, `snapshot` writes it.
 
-    ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper&test=zero|mean
+    ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper&test=zero|mean&image=INDEX|SHA256
 
 Reading only splits the text (at most MAX_FIELDS fields); the app checks each value against the run.
 """
@@ -25,6 +25,7 @@ class ViewState:
     all_nodes: bool = False
     paper: bool = False
     test: str | None = None         # the method of the selection's concept test
+    image: str | None = None        # the explained image: a run image's index or an upload's SHA-256
 
     def query(self) -> str:
         fields = {"run": self.run}
@@ -41,6 +42,8 @@ class ViewState:
             fields["style"] = "paper"
         if self.test:
             fields["test"] = self.test
+        if self.image:
+            fields["image"] = self.image
         return "?" + urlencode(fields)
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 from types import ModuleType
 
+from dash import ctx
+from dash.exceptions import MissingCallbackContextException
+
 
 def wired(*dependencies, **options):
     """Mark a module-level callback `function(catalog, *values)` with its Dash dependencies and options."""
@@ -26,3 +29,11 @@ def with_catalog(function, catalog):
     def bound(*values):
         return function(catalog, *values)
     return bound
+
+
+def triggered() -> set[str]:
+    """The `id.prop`s that fired the running callback (none outside a request, e.g. in a unit test)."""
+    try:
+        return set(ctx.triggered_prop_ids)
+    except MissingCallbackContextException:
+        return set()

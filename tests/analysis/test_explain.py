@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 import neurocarto as nc
-from neurocarto.analysis.explain import MAX_PIXELS, read_upload
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store import keys
 from neurocarto.store.explanations import concept_map, lit_graph, neuron_map, stored_explained, stored_upload
+from neurocarto.store.uploads import MAX_PIXELS, read_upload
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_explain_from_the_command_line(small_fashion_run, tmp_path, capsys):
 
 
 def test_a_heat_map_colours_where_the_concept_fires():
-    from neurocarto.analysis.explain_figure import overlay
+    from neurocarto.store.explanations import overlay
 
     image = Image.new("RGB", (8, 8), (0, 0, 0))
     heat = np.zeros((8, 8))

@@ -81,9 +81,9 @@ def test_a_test_runs_once_reports_progress_and_is_read_after(catalog):
     again = nc.ablate(run, [run.neuron_ids[n] for n in spec["neurons"]], images=ablation_panel.TEST_IMAGES)
     assert again.accuracy_after.tolist() == pytest.approx([c["accuracy_after"] for c in stored["classes"]])
     # the URL carries it
-    url = callbacks.to_url(catalog, run.key, 4, 0, [], [], "auto", "summary", selection, "zero")
-    assert "test=zero" in url and callbacks.restore(catalog, "/", None, url)[-2] == "zero"
-    assert callbacks.restore(catalog, "/", None, url.replace("test=zero", "test=mean"))[-2] == "mean"
+    url = callbacks.to_url(catalog, run.key, 4, 0, [], [], "auto", "summary", selection, "zero", None)
+    assert "test=zero" in url and callbacks.restore(catalog, "/", None, url)[-3] == "zero"
+    assert callbacks.restore(catalog, "/", None, url.replace("test=zero", "test=mean"))[-3] == "mean"
 
 
 def test_nothing_selected_hides_the_action_and_unknown_jobs_do_nothing(catalog):
@@ -144,7 +144,7 @@ def test_without_the_runs_data_the_test_says_what_is_missing_and_the_rest_works(
         message = ablation_panel.show_test(catalog, manifest["key"], 0, "auto", selection, "zero", outcome, [])[1]
         assert message.children.startswith("Not tested: ")
         elements, _layout, title = callbacks.draw_graph(catalog, manifest["key"], 0, 0, [], "auto", selection,
-                                                        "summary", None, [])
+                                                        "summary", None, [], None)
         assert elements and title == "Class graph: cat"
         assert callbacks.examples(catalog, manifest["key"], 0, "auto", selection)
 

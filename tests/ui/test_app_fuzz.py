@@ -13,7 +13,11 @@ HOSTILE = [None, True, -1, 2 ** 62, 1.5, float("nan"), float("inf"), "", "x", "x
            {"nodes": 5, "neuron": -4, "neurons": "all"}, {"points": [{"customdata": -3, "bbox": {"x0": "a"}}] * 3000},
            {"points": [{"customdata": 10 ** 9}, "x", None]}, {"id": 5}, {"id": "conv2:c0", "members": ["conv2:0"] * 5000},
            {"width": float("nan"), "height": 1e308}, {"width": -5, "height": 10 ** 7}, ["auto"] * 1000, "auto",
-           "mixed4b:c0,mixed4b:1," * 300, "?select=" + "conv2:1," * 2000, "?threshold=nan&cut=inf&class=%00&run=../"]
+           "mixed4b:c0,mixed4b:1," * 300, "?select=" + "conv2:1," * 2000, "?threshold=nan&cut=inf&class=%00&run=../",
+           "run:999999999", "upload:../../etc", {"reference": "run:999999999", "since": 1.0},
+           {"reference": "upload:" + "0" * 64, "since": float("nan"), "switch": "x"}, {"reference": ["run:1"]},
+           {"contents": "data:image/png;base64,AAAA", "filename": "x" * 5000}, {"contents": "data:;base64,!!"},
+           {"contents": "data:image/png;base64," + "iVBORw0KGgo" * 1000}, "?image=../../etc/passwd", "?image=" + "9" * 40]
 
 
 def valid_inputs(key: str) -> dict:
@@ -28,7 +32,10 @@ def valid_inputs(key: str) -> dict:
             ("export-graph-png", "n_clicks"): 1, ("export-graph-svg", "n_clicks"): 1,
             ("progress-poll", "n_intervals"): 3, ("ready", "data"): None,
             ("progress-focus", "data"): {"key": key, "switch": True}, ("test-run", "n_clicks"): 1,
-            ("test-method", "value"): "zero", ("test-job", "data"): None, ("test-done", "data"): None}
+            ("test-method", "value"): "zero", ("test-job", "data"): None, ("test-done", "data"): None,
+            ("explained", "data"): None, ("explain-pending", "data"): None, ("image-pick", "data"): None,
+            ("explain-go", "n_clicks"): 1, ("explain-clear", "n_clicks"): 1, ("explain-index", "value"): None,
+            ("explain-poll", "n_intervals"): 1, ("upload-checked", "data"): None}
 
 
 def outputs_of(key: str) -> list[dict]:
@@ -71,6 +78,9 @@ def test_hostile_payloads_on_every_callback(small_fashion_run, capfd):
                       {**missing_keys, "inputs": [{"id": "url", "property": "search", "value": 1}]}):
         assert client.post("/_dash-update-component", json=malformed).status_code == 400
     assert client.post("/_dash-update-component", data=b"x" * (3 * 2 ** 20)).status_code == 413
+    big = {**missing_keys, "inputs": [{"id": "url", "property": "search", "value": "x" * 3 * 2 ** 20}]}
+    assert client.post("/_dash-update-component", json=big).status_code == 413      # only an upload may be large
+    assert client.post("/_dash-update-component", data=b"x" * (40 * 2 ** 20)).status_code == 413
     grown = resident_megabytes() - before
     errors = capfd.readouterr().err
     with capfd.disabled():

@@ -3,7 +3,7 @@ import pytest
 from dash import no_update
 
 from neurocarto.store.disk import Store
-from neurocarto.ui import ablation_panel, callbacks
+from neurocarto.ui import ablation_panel, callbacks, explain_panel
 from neurocarto.ui.app import Catalog
 from neurocarto.ui.url_state import ViewState, read_query
 from neurocarto.ui.wiring import callbacks_of
@@ -19,8 +19,9 @@ def catalog(small_fashion_run):
 
 
 def test_every_callback_is_wired_once():
-    names = [function.__name__ for module in (callbacks, ablation_panel) for function, _, _ in callbacks_of(module)]
-    assert len(names) == len(set(names)) == 18 and {"restore", "examples", "run_test"} <= set(names)
+    modules = (callbacks, ablation_panel, explain_panel)
+    names = [function.__name__ for module in modules for function, _, _ in callbacks_of(module)]
+    assert len(names) == len(set(names)) == 22 and {"restore", "examples", "run_test", "poll_explain"} <= set(names)
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):
@@ -28,12 +29,14 @@ def test_the_url_restores_the_view_it_wrote(catalog):
     coarse = run.graph(4, 0.2)
     node = max(coarse["nodes"], key=lambda n: len(n["members"]))["id"]
     search = ViewState(run.key, "coat", 0.1, "0.2", (node, run.neuron_ids[3]), cascade=True, paper=True).query()
-    (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection, test,
+    (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection, test, pick,
      message) = callbacks.restore(catalog, "/", None, search)
     assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, message) == (
         run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None)
+    assert pick is no_update
     assert len(options) == len(run.class_names) and selection == {"nodes": [node], "neuron": 3, "neurons": []}
-    written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, test)
+    written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, test,
+                               None)
     assert read_query(written)[0] == read_query(search)[0] | {"class": "Coat", "test": "zero"}
 
 
@@ -50,14 +53,14 @@ def test_bad_urls_give_a_message_and_a_usable_view(catalog):
 def test_graph_projection_and_examples_follow_the_selection(catalog):
     run = catalog.get(catalog.keys[0])
     graph = run.graph(4)
-    elements, layout, title = callbacks.draw_graph(catalog, run.key, 4, 0, [], "auto", NO_SELECTION, "all", None, [])
+    elements, layout, title = callbacks.draw_graph(catalog, run.key, 4, 0, [], "auto", NO_SELECTION, "all", None, [], None)
     shown = {e["data"]["id"] for e in elements if "score" in e["data"]}
     assert shown == {node["id"] for node in graph["nodes"]} and title == "Class graph: Coat"
     node = graph["nodes"][0]
     selection = callbacks.tap_node(catalog, {"id": node["id"]}, NO_SELECTION)
     assert selection["nodes"] == [node["id"]]
     assert callbacks.tap_node(catalog, {"id": node["id"]}, selection)["nodes"] == []
-    figure = callbacks.draw_projection(catalog, run.key, 4, "clusters", selection, [], [], "auto")
+    figure = callbacks.draw_projection(catalog, run.key, 4, "clusters", selection, [], [], "auto", None)
     assert sorted(n for trace in figure["data"][:len(run.layer_names)] for n in trace["customdata"]) == node["members"]
     blocks = callbacks.examples(catalog, run.key, 4, "auto", selection)
     assert run.neuron_ids[node["members"][0]] in str(blocks)

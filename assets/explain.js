@@ -1,0 +1,30 @@
+// Explain an image: a click on an example patch asks for its image; an upload is sent only if the server takes
+// its size; the heat map's opacity follows its slider.
+document.addEventListener("click", (event) => {
+    const patch = event.target.closest ? event.target.closest("img.pickable[data-image]") : null;
+    if (!patch || !window.dash_clientside || !window.dash_clientside.set_props) {
+        return;
+    }
+    window.dash_clientside.set_props("image-pick", {data: {reference: "run:" + patch.dataset.image, switch: true}});
+});
+
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    explain: {
+        checkUpload: function (contents, filename, limit) {
+            const noUpdate = window.dash_clientside.no_update;
+            if (!contents) {
+                return [noUpdate, noUpdate];
+            }
+            const bytes = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
+            if (bytes > limit) {
+                const megabytes = (bytes / 1048576).toFixed(1);
+                return [noUpdate, "Not explained: the file is " + megabytes + " MB; images up to " +
+                        Math.floor(limit / 1048576) + " MB are taken"];
+            }
+            return [{contents: contents, filename: filename || ""}, "uploading " + (filename || "the image") + "…"];
+        },
+        heatOpacity: function (opacity) {
+            return {opacity: opacity};
+        },
+    },
+});
