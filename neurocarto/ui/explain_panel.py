@@ -136,17 +136,21 @@ def request_explain(catalog, pick, go, upload, run_key, index):
     """An image asked for: shown at once when explained before, else queued for the run's worker."""
     run = catalog.get(run_key)
     fired = triggered()
+
+    def asked(prop: str, value) -> bool:        # (outside a request, e.g. in a unit test, the one value given)
+        return bool(value) and (not fired or prop in fired)
+
     if run is None:
         return no_update, no_update, no_update, no_update, no_update
     switch = True
     try:
-        if "upload-checked.data" in fired and upload:
+        if asked("upload-checked.data", upload):
             reference = uploaded(run, upload)
-        elif "explain-go.n_clicks" in fired and go:
+        elif asked("explain-go.n_clicks", go):
             if index is None:
                 raise NeuroCartoError(f"type an image index, 0 … {len(run.image_labels) - 1}")
             reference = picked(run, {"reference": run_image(index)})
-        elif pick:
+        elif asked("image-pick.data", pick):
             reference, switch = picked(run, pick), pick["switch"]
         else:
             return no_update, no_update, no_update, no_update, no_update
