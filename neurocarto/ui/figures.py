@@ -54,7 +54,8 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
         "paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"size": 16 if paper else 12},
         "legend": {"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top",
                    "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
-                   "title": {"text": "layers" if paper else "layers (click to toggle)", "side": "top"}},
+                   "title": {"text": ("layers" if paper else "layers (click to toggle)") + (
+                       "; colour: percentile on the image" if values is not None else ""), "side": "top"}},
         "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
         "hovermode": "closest", **concept_outlines(projection, concepts, paper)}
     if paper:

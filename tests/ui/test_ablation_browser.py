@@ -1,6 +1,6 @@
 """'Test this concept' in a real browser: the progress while the job runs, other interactions answered meanwhile
 (their latency printed), the result, the URL, the stored result shown again without a job, Cancel, and the job on
-gunicorn outside its request workers."""
+gunicorn outside its request workers, with two users explaining images there at once."""
 import os
 import subprocess
 import sys
@@ -129,7 +129,7 @@ def test_testing_a_concept_in_the_browser(server, browser):
           + f"; stored result asked again {second * 1000:.0f} ms, no job")
 
 
-def test_on_gunicorn_the_test_runs_outside_the_request_workers(small_fashion_run, browser, tmp_path):
+def test_on_gunicorn_tests_and_explanations_run_outside_the_request_workers(small_fashion_run, browser, tmp_path):
     pytest.importorskip("gunicorn")
     _config, execution, manifest = small_fashion_run
     port = free_port()
@@ -156,9 +156,23 @@ def test_on_gunicorn_the_test_runs_outside_the_request_workers(small_fashion_run
         assert len(workers) == 2 and len(ablating) == 1 and ablating[0] not in workers
         page.wait_for_selector("#test-view .test-headline", timeout=120000)
         assert page.inner_text("#test-view .test-headline").startswith("Bag accuracy")
+        page.screenshot(path=SHOTS / "27-concept-test-gunicorn.png")
+
+        # two users explaining different images at once: each gets their own, from one warm worker of the run
+        users = [(page, "3"), (open_page(browser, f"{base}/?run={manifest['key']}&class=Bag"), "8")]
+        for user, image in users:
+            user.fill("#explain-index", image)
+        for user, _image in users:
+            user.click("#explain-go")
+        for user, image in users:
+            user.wait_for_function("(image) => location.search.includes('image=' + image) && document.getElementById("
+                                   "'explain-prediction').innerText.startsWith('image ' + image + ' · true class ')",
+                                   arg=image, timeout=60000)
+        explaining = [p for w in workers for p in job_processes(w)
+                      if "neurocarto.analysis.explain_worker" in command_of(p)]
+        assert len(explaining) == 1 and explaining[0] not in workers
         for worker in workers:       # the web workers never load torch
             assert "libtorch" not in open(f"/proc/{worker.pid}/maps").read()
-        page.screenshot(path=SHOTS / "27-concept-test-gunicorn.png")
     finally:
         server.terminate()
         server.wait(timeout=30)
