@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from neurocarto.testing.stores import copy_store
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # A shell without job control starts background commands with SIGINT ignored, and their children inherit it:
 # the servers and precomputes the tests stop with SIGINT (Ctrl-C) would then run on until killed.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+AS_COMPUTED = "small-fashion-run-as-computed"
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +75,15 @@ def small_fashion_run(tmp_path_factory, fashion_available):
     execution = ExecutionConfig(cache=cache, progress=False, batch_size=100)
     logs: list[str] = []
     manifest = precompute(config, execution, log=logs.append)
+    copy_store(cache, tmp_path_factory.getbasetemp() / AS_COMPUTED)
     return config, execution, manifest
+
+
+@pytest.fixture(scope="module")
+def fashion_store_as_computed(small_fashion_run, tmp_path_factory) -> Path:
+    """A store of the module's own holding the small run as the precompute left it: before other tests explained images,
+    tested concepts or served it."""
+    return copy_store(tmp_path_factory.getbasetemp() / AS_COMPUTED, tmp_path_factory.mktemp("as-computed"))
 
 
 @pytest.fixture(scope="module")

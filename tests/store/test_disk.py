@@ -176,3 +176,39 @@ def test_one_writer_per_run(tmp_path, monkeypatch):
             with Store(tmp_path) as other, pytest.raises(NeuroCartoError, match="being computed"):
                 with other.writer("abc"):
                     pass
+
+
+def _keep_writing(directory, writing, stop) -> None:
+    with Store(directory) as store:
+        count = 0
+        while not stop.is_set():
+            store.put_array("busy", f"values/{count % 50}", np.full(20_000 if count % 5 else 10, count))
+            count += 1
+            writing.set()
+
+
+def test_a_store_written_by_another_process_and_open_here_copies_whole(tmp_path):
+    """The tests' copy of a shared store: consistent however busy the store, and the store stays sound."""
+    import multiprocessing
+    import sqlite3
+
+    from neurocarto.testing.stores import copy_store
+
+    with Store(tmp_path / "source") as store:
+        make_run(store, "abc123", "first")
+        spawn = multiprocessing.get_context("spawn")
+        writing, stop = spawn.Event(), spawn.Event()
+        writer = spawn.Process(target=_keep_writing, args=(tmp_path / "source", writing, stop))
+        writer.start()
+        try:
+            assert writing.wait(60)
+            for copy in range(8):
+                store.get_array("abc123", "top_images")
+                with Store(copy_store(tmp_path / "source", tmp_path / f"copy{copy}")) as copied:
+                    np.testing.assert_array_equal(copied.get_array("abc123", "top_images"), np.arange(12).reshape(3, 4))
+                    assert copied.run_keys() == ["abc123"]
+        finally:
+            stop.set()
+            writer.join()
+    for database in (tmp_path / "source" / "store" / "cache.db", tmp_path / "copy7" / "store" / "cache.db"):
+        assert sqlite3.connect(database).execute("pragma integrity_check").fetchone() == ("ok",)

@@ -97,10 +97,9 @@ def test_nothing_selected_hides_the_action_and_unknown_jobs_do_nothing(catalog):
             ablation_panel.run_test(catalog, lambda _step: None, name)
 
 
-def test_a_server_without_jobs_says_so_and_still_shows_stored_tests(small_fashion_run, tmp_path):
-    _config, execution, manifest = small_fashion_run
-    shutil.copytree(execution.cache, tmp_path / "store")
-    with Store(tmp_path / "store") as store:
+def test_a_server_without_jobs_says_so_and_still_shows_stored_tests(small_fashion_run, fashion_store_as_computed):
+    _config, _execution, manifest = small_fashion_run
+    with Store(fashion_store_as_computed) as store:
         serving_only = Catalog(store, compute_jobs=False)
         run = serving_only.get(manifest["key"])
         untested = NO_SELECTION | {"neuron": 13}

@@ -110,7 +110,7 @@ def test_hover_updates_only_the_projection_overlays(small_fashion_run, monkeypat
     selection = {"nodes": [], "neuron": None, "neurons": []}
     inputs = [("run", "value", manifest["key"]), ("class", "value", 0), ("projection-filter", "value", "all"),
               ("selection", "data", selection), ("hovered", "data", [3, 5]), ("paper", "value", []),
-              ("cut-choice", "data", "auto")]
+              ("cut-choice", "data", "auto"), ("explained", "data", None)]
     whole = post_callback(client, [("projection", "figure")], inputs, changed=["run.value"])
     figure = whole["response"]["projection"]["figure"]
     assert len(figure["data"]) == len(manifest["layers"]) + 2

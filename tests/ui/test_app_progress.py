@@ -12,6 +12,7 @@ import pytest
 from neurocarto.store.disk import Store
 from neurocarto.testing.browser import CY, SHOTS
 from neurocarto.testing.serving import ROOT, start_app, stop_app
+from neurocarto.testing.stores import copy_store
 from neurocarto.ui.progress_view import progress_line, progress_panel, run_progress
 
 SMALL = ["--max-images", "600", "--top-k", "20", "--batch-size", "100", "--quiet"]
@@ -112,13 +113,11 @@ def test_a_running_stage_shows_its_share_and_time_left(tmp_path):
 def test_a_run_being_computed_beside_an_open_run_is_one_line(browser, small_fashion_run, tmp_path):
     """Another run of the store being written while a complete one is on screen: one line above the views, which
     expands on a click, and the graph keeps its room."""
-    import shutil
-
     from neurocarto.testing.browser import wait_graph
 
     _config, execution, manifest = small_fashion_run
     cache = tmp_path / "cache"
-    shutil.copytree(execution.cache, cache)
+    copy_store(execution.cache, cache)
     with Store(cache) as store, store.writer("k2"):
         store.write_manifest({"key": "k2", "name": "other-run", "created": "2026-01-01", "config": {}, "counts": {},
                               "stages": {"pass1": {"status": "running"}}})

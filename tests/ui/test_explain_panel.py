@@ -25,10 +25,8 @@ NO_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
 
 
 @pytest.fixture(scope="module")
-def catalog(small_fashion_run, tmp_path_factory):
-    _config, execution, _manifest = small_fashion_run
-    copy = shutil.copytree(execution.cache, tmp_path_factory.mktemp("explain") / "store")
-    with Store(copy) as store:
+def catalog(fashion_store_as_computed):
+    with Store(fashion_store_as_computed) as store:
         catalog = Catalog(store)
         yield catalog
         state = explain_queue.state(catalog.jobs, catalog.keys[0])
@@ -81,7 +79,7 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
     elements, _layout, title = callbacks.draw_graph(catalog, run.key, explained.predicted, 0, [], "auto", NO_SELECTION,
                                                     "summary", None, [], "run:5")
     nodes = [e for e in elements if "lit" in e["data"]]
-    assert title.endswith("lit by the explained image") and len(nodes) == len([e for e in elements
+    assert title.endswith("lit by image 5") and len(nodes) == len([e for e in elements
                                                                               if "score" in e["data"]])
     members = {node["id"]: node["members"] for node in graph["nodes"]}
     for node in nodes:
