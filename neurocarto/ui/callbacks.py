@@ -190,7 +190,9 @@ def draw_graph(catalog, run_key, class_index, threshold, mode, cut_choice, selec
                               set(selected), chain, frame, bool(paper), lit)
     layout = {"name": "preset", "fit": True, "padding": 0 if frame else 30, "animate": False}
     title = f"Class graph: {run.class_names[int(class_index)]}"
-    return elements, layout, title + (" · lit by the explained image" if lit is not None else "")
+    if explained is not None:
+        title += f" · lit by image {image[4:]}" if image.startswith("run:") else " · lit by the uploaded image"
+    return elements, layout, title
 
 
 @wired(Output("projection", "figure"),

@@ -44,7 +44,7 @@ def test_explaining_patches_and_uploads_in_the_browser(server, browser, tmp_path
 
     seconds_first = explained(page, first.click, LIT)
     assert page.inner_text("#explain-prediction").startswith(f"image {images[0]} · true class ")
-    assert f"image={images[0]}" in page.url and "lit by the explained image" in page.inner_text("#graph-title")
+    assert f"image={images[0]}" in page.url and f"lit by image {images[0]}" in page.inner_text("#graph-title")
     assert page.evaluate(f"() => {CY}.edges('.chain').length") >= 1          # the image's path
     assert page.is_visible("#projection .colorbar")
     page.screenshot(path=SHOTS / "28-explain-patch.png")
