@@ -1,11 +1,22 @@
-// Explain an image: a click on an example patch asks for its image; an upload is sent only if the server takes
-// its size; the heat map's opacity follows its slider.
+// Explain an image: a click on an example patch asks for its image (one this page has shown is shown again at once,
+// with the class it was predicted); an upload is sent only if the server takes its size; the heat map's opacity
+// follows its slider.
+const explainState = {run: null, known: {}};
+
 document.addEventListener("click", (event) => {
     const patch = event.target.closest ? event.target.closest("img.pickable[data-image]") : null;
     if (!patch || !window.dash_clientside || !window.dash_clientside.set_props) {
         return;
     }
-    window.dash_clientside.set_props("image-pick", {data: {reference: "run:" + patch.dataset.image, switch: true}});
+    const reference = "run:" + patch.dataset.image;
+    const predicted = explainState.known[explainState.run + "|" + reference];
+    if (predicted !== undefined) {
+        window.dash_clientside.set_props("explain-status", {children: ""});
+        window.dash_clientside.set_props("class", {value: predicted});
+        window.dash_clientside.set_props("explained", {data: reference});
+        return;
+    }
+    window.dash_clientside.set_props("image-pick", {data: {reference: reference, switch: true}});
 });
 
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
@@ -25,6 +36,11 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         },
         heatOpacity: function (opacity) {
             return {opacity: opacity};
+        },
+        mirror: function (run, known) {
+            explainState.run = run;
+            explainState.known = known || {};
+            return window.dash_clientside.no_update;
         },
     },
 });

@@ -1,6 +1,7 @@
 """The explanations asked of a store's runs, in the background cache beside it (`Catalog.jobs`): a queue of image
 references per run, each run's warm worker's state, and the message of a request it could not explain. The web
 workers ask and read; the run's warm worker (`analysis.explain_worker`) takes, explains into the store, and reports.
+One spare worker per store (torch imported, no run yet) waits to become the worker of the next run asked for.
 Torch-free."""
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ def _queue(run: str) -> str:
 
 def _worker(run: str) -> str:
     return f"explain/worker/{run}"
+
+
+SPARE = "explain/spare"
+
+
+def _assigned(pid: int) -> str:
+    return f"explain/assign/{pid}"
 
 
 def _error(run: str, reference: str) -> str:
@@ -70,3 +78,36 @@ def clear_state(jobs, run: str, pid: int) -> None:
         found = state(jobs, run)
         if found is not None and found["pid"] == pid:
             jobs.delete(_worker(run))
+
+
+def set_spare(jobs, pid: int, ready: bool) -> None:
+    """The spare worker is `pid`: started, or `ready` (torch imported) for a run."""
+    jobs.set(SPARE, {"pid": pid, "ready": ready, "at": time.time()}, expire=KEPT_SECONDS)
+
+
+def spare(jobs, ready: bool = False) -> int | None:
+    """The pid of the spare worker (only once it is ready, if `ready`), if any; it may have ended since."""
+    found = jobs.get(SPARE)
+    return found["pid"] if isinstance(found, dict) and (found["ready"] or not ready) else None
+
+
+def assign(jobs, pid: int, run: str) -> None:
+    """Make the spare `pid` the worker of `run`: it is no longer the spare."""
+    with jobs.transact():
+        if spare(jobs) == pid:
+            jobs.delete(SPARE)
+        jobs.set(_assigned(pid), run, expire=KEPT_SECONDS)
+        set_state(jobs, run, pid, "loading")
+
+
+def assigned(jobs, pid: int) -> str | None:
+    """The run the spare `pid` was made the worker of, if any."""
+    return jobs.get(_assigned(pid))
+
+
+def clear_spare(jobs, pid: int) -> None:
+    """The spare `pid` has ended unassigned."""
+    with jobs.transact():
+        if spare(jobs) == pid:
+            jobs.delete(SPARE)
+        jobs.delete(_assigned(pid))

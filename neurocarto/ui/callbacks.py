@@ -318,6 +318,8 @@ def examples(catalog, run_key, class_index, cut_choice, selection):
     run = catalog.get(run_key)
     if run is None:
         return [html.H2("Examples")]
+    if triggered() == {"class.value"} and not selection["nodes"]:
+        return no_update        # a neuron's examples do not depend on the class (an explained image switches it)
     cut = chosen_cut(run, cut_choice)
     graph = run.graph(int(class_index), cut) if class_index is not None else {"nodes": []}
     url = patch_url(run.key)

@@ -3,9 +3,10 @@ one; its prediction, the class graph lit by it (`callbacks.draw_graph`), the pro
 (`callbacks.draw_projection`) and a heat map of the selected concept over it.
 
 An image explained before shows at once (`store.explanations`, read by any worker). Otherwise the request is queued
-(`store.explain_queue`) for the run's warm worker (`analysis.explain_worker`, a fresh interpreter this web worker
-starts when the run has none alive), and the page polls the store until the result is there: torch never loads in
-a web worker, and the model is loaded once per run, not once per image.
+(`store.explain_queue`) for the run's warm worker (`analysis.explain_worker`, a fresh interpreter: the store's spare,
+which a page showing a run keeps ready with torch imported, becomes it, else this web worker starts one), waits
+briefly for its answer, and else the page polls the store until the result is there: torch never loads in a web
+worker, and the model is loaded once per run, not once per image.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store import explain_queue
@@ -28,6 +29,7 @@ from neurocarto.ui.wiring import triggered, wired
 WORKER = "neurocarto.analysis.explain_worker"
 POLL_MS = 100               # how often the page looks for a pending explanation
 GIVE_UP_SECONDS = 180       # a pending explanation not there by then is reported as lost
+WAIT_SECONDS = 0.8          # a request waits this long for its worker's answer before the page polls
 HEAT_MEMBERS = 16           # members whose maps a concept's heat map averages
 NO_JOBS = ("this server runs no compute jobs (it was started with --no-jobs); images explained before still show")
 SHOWN, HIDDEN = {}, {"display": "none"}
@@ -63,6 +65,9 @@ def explain_panel() -> html.Section:
         dcc.Store(id="upload-checked"),     # {"contents", "filename"} of an upload small enough to send
         dcc.Store(id="upload-limit", data=MAX_UPLOAD_BYTES),
         dcc.Interval(id="explain-poll", interval=POLL_MS, disabled=True),
+        dcc.Store(id="explain-spare"),      # (written by no one: the output of the callback that keeps a spare)
+        dcc.Store(id="explained-known", data={}),   # "RUN|REFERENCE" → predicted class, of images shown here
+        dcc.Store(id="explain-mirror"),     # (the output of the callback that hands the page's state to explain.js)
     ])
 
 
@@ -71,21 +76,67 @@ CLIENTSIDE = [      # (function in assets/explain.js, outputs and inputs)
      Output("explain-status", "children", allow_duplicate=True), Input("explain-upload", "contents"),
      State("explain-upload", "filename"), State("upload-limit", "data")),
     (ClientsideFunction("explain", "heatOpacity"), Output("explain-heat", "style"), Input("heat-opacity", "value")),
+    (ClientsideFunction("explain", "mirror"), Output("explain-mirror", "data"), Input("run", "value"),
+     Input("explained-known", "data")),
 ]
+
+
+def _spawn(catalog, run_key: str) -> int:
+    worker = subprocess.Popen([sys.executable, "-m", WORKER, str(catalog.store.directory), run_key, str(os.getpid())],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    os.setpriority(os.PRIO_PROCESS, worker.pid, 5)      # the web workers' requests come first
+    return worker.pid
+
+
+def ensure_spare(catalog) -> None:
+    """Keep one spare worker (torch imported, no run) alive for the store, so that a run's first explanation waits
+    for its model only."""
+    jobs = catalog.jobs
+    with jobs.transact():
+        pid = explain_queue.spare(jobs)
+        if pid is None or not alive(pid):
+            explain_queue.set_spare(jobs, _spawn(catalog, "--spare"), ready=False)
 
 
 def start_worker(catalog, run_key: str) -> None:
     """Start the run's warm worker unless one is alive (a worker that failed is started again: its model or data
-    may be back)."""
+    may be back): the spare becomes it, or a new one starts; a new spare is started for the next run."""
     jobs = catalog.jobs
     with jobs.transact():
         state = explain_queue.state(jobs, run_key)
         if state is not None and state["state"] != "failed" and alive(state["pid"]):
             return
-        worker = subprocess.Popen([sys.executable, "-m", WORKER, str(catalog.store.directory), run_key],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        os.setpriority(os.PRIO_PROCESS, worker.pid, 5)      # the web workers' requests come first
-        explain_queue.set_state(jobs, run_key, worker.pid, "loading")
+        spare = explain_queue.spare(jobs)
+        if spare is not None and alive(spare):
+            explain_queue.assign(jobs, spare, run_key)
+        else:
+            explain_queue.set_state(jobs, run_key, _spawn(catalog, run_key), "loading")
+    ensure_spare(catalog)
+
+
+def awaited(catalog, run, reference: str) -> bool | str:
+    """True once the run's worker has explained `reference`, or why it could not, within WAIT_SECONDS (else
+    False): a warm worker answers a new image in well under a poll's round trip, and the page then needs no poll."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if explained_of(run, reference) is not None:
+            return True
+        state = explain_queue.state(catalog.jobs, run.key)
+        error = explain_queue.failure(catalog.jobs, run.key, reference) or (
+            state["error"] if state is not None and state["state"] == "failed" else None)
+        if error:
+            return error
+        time.sleep(0.01)
+    return False
+
+
+@wired(Output("explain-spare", "data"), Input("run", "value"))
+def prepare_spare(catalog, run_key):
+    """A page that shows a run keeps a spare worker ready for its first explanation (unless the server runs no
+    jobs)."""
+    if catalog.compute_jobs and catalog.get(run_key) is not None:
+        ensure_spare(catalog)
+    return no_update
 
 
 def uploaded(run, upload: dict) -> str:
@@ -162,6 +213,11 @@ def request_explain(catalog, pick, go, upload, run_key, index):
         return no_update, None, True, problem(NO_JOBS), no_update
     explain_queue.ask(catalog.jobs, run.key, reference)
     start_worker(catalog, run.key)
+    outcome = awaited(catalog, run, reference)
+    if outcome is True:
+        return _shown(run, reference, switch)
+    if outcome:
+        return no_update, None, True, problem(outcome), no_update
     return (no_update, {"reference": reference, "since": time.time(), "switch": switch}, False,
             "explaining (loading the model the first time)…", no_update)
 
@@ -204,6 +260,19 @@ def clear_explanation(catalog, clicks):
     if not clicks:
         return no_update, no_update, no_update, no_update
     return None, None, True, "…or click any example patch below."
+
+
+@wired(Output("explained-known", "data"), Input("explained", "data"), State("run", "value"), prevent_initial_call=True)
+def remember_explained(catalog, reference, run_key):
+    """The page remembers each image it has shown with its prediction: a click on it again shows it without asking
+    the server (assets/explain.js)."""
+    run = catalog.get(run_key)
+    explained = explained_of(run, reference) if run is not None and reference else None
+    if explained is None:
+        return no_update
+    known = Patch()
+    known[f"{run.key}|{reference}"] = explained.predicted
+    return known
 
 
 def heat_concept(run, graph: dict, explained, selection: dict, cut) -> tuple[list[int], str]:

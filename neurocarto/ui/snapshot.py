@@ -92,7 +92,7 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
                               "(apt-get install chromium) or name it with --chromium PATH")
     from neurocarto.ui.app import create_app
 
-    with _served(create_app(cache, key).server) as base, sync_playwright() as playwright:
+    with _served(create_app(cache, key, compute_jobs=False).server) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=list(CHROMIUM_FLAGS))
         try:
             page = browser.new_page(viewport={"width": request.width, "height": request.height},

@@ -8,9 +8,12 @@ import time
 import urllib.error
 import urllib.request
 
+import diskcache
 import psutil
 import pytest
 
+from neurocarto.store import explain_queue
+from neurocarto.store.disk import JsonOnlyDisk
 from neurocarto.testing.browser import CY, SHOTS, node_point, open_page, wait_graph
 from neurocarto.testing.serving import ROOT, free_port, served_app
 
@@ -56,8 +59,10 @@ def command_of(process: psutil.Process) -> list[str]:
 
 
 def job_processes(parent: psutil.Process) -> list:
-    """The process's descendants still alive (a test's job runs in one of the server's)."""
-    return [child for child in parent.children(recursive=True) if command_of(child)]
+    """The process's descendants still alive (a test's job runs in one of the server's), but the spare explain
+    worker the page keeps."""
+    return [child for child in parent.children(recursive=True)
+            if command_of(child) and "explain_worker" not in " ".join(command_of(child))]
 
 
 def test_testing_a_concept_in_the_browser(server, browser):
@@ -129,13 +134,15 @@ def test_testing_a_concept_in_the_browser(server, browser):
           + f"; stored result asked again {second * 1000:.0f} ms, no job")
 
 
-def test_on_gunicorn_tests_and_explanations_run_outside_the_request_workers(small_fashion_run, browser, tmp_path):
+def test_on_gunicorn_tests_and_explanations_run_outside_the_request_workers(small_fashion_run, fashion_store_as_computed,
+                                                                              browser, tmp_path):
+    """On a store of its own: another server of the same store would share its explain workers."""
     pytest.importorskip("gunicorn")
-    _config, execution, manifest = small_fashion_run
+    _config, _execution, manifest = small_fashion_run
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "app:server"],
-                              cwd=ROOT, env={**os.environ, "NEUROCARTO_CACHE": str(execution.cache)}, stdout=log,
+                              cwd=ROOT, env={**os.environ, "NEUROCARTO_CACHE": str(fashion_store_as_computed)}, stdout=log,
                               stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -168,9 +175,12 @@ def test_on_gunicorn_tests_and_explanations_run_outside_the_request_workers(smal
             user.wait_for_function("(image) => location.search.includes('image=' + image) && document.getElementById("
                                    "'explain-prediction').innerText.startsWith('image ' + image + ' · true class ')",
                                    arg=image, timeout=60000)
-        explaining = [p for w in workers for p in job_processes(w)
-                      if "neurocarto.analysis.explain_worker" in command_of(p)]
-        assert len(explaining) == 1 and explaining[0] not in workers
+        explaining = {p.pid for w in workers for p in w.children(recursive=True)
+                      if "neurocarto.analysis.explain_worker" in command_of(p)}
+        jobs = diskcache.Cache(str(fashion_store_as_computed / "background"), disk=JsonOnlyDisk)
+        run_worker = explain_queue.state(jobs, manifest["key"])["pid"]
+        assert run_worker in explaining and explaining <= {run_worker, explain_queue.spare(jobs)}     # and a spare
+        assert not explaining & {w.pid for w in workers}
         for worker in workers:       # the web workers never load torch
             assert "libtorch" not in open(f"/proc/{worker.pid}/maps").read()
     finally:

@@ -21,7 +21,8 @@ def catalog(small_fashion_run):
 def test_every_callback_is_wired_once():
     modules = (callbacks, ablation_panel, explain_panel)
     names = [function.__name__ for module in modules for function, _, _ in callbacks_of(module)]
-    assert len(names) == len(set(names)) == 22 and {"restore", "examples", "run_test", "poll_explain"} <= set(names)
+    assert len(names) == len(set(names)) == 24 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
+                                                    "remember_explained"} <= set(names)
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):

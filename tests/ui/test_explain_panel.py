@@ -5,6 +5,8 @@ jobs, and a run whose model or data are not here."""
 import base64
 import io
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -29,13 +31,24 @@ def catalog(fashion_store_as_computed):
     with Store(fashion_store_as_computed) as store:
         catalog = Catalog(store)
         yield catalog
-        state = explain_queue.state(catalog.jobs, catalog.keys[0])
-        if state is not None and psutil.pid_exists(state["pid"]):
-            psutil.Process(state["pid"]).kill()
+        stop_workers(catalog)
 
 
-def finished(catalog, pending, run_key, timeout=90):
-    """Poll as the page does until the pending explanation is shown or refused: poll_explain's outputs."""
+def stop_workers(catalog) -> None:
+    """End the run's worker and the store's spare, children of this process."""
+    for key in catalog.keys:
+        state = explain_queue.state(catalog.jobs, key)
+        for pid in (state and state["pid"], explain_queue.spare(catalog.jobs)):
+            if pid and psutil.pid_exists(pid):
+                psutil.Process(pid).kill()
+
+
+def finished(catalog, outputs, run_key, timeout=90):
+    """A request's outputs if it was answered at once, else poll as the page does until the pending explanation is
+    shown or refused: poll_explain's outputs."""
+    pending = outputs[1]
+    if pending is None:
+        return outputs
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         outputs = explain_panel.poll_explain(catalog, 1, pending, run_key)
@@ -58,15 +71,14 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
         catalog, {"reference": "run:5", "switch": True}, None, None, run.key, None)
     assert shown is no_update and pending["reference"] == "run:5" and polling_off is False and "explaining" in status
     worker = explain_queue.state(catalog.jobs, run.key)["pid"]
-    reference, pending, polling_off, status, predicted = finished(catalog, pending, run.key)
+    reference, pending, polling_off, status, predicted = finished(catalog, (shown, pending), run.key)
     explained = stored_explained(run, "run:5")
     assert (reference, pending, polling_off, status, predicted) == ("run:5", None, True, "", explained.predicted)
     assert explained.true_class == int(run.image_labels[5])
 
-    started = time.perf_counter()       # a second image: the same process, the model not loaded again
-    pending = explain_panel.request_explain(catalog, {"reference": "run:7", "switch": False}, None, None, run.key,
-                                            None)[1]
-    assert finished(catalog, pending, run.key)[0] == "run:7" and finished(catalog, pending, run.key)[4] is no_update
+    started = time.perf_counter()       # a second image: the same process, the model not loaded again, answered
+    assert explain_panel.request_explain(catalog, {"reference": "run:7", "switch": False}, None, None, run.key,
+                                         None) == ("run:7", None, True, "", no_update)     # within the request
     second = time.perf_counter() - started
     state = explain_queue.state(catalog.jobs, run.key)
     assert state["pid"] == worker and state["state"] == "ready"
@@ -114,22 +126,53 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
     assert explain_panel.clear_explanation(catalog, 1)[:2] == (None, None)
 
 
+def test_the_spare_worker_becomes_the_next_runs_worker_and_is_replaced(catalog):
+    """A page keeps one spare (torch imported); a run without a live worker takes it, answered within the request,
+    and a new spare starts."""
+    run = catalog.get(catalog.keys[0])
+    explain_panel.prepare_spare(catalog, run.key)
+    deadline = time.monotonic() + 60
+    while explain_queue.spare(catalog.jobs, ready=True) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    spare = explain_queue.spare(catalog.jobs, ready=True)
+    assert spare is not None and "--spare" in psutil.Process(spare).cmdline()
+    explain_panel.prepare_spare(catalog, run.key)
+    assert explain_queue.spare(catalog.jobs) == spare                      # one spare, not one a page
+    state = explain_queue.state(catalog.jobs, run.key)
+    if state is not None and psutil.pid_exists(state["pid"]):               # the run's worker ended (idle, say)
+        psutil.Process(state["pid"]).kill()
+        psutil.Process(state["pid"]).wait(10)
+    started = time.perf_counter()
+    outputs = explain_panel.request_explain(catalog, {"reference": "run:9", "switch": False}, None, None, run.key, None)
+    assert finished(catalog, outputs, run.key)[0] == "run:9"
+    seconds = time.perf_counter() - started                                 # the model only was loaded
+    assert explain_queue.state(catalog.jobs, run.key)["pid"] == spare
+    replacement = explain_queue.spare(catalog.jobs)
+    assert replacement not in (None, spare) and psutil.pid_exists(replacement)
+    print(f"\na run's first image through the spare: {seconds * 1000:.0f} ms")
+
+
+def test_a_worker_whose_web_worker_has_gone_ends_at_once(catalog):
+    orphan = subprocess.Popen([sys.executable, "-m", explain_panel.WORKER, str(catalog.store.directory), "--spare",
+                               str(psutil.Process().ppid())])          # not its parent: as if the parent had died
+    assert orphan.wait(60) == 0
+
+
 def test_uploads_are_explained_and_bad_ones_refused_with_nothing_kept(catalog):
     run = catalog.get(catalog.keys[0])
     grey = Image.fromarray((np.random.default_rng(1).random((28, 28)) * 255).astype(np.uint8))
     upload = data_url(grey)
     content = base64.b64decode(upload["contents"].split(",", 1)[1])
-    pending = explain_panel.request_explain(catalog, None, None, upload, run.key, None)[1]
+    outputs = finished(catalog, explain_panel.request_explain(catalog, None, None, upload, run.key, None), run.key)
     reference = upload_reference(content)
-    assert pending["reference"] == reference and stored_upload(run, reference) == content
-    outputs = finished(catalog, pending, run.key)
+    assert stored_upload(run, reference) == content
     assert outputs[0] == reference and stored_explained(run, reference).true_class is None
 
     rgb = data_url(Image.new("RGB", (28, 28), (200, 10, 10)))       # the model refuses it: nothing kept
-    pending = explain_panel.request_explain(catalog, None, None, rgb, run.key, None)[1]
-    outputs = finished(catalog, pending, run.key)
+    outputs = finished(catalog, explain_panel.request_explain(catalog, None, None, rgb, run.key, None), run.key)
     assert outputs[0] is no_update and "this run's images are 8-bit grey; this one is 8-bit RGB" in str(outputs[3])
-    assert stored_upload(run, pending["reference"]) is None and stored_explained(run, pending["reference"]) is None
+    refused = upload_reference(base64.b64decode(rgb["contents"].split(",", 1)[1]))
+    assert stored_upload(run, refused) is None and stored_explained(run, refused) is None
 
     png = base64.b64decode(upload["contents"].split(",", 1)[1])
     for contents, words in [
@@ -165,8 +208,9 @@ def test_without_the_runs_model_or_data_the_panel_says_what_is_missing(image_fol
     shutil.move(images, tmp_path / "moved")
     with Store(tmp_path / "cache") as store:
         catalog = Catalog(store)
-        pending = explain_panel.request_explain(catalog, None, 1, None, manifest["key"], 2)[1]
-        outputs = finished(catalog, pending, manifest["key"])
+        outputs = finished(catalog, explain_panel.request_explain(catalog, None, 1, None, manifest["key"], 2),
+                           manifest["key"])
+        stop_workers(catalog)
         assert "explanation needs run" in str(outputs[3]) and str(images) in str(outputs[3])
         assert callbacks.draw_graph(catalog, manifest["key"], 0, 0, [], "auto", NO_SELECTION, "summary", None, [],
                                     None)[0]
