@@ -118,6 +118,11 @@ class ZooModel:
     weights_file: str
     trainer: str                  # the module that trains it
 
+    @property
+    def weights_path(self) -> Path:
+        """Where the committed weights are, in the zoo's folder."""
+        return Path(fashion_inception.__file__).parent / "weights" / self.weights_file
+
 
 def _parts_transform(image):
     from torchvision.transforms import functional as TF
@@ -137,7 +142,7 @@ ZOO = {
 def _load_zoo(spec: str, weights: str | None) -> LoadedModel:
     zoo = ZOO[spec]
     module = zoo.build()
-    path = weights or str(Path(fashion_inception.__file__).parent / "weights" / zoo.weights_file)
+    path = weights or str(zoo.weights_path)
     if not weights and not Path(path).is_file():
         raise NeuroCartoError(f"the weights of {spec} are missing ({path}): train them with "
                               f"`python -m {zoo.trainer}`")

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from neurocarto.inputs.data import open_dataset
+from neurocarto.inputs.models import DEFAULT_MODEL, ZOO
 from neurocarto.zoo.fashion_inception import MEAN, STD, FashionInception
 from neurocarto.zoo.training import fit
 
-WEIGHTS = Path(__file__).parent / "weights" / "fashion_inception.pt"
+WEIGHTS = ZOO[DEFAULT_MODEL].weights_path
 
 
 def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

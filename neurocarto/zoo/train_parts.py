@@ -18,7 +18,7 @@ from neurocarto.inputs.models import PARTS_MEAN, PARTS_STD, ZOO
 from neurocarto.zoo.parts import PartsDataset
 from neurocarto.zoo.training import fit
 
-WEIGHTS = Path(__file__).parent / "weights" / ZOO["parts-inception"].weights_file
+WEIGHTS = ZOO["parts-inception"].weights_path
 
 
 def generated(n_images: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
