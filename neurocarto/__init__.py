@@ -5,9 +5,10 @@
     run = nc.precompute(model=my_module, data="images/")   # compute (or resume) a run, then open it
     nc.ablate(run, ["mixed4b:c3"])                           # what a concept does to the prediction
     nc.explain(run, "coat.png")                              # why the model called this image what it did
+    nc.compare(run, other_run)                               # which concepts two models share, split or lack
 
-`open_run` and `StoredRun` read stored runs without importing torch; `precompute`, `ablate` and `explain`
-import it when called.
+`open_run`, `StoredRun` and `compare` read stored runs without importing torch; `precompute`, `ablate` and
+`explain` import it when called.
 """
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.stored_run import AUTO, Cluster, Neighbor, StoredRun, open_run
@@ -38,5 +39,15 @@ def explain(run: StoredRun, image, model=None, device: str = "cpu"):
     return explain_image(run, image, model, device)
 
 
+def compare(run_a: StoredRun, run_b: StoredRun, cut: str | float = AUTO, recompute: bool = False):
+    """Two complete runs over the same images matched (torch-free): every neuron's and concept's best match in the
+    other run, each concept shared, split, merged or unique, the layers' correspondence and both projections in one
+    frame; kept in the store. See `neurocarto.store.comparisons.Comparison`."""
+    from neurocarto.store.comparisons import compare as compare_runs
+
+    return compare_runs(run_a, run_b, cut, recompute)
+
+
 precompute.__doc__ = "Compute (or resume) a run and open it: see `neurocarto.api.precompute`."
-__all__ = ["AUTO", "Cluster", "Neighbor", "NeuroCartoError", "StoredRun", "ablate", "explain", "open_run", "precompute"]
+__all__ = ["AUTO", "Cluster", "Neighbor", "NeuroCartoError", "StoredRun", "ablate", "compare", "explain", "open_run",
+           "precompute"]

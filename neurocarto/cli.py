@@ -1,4 +1,4 @@
-"""`python -m neurocarto precompute|runs|export|evaluate|snapshot …`: the command line over the pipeline and the store."""
+"""`python -m neurocarto precompute|runs|export|evaluate|snapshot|ablate|explain|compare …`: the command line over the pipeline and the store."""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +72,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-cut", type=cut_value, default=None, metavar="auto|J",
                         help="where the concept hierarchy is cut: a mean Jaccard of top-k sets, or auto (default: "
                              "each layer's own, from how much its neurons overlap with other layers')")
+    parser.add_argument("--cluster-mean-multiple", type=float, default=ClusterParams.mean_multiple,
+                        help="with the automatic cut, each layer's cut is also at least this many times the mean "
+                             "Jaccard of random pairs of its neurons (default %(default)s; 0: the null alone)")
     parser.add_argument("--cluster-floor", type=float, default=0.05,
                         help="similar pairs and the hierarchy are kept down to this Jaccard (default 0.05)")
     parser.add_argument("--cluster-min-coactive", type=float, default=0.25,
@@ -114,6 +117,7 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
                     threshold=args.threshold, max_images=args.max_images, seed=args.seed, amp=args.amp,
                     image_size=args.image_size,
                     cluster=ClusterParams(threshold=args.cluster_cut, floor=args.cluster_floor,
+                                          mean_multiple=args.cluster_mean_multiple,
                                           min_coactive=args.cluster_min_coactive, max_share=args.cluster_max_share,
                                           method=args.cluster_method,
                                           per_layer=not args.cluster_across_layers),
@@ -198,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("--cut", default="auto", metavar="auto|J",
                       help="concept granularity: each layer's default cut (auto) or clusters joined at Jaccard ≥ J")
     snap.add_argument("--cascade", action="store_true", help="concept cascade from the last selected node")
+    snap.add_argument("--compare", default=None, metavar="RUN",
+                      help="the compare views with this run over the same images (compared first if needed)")
     snap.add_argument("--style", choices=["screen", "paper"], default="screen",
                       help="paper: white background, larger fonts, no controls")
     snap.add_argument("--view", choices=list(VIEWS), default="both", help="both views side by side (default), one, or the whole page as the window shows it")
@@ -249,6 +255,20 @@ def main(argv: list[str] | None = None) -> int:
                             help="also write the explanation as JSON")
     explaining.add_argument("--figure", type=Path, default=None, metavar="OUT.png",
                             help="also draw the image and where its 3 most lit concepts fire on it")
+    comparing = commands.add_parser("compare", help="two runs over the same images: which concepts they share, "
+                                                    "split or have alone")
+    add_cache_argument(comparing)
+    comparing.add_argument("run_a", metavar="RUN_A", help="run name, key or key prefix (see `runs`)")
+    comparing.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
+    comparing.add_argument("--cut", default="auto", metavar="auto|J",
+                           help="the concepts compared: each run's own cut (auto) or clusters joined at Jaccard ≥ J")
+    comparing.add_argument("--recompute", action="store_true", help="compute again even if the store holds it")
+    comparing.add_argument("--json", type=Path, default=None, metavar="PATH",
+                           help="also write the summary and every concept's match as JSON")
+    comparing.add_argument("--figure", type=Path, default=None, metavar="OUT.png|OUT.svg",
+                           help="also draw the compare views (projections and the first class's graphs), as snapshot")
+    comparing.add_argument("--class", dest="class_name", default=None, help="the class of --figure's graphs")
+    comparing.add_argument("--style", choices=["screen", "paper"], default="screen", help="--figure's style")
     args = parser.parse_args(argv)
     args.command_line = os.environ.get("NEUROCARTO_COMMAND") or shlex.join(
         ["python", "-m", "neurocarto", *(sys.argv[1:] if argv is None else argv)])
@@ -302,6 +322,20 @@ def run_command(args: argparse.Namespace) -> None:
         print(format_ablation(result, args.class_name))
         if args.json:
             args.json.write_text(json.dumps(result.as_dict(), indent=2))
+    elif args.command == "compare":
+        from neurocarto.store.comparisons import comparison_text
+
+        with Store(args.cache) as store:
+            run_a, run_b = (StoredRun(store, store.resolve(reference)) for reference in (args.run_a, args.run_b))
+            comparison = nc.compare(run_a, run_b, args.cut, recompute=args.recompute)
+            print(comparison_text(comparison))
+            if args.json:
+                args.json.write_text(json.dumps({"summary": comparison.summary(), "concepts": comparison.table()},
+                                                indent=2))
+        if args.figure:
+            request = SnapshotRequest(run=run_a.key, class_name=args.class_name, cut=str(comparison.cut),
+                                      paper=args.style == "paper", compare=run_b.key)
+            print(f"wrote {snapshot(args.cache, request, args.figure)}")
     elif args.command == "explain":
         from neurocarto.analysis.explain import explanation_dict, format_explanation
         from neurocarto.store.explanations import lit_graph
@@ -325,5 +359,5 @@ def run_command(args: argparse.Namespace) -> None:
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,
             select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
             paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale,
-            width_in=args.width_in, dpi=args.dpi)
+            width_in=args.width_in, dpi=args.dpi, compare=args.compare)
         print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")

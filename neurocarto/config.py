@@ -18,6 +18,7 @@ class ClusterParams:
     threshold: float | None = None  # the cut (average Jaccard of top-k sets); None: each layer's own, from its null
     floor: float = 0.05           # similar pairs and the merge order are kept down to this Jaccard
     null_quantile: float = 0.995  # a layer's cut: this quantile of Jaccard between its neurons and other layers'
+    mean_multiple: float = 5.0    # … and at least this many times the mean Jaccard of random pairs of the layer
     max_share: float = 0.15       # no cluster holds more than this share of its layer
     recall: float = 0.97          # P(candidate) at the floor, which sets the LSH banding
     max_hashes: int = 128
@@ -36,6 +37,8 @@ class ClusterParams:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise NeuroCartoError(f"cluster {name} must be in (0, 1] (got {value})")
+        if not self.mean_multiple >= 0:
+            raise NeuroCartoError(f"cluster mean_multiple must be 0 or more (got {self.mean_multiple})")
         if self.threshold is not None and not self.floor <= self.threshold <= 1:
             raise NeuroCartoError(f"--cluster-cut {self.threshold}: the cut must be between the floor "
                                   f"{self.floor} and 1, or auto (each layer's own)")

@@ -100,3 +100,29 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_FLAGS))
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def compared_runs(small_fashion_run, tmp_path_factory) -> tuple[Path, str, str]:
+    """A store of its own holding the small run and the default model with every weight (not the norms' statistics)
+    moved by noise of a third of its spread, over the same 600 images ("moved"): (its folder, the small run's key,
+    the moved run's key)."""
+    from dataclasses import replace
+
+    import torch
+
+    from neurocarto.compute.pipeline import precompute
+    from neurocarto.inputs.models import ZOO
+
+    config, execution, manifest = small_fashion_run
+    cache = copy_store(tmp_path_factory.getbasetemp() / AS_COMPUTED, tmp_path_factory.mktemp("compared"))
+    state = torch.load(ZOO["fashion-inception"].weights_path, weights_only=True)
+    parameters = {name for name, _ in ZOO["fashion-inception"].build().named_parameters()}   # not the norms' stats
+    generator = torch.Generator().manual_seed(0)
+    moved = {name: value + value.std() / 3 * torch.randn(value.shape, generator=generator)
+             if name in parameters and value.numel() > 1 else value for name, value in state.items()}
+    weights = tmp_path_factory.mktemp("weights") / "moved.pt"
+    torch.save(moved, weights)
+    other = precompute(replace(config, weights=str(weights), name="moved"), replace(execution, cache=cache),
+                       log=lambda _: None)
+    return cache, manifest["key"], other["key"]

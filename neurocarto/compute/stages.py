@@ -82,8 +82,10 @@ def cluster_stage(context: StageContext) -> dict:
     progress.update()
     kept = rates >= params.min_coactive
     merges = hierarchy.linkage_merges(run.n_neurons, first[kept], second[kept], jaccard[kept], params.floor)
-    cuts = (np.full(int(groups.max()) + 1, params.threshold) if params.threshold is not None else np.maximum(
-        hierarchy.null_cuts(sets, layer_of, groups, params.null_quantile, seed=params.seed), params.floor))
+    cuts = (np.full(int(groups.max()) + 1, params.threshold) if params.threshold is not None else np.maximum.reduce([
+        hierarchy.null_cuts(sets, layer_of, groups, params.null_quantile, seed=params.seed),
+        params.mean_multiple * hierarchy.within_group_means(sets, groups, seed=params.seed),
+        np.full(int(groups.max()) + 1, params.floor)]))
     caps = np.floor(params.max_share * np.bincount(groups))
     merge_group = hierarchy.merge_groups(run.n_neurons, merges, groups)
     labels = hierarchy.cut_labels(run.n_neurons, merges, cuts[merge_group], caps[merge_group])

@@ -6,7 +6,8 @@ down to a floor and the clusters at any cut.
    groups merge, most similar first, by the mean similarity over all their cross pairs, so a chain
    a–b–c–d of neighbor-only overlaps never joins its ends.
 2. The clusters at a cut t are the groups of the merges with similarity ≥ t (`cut_labels`), one
-   union-find pass; each layer's default cut comes from a null of cross-layer pairs (`null_cuts`);
+   union-find pass; each layer's default cut comes from a null of cross-layer pairs (`null_cuts`) and
+   must also clear a multiple of the mean of random pairs within the layer (`within_group_means`);
    a cut a user types is read by `parse_cut`.
 """
 from __future__ import annotations
@@ -277,3 +278,24 @@ def null_cuts(sets: np.ndarray, layer_of: np.ndarray, groups: np.ndarray, quanti
         if len(first):
             cuts[group] = float(np.quantile(pair_jaccard(sets, first, second), quantile))
     return cuts
+
+
+def within_group_means(sets: np.ndarray, groups: np.ndarray, samples: int = 20_000, seed: int = 1) -> np.ndarray:
+    """Each group's mean Jaccard of random pairs of its own neurons (every pair where there are at most
+    `samples`, else `samples` drawn with a fixed seed); 0 for a group of one. A layer whose neurons share bright
+    images has a high mean, which its cut must clear by a margin (`ClusterParams.mean_multiple`)."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(int(groups.max()) + 2 if len(groups) else 1))
+    means = np.zeros(len(bounds) - 1)
+    for group in range(len(means)):
+        inside = order[bounds[group]:bounds[group + 1]]
+        if len(inside) < 2:
+            continue
+        if len(inside) * (len(inside) - 1) // 2 <= samples:
+            a, b = np.triu_indices(len(inside), k=1)
+        else:
+            a, b = rng.integers(0, len(inside), (2, 2 * samples))
+            a, b = a[a != b][:samples], b[a != b][:samples]
+        means[group] = float(pair_jaccard(sets, inside[a], inside[b]).mean())
+    return means

@@ -81,3 +81,9 @@ def stage_of_array(name: str) -> str:
                                                                     CLUSTER_MERGES, CLUSTER_CUTS, CLUSTER_CAPS):
         return CLUSTER
     return PASS1
+
+
+def comparison(other: str, cut: str | float) -> str:
+    """JSON and arrays under this prefix, kept under the first run's key: its comparison with run `other` at a cut
+    (`store.comparisons`)."""
+    return f"compare/{other}/{cut}"

@@ -22,8 +22,9 @@ def wait_graph(page, at_least: int = 1) -> None:
                            f"e._cyreg.cy.nodes('[score]').length >= {at_least}; }}", timeout=30000)
 
 
-def node_point(page, node_id: str) -> tuple[float, float]:
-    """The page coordinates of a graph node's centre."""
-    box = page.locator("#graph").bounding_box()
-    position = page.evaluate(f"(id) => {CY}.getElementById(id).renderedPosition()", node_id)
+def node_point(page, node_id: str, graph: str = "graph") -> tuple[float, float]:
+    """The page coordinates of a graph node's centre (in the Cytoscape element `graph`)."""
+    box = page.locator(f"#{graph}").bounding_box()
+    position = page.evaluate(f"(id) => document.getElementById('{graph}')._cyreg.cy.getElementById(id)"
+                             ".renderedPosition()", node_id)
     return box["x"] + position["x"], box["y"] + position["y"]

@@ -16,7 +16,7 @@ from neurocarto.errors import NeuroCartoError
 from neurocarto.store import keys
 from neurocarto.store.disk import JsonOnlyDisk, Store
 from neurocarto.store.stored_run import StoredRun, complete_runs, run_label
-from neurocarto.ui import ablation_panel, explain_panel
+from neurocarto.ui import ablation_panel, compare_view, explain_panel
 from neurocarto.ui.callbacks import register_callbacks
 from neurocarto.ui.inputs import MAX_UPLOAD_REQUEST, check_requests
 from neurocarto.ui.layout import page
@@ -122,7 +122,7 @@ def create_app(cache: str | Path, first_run: str | None = None, launched=None, c
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_REQUEST
     catalog.jobs.add("signing-secret", secrets.token_hex(32))      # one for every worker on this store
     app.server.secret_key = catalog.jobs.get("signing-secret")      # signs background jobs' handles
-    register_callbacks(app, catalog, ablation_panel, explain_panel)
+    register_callbacks(app, catalog, ablation_panel, explain_panel, compare_view)
     check_requests(app)
     register_routes(app.server, catalog.get)
     return app

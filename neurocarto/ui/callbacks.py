@@ -33,7 +33,7 @@ def patch_url(run_key: str):
        Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
        Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
        Output("selection", "data"), Output("test-method", "value"), Output("image-pick", "data"),
-       Output("message", "children"),
+       Output("compare", "value"), Output("message", "children"),
        Input("url", "pathname"), Input("ready", "data"), State("url", "search"),
        prevent_initial_call="initial_duplicate")
 def restore(catalog, _pathname, ready, search):
@@ -45,10 +45,10 @@ def restore(catalog, _pathname, ready, search):
     starting = catalog.launched is not None and catalog.launched.poll() is None
     if run_key in computing or (not catalog.keys and (computing or starting)):
         return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, no_update,
-                None)
+                None, None)
     if not catalog.keys:
         return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, no_update,
-                "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
+                None, "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
     if catalog.get(run_key) is None:
         problems.append(f"{catalog.unavailable(run_key)}; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
         run_key = catalog.keys[0]
@@ -97,8 +97,12 @@ def restore(catalog, _pathname, ready, search):
                             f"{len(run.image_labels) - 1}) or an uploaded image's SHA-256.")
         else:
             pick = {"reference": reference, "switch": "class" not in query}
+    compare = query.get("compare")
+    if compare is not None and (compare == run_key or catalog.get(compare) is None):
+        problems.append(f"Unknown run to compare with “{compare[:70]}”: runs {', '.join(catalog.keys)}.")
+        compare = None
     return (run_key, class_options_of(run), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
-            selection, test, pick, " ".join(problems) or None)
+            selection, test, pick, compare, " ".join(problems) or None)
 
 
 @wired(Output("progress", "children"), Output("progress", "style"), Output("views", "style"),
@@ -132,10 +136,11 @@ def poll_progress(catalog, _n, search, focus):
 @wired(Output("url", "search"), Input("run", "value"), Input("class", "value"),
        Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
        Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
-       Input("test-method", "value"), Input("explained", "data"), prevent_initial_call=True)
-def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test, image):
+       Input("test-method", "value"), Input("explained", "data"), Input("compare", "value"), prevent_initial_call=True)
+def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test, image,
+           compare=None):
     """The view as a URL; with a selection, the method of its concept test (its stored result shows for it); the
-    explained image."""
+    explained image; the run compared with it."""
     run = catalog.get(run_key)
     if run is None or class_index is None:
         return no_update
@@ -143,7 +148,8 @@ def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, de
                                            if selection["neuron"] is not None else [])
     return ViewState(run.key, run.class_names[class_index], threshold, f"{chosen_cut(run, cut_choice)}",
                      tuple(selected), bool(mode), detail == "all", bool(paper), test if selected else None,
-                     url_of_reference(image) if image and explained_of(run, image) is not None else None).query()
+                     url_of_reference(image) if image and explained_of(run, image) is not None else None,
+                     compare if compare and compare != run.key and catalog.get(compare) is not None else None).query()
 
 
 @wired(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
@@ -241,12 +247,15 @@ def graph_style(catalog, paper):
     return graph_stylesheet(paper=bool(paper))
 
 
-@wired(Output("graph", "generateImage"), Input("export-graph-png", "n_clicks"),
-       Input("export-graph-svg", "n_clicks"), prevent_initial_call=True)
-def export_graph(catalog, _png, _svg):
+@wired(Output("graph", "generateImage"), Output("compare-graph", "generateImage"),
+       Input("export-graph-png", "n_clicks"), Input("export-graph-svg", "n_clicks"), State("compare", "value"),
+       prevent_initial_call=True)
+def export_graph(catalog, _png, _svg, compare):
+    """The graph shown (both runs' graphs while comparing) downloaded as PNG or SVG."""
     kind = "svg" if ctx.triggered_id == "export-graph-svg" else "png"
-    return {"type": kind, "action": "download", "filename": "graph", "options": {"bg": "white", "full": True,
-                                                                                  "scale": 2}}
+    image = {"type": kind, "action": "download", "filename": "graph", "options": {"bg": "white", "full": True,
+                                                                                   "scale": 2}}
+    return (no_update, image) if compare else (image, no_update)
 
 
 @wired(Output("selection", "data", allow_duplicate=True), Input("graph", "tapNodeData"),
@@ -380,7 +389,9 @@ def register_callbacks(app: Dash, catalog, *modules: ModuleType) -> None:
     app.clientside_callback(
         """function(png, svg) {
             const kind = window.dash_clientside.callback_context.triggered_id === 'export-projection-svg' ? 'svg' : 'png';
-            const figure = document.querySelector('#projection .js-plotly-plot');
+            const comparing = document.getElementById('compare-views').style.display !== 'none';
+            const figure = document.querySelector(comparing ? '#compare-projection .js-plotly-plot'
+                                                            : '#projection .js-plotly-plot');
             window.Plotly.downloadImage(figure, {format: kind, filename: 'projection', scale: kind === 'png' ? 2 : 1,
                                                  width: figure.clientWidth, height: figure.clientHeight});
             return kind;

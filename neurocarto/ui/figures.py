@@ -170,3 +170,72 @@ def ablation_figure(result: dict, chosen: int, paper: bool = False) -> dict:
                                 "zerolinecolor": "#888", "tickformat": "+.2f"},
                          yaxis={"automargin": True, "autorange": "reversed"})
     return figure.to_dict()
+
+
+CATEGORY_COLORS = {"shared": "#59a14f", "split": "#f28e2b", "merged": "#b07aa1", "unique": "#e15759"}
+
+
+def compare_projection_figure(projections: dict, categories: dict, names: dict, highlighted: dict,
+                              paper: bool = False) -> dict:
+    """Two runs' projections side by side in one frame (run A's: matched neurons sit in the same place), every
+    neuron coloured by its concept's category; per side ("a", "b") `categories` is (neurons,) category names and
+    `highlighted` the neurons ringed. Each point's customdata is [side index, neuron]."""
+    traces = []
+    for column, side in enumerate(("a", "b")):
+        axis = "" if column == 0 else "2"
+        for category, color in CATEGORY_COLORS.items():
+            points = np.flatnonzero(categories[side] == category)
+            traces.append({"type": "scattergl", "mode": "markers", "name": category, "legendgroup": category,
+                           "showlegend": column == 0, "xaxis": f"x{axis}", "yaxis": f"y{axis}",
+                           "x": typed_array(projections[side][points, 0]),
+                           "y": typed_array(projections[side][points, 1]),
+                           "customdata": [[column, int(n)] for n in points],
+                           "marker": {"size": 6 if paper else 5, "color": color, "opacity": 0.75},
+                           "hoverinfo": "skip" if paper else "none"})
+    traces += compare_overlays(projections, highlighted)
+    span = np.concatenate([projections["a"], projections["b"]])
+    low, high = span.min(axis=0), span.max(axis=0)
+    pad = 0.03 * (high - low + 1e-9)
+    ranges = {"x": [float(low[0] - pad[0]), float(high[0] + pad[0])], "y": [float(low[1] - pad[1]), float(high[1] + pad[1])]}
+    layout = {
+        "uirevision": "compare", "dragmode": "pan", "margin": {"l": 8, "r": 8, "t": 28, "b": 8},
+        "paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"size": 16 if paper else 12},
+        "xaxis": {"domain": [0, 0.49], "visible": False, "range": ranges["x"]},
+        "yaxis": {"visible": False, "range": ranges["y"], "scaleanchor": "x"},
+        "xaxis2": {"domain": [0.51, 1], "visible": False, "range": ranges["x"], "matches": "x"},
+        "yaxis2": {"visible": False, "range": ranges["y"], "anchor": "x2", "matches": "y"},
+        "legend": {"orientation": "h", "y": -0.02, "yanchor": "top", "font": {"size": 12 if paper else 10},
+                   "title": {"text": "concept in the other run", "side": "top"}},
+        "annotations": [{"text": names[side], "x": 0.245 if side == "a" else 0.755, "y": 1.0, "xref": "paper",
+                         "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                         "font": {"size": 14 if paper else 12}} for side in ("a", "b")],
+        "shapes": [{"type": "line", "xref": "paper", "yref": "paper", "x0": 0.5, "x1": 0.5, "y0": 0, "y1": 1,
+                    "line": {"color": "#ccc", "width": 1}}],
+        "hovermode": "closest"}
+    return {"data": traces, "layout": layout}
+
+
+def compare_overlays(projections: dict, highlighted: dict) -> list[dict]:
+    """The rings around the highlighted neurons of each side: always the last two traces."""
+    overlays = []
+    for column, side in enumerate(("a", "b")):
+        points = np.asarray(sorted(set(highlighted.get(side, ()))), dtype=np.int64)
+        overlays.append({"type": "scattergl", "mode": "markers", "name": f"highlighted {side}", "showlegend": False,
+                         "xaxis": "x" if column == 0 else "x2", "yaxis": "y" if column == 0 else "y2",
+                         "hoverinfo": "none", "x": typed_array(projections[side][points, 0]),
+                         "y": typed_array(projections[side][points, 1]),
+                         "customdata": [[column, int(n)] for n in points],
+                         "marker": {"size": 11, "color": "rgba(0,0,0,0)", "line": {"color": "#111", "width": 2}}})
+    return overlays
+
+
+def layer_similarity_figure(similarity: np.ndarray, layers_a: list[str], layers_b: list[str], names: dict,
+                            paper: bool = False) -> dict:
+    """Which layers of A correspond to which of B: the mean best Jaccard of each layer's neurons in the other."""
+    return {"data": [{"type": "heatmap", "z": np.round(similarity, 4).tolist(), "x": layers_b, "y": layers_a,
+                      "colorscale": "Blues", "zmin": 0, "colorbar": {"thickness": 8, "len": 0.9},
+                      "hovertemplate": "%{y} ↔ %{x}: %{z:.3f}<extra></extra>"}],
+            "layout": {"margin": {"l": 8, "r": 8, "t": 8, "b": 8}, "font": {"size": 14 if paper else 10},
+                       "xaxis": {"title": {"text": names["b"]}, "automargin": True, "tickangle": -45},
+                       "yaxis": {"title": {"text": names["a"]}, "automargin": True, "autorange": "reversed"},
+                       "paper_bgcolor": "white", "plot_bgcolor": "white"}}

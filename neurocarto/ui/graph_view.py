@@ -219,6 +219,33 @@ def graph_elements(graph: dict, layer_names: list[str], neuron_ids: list[str], l
     return elements
 
 
+def side_by_side(left: list[dict], right: list[dict], frame: Frame, categories: dict[str, str],
+                 links: list[tuple[str, str]]) -> list[dict]:
+    """Two graphs' elements, each laid out for half of `frame`, as one: ids prefixed `a|` and `b|`, the right one
+    moved into the right half, each node classed by its category in the other run (`categories`, by prefixed id),
+    and a dashed link for each matched pair (`links`, prefixed ids)."""
+    merged = []
+    for prefix, elements, shift in (("a|", left, 0.0), ("b|", right, frame.width / 2)):
+        for element in elements:
+            if element["data"]["id"].startswith("frame:"):
+                continue
+            data = dict(element["data"], id=prefix + element["data"]["id"])
+            if "source" in data:
+                data["source"], data["target"] = prefix + data["source"], prefix + data["target"]
+            moved = dict(element, data=data)
+            if "position" in element:
+                moved["position"] = {"x": element["position"]["x"] + shift, "y": element["position"]["y"]}
+            if data["id"] in categories:
+                moved["classes"] = f"{element.get('classes', '')} {categories[data['id']]}".strip()
+            merged.append(moved)
+    drawn = {element["data"]["id"] for element in merged}
+    merged += [{"data": {"id": f"match:{a}~{b}", "source": a, "target": b}, "classes": "match"} for a, b in links
+               if a in drawn and b in drawn]       # both nodes among those the summary shows
+    merged += [{"data": {"id": f"frame:{i}"}, "position": {"x": x, "y": y}, "classes": "frame", "selectable": False,
+                "grabbable": False} for i, (x, y) in enumerate(((0, 0), (frame.width, frame.height)))]
+    return merged
+
+
 def graph_stylesheet(paper: bool = False) -> list[dict]:
     font = FONT + 2 if paper else FONT
     return [
@@ -229,6 +256,9 @@ def graph_stylesheet(paper: bool = False) -> list[dict]:
                                        "text-margin-y": 1, "color": "#222", "min-zoomed-font-size": 0,
                                        "text-wrap": "ellipsis", "text-max-width": "data(wrap)"}},
         {"selector": "node.cluster", "style": {"shape": "round-rectangle", "border-color": "#4e79a7", "border-width": 3}},
+        {"selector": "node.unique", "style": {"border-color": "#e15759", "border-style": "dashed"}},
+        {"selector": "node.split", "style": {"border-color": "#f28e2b"}},
+        {"selector": "node.merged", "style": {"border-color": "#b07aa1"}},
         {"selector": "node.row-label", "style": {"background-opacity": 0, "border-width": 0, "width": 1, "height": 1,
                                                  "text-valign": "center", "text-halign": "left", "font-size": font,
                                                  "font-weight": "bold", "color": "#555", "text-wrap": "wrap",
@@ -245,4 +275,7 @@ def graph_stylesheet(paper: bool = False) -> list[dict]:
         {"selector": "node[lit]", "style": {"opacity": f"mapData(lit, {LIT_DIM}, 1, 0.12, 1)"}},
         {"selector": "node.hovered", "style": {"border-color": "#111", "border-width": 5}},
         {"selector": "edge.hovered", "style": {"line-color": "#111", "target-arrow-color": "#111", "opacity": 1}},
+        {"selector": "edge.match", "style": {"line-style": "dashed", "line-color": "#59a14f", "width": 1.5,
+                                             "target-arrow-shape": "none", "curve-style": "straight",
+                                             "opacity": 0.7}},
     ]

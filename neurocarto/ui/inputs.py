@@ -214,6 +214,36 @@ def upload(value, run) -> dict | None:
     return {"contents": value["contents"], "filename": _text(value.get("filename")) or ""}
 
 
+def compare_points(value, run) -> dict | None:
+    """Plotly's click data on the compare projections: each point's [side 0 | 1, neuron index ≥ 0] (the neuron is
+    checked against its run's comparison when used)."""
+    if not isinstance(value, dict) or not isinstance(value.get("points"), list):
+        return None
+    points = []
+    for point in value["points"][:1]:
+        data = point.get("customdata") if isinstance(point, dict) else None
+        if (isinstance(data, list) and len(data) == 2 and data[0] in (0, 1) and type(data[1]) is int
+                and 0 <= data[1] < 10 ** 9):
+            points.append({"customdata": list(data)})
+    return {"points": points} if points else None
+
+
+def compare_selection(value, run) -> dict | None:
+    """{"side": "a" | "b", "concept": an index ≥ 0} (checked against the comparison when used)."""
+    if not isinstance(value, dict) or value.get("side") not in ("a", "b") or type(value.get("concept")) is not int:
+        return None
+    return {"side": value["side"], "concept": value["concept"]} if 0 <= value["concept"] < 10 ** 9 else None
+
+
+def table_cell(value, run) -> dict | None:
+    """A DataTable's active cell: the row id (`side:index`) is what is read."""
+    if not isinstance(value, dict):
+        return None
+    row = _text(value.get("row_id"), 32)
+    side, _, index = (row or "").partition(":")
+    return {"row_id": row} if side in ("a", "b") and index.isdigit() else None
+
+
 CHECKS = {
     ("url", "pathname"): lambda value, run: _text(value, 256) or "/",
     ("url", "search"): url_search,
@@ -252,6 +282,13 @@ CHECKS = {
     ("explain-index", "value"): image_index,
     ("explain-poll", "n_intervals"): clicks,
     ("upload-checked", "data"): upload,
+    ("compare", "value"): run_key,
+    ("compare-poll", "n_intervals"): clicks,
+    ("compare-ready", "data"): lambda value, run: _text(value, 160),
+    ("compare-selection", "data"): compare_selection,
+    ("compare-projection", "clickData"): compare_points,
+    ("compare-graph", "tapNodeData"): node_data,
+    ("compare-table", "active_cell"): table_cell,
 }
 
 

@@ -5,6 +5,7 @@ import dash_cytoscape as cyto
 from dash import dcc, html
 
 from neurocarto.ui.ablation_panel import test_panel
+from neurocarto.ui.compare_view import compare_control, compare_views
 from neurocarto.ui.explain_panel import explain_panel
 from neurocarto.ui.graph_view import graph_stylesheet
 
@@ -27,6 +28,10 @@ HELP = [
            "the predicted class with each node as bright as the image makes it fire (its percentile among the "
            "run's images), the image's own path in red, and the projection colours neurons the same way; the "
            "heat map shows where on the image the selected (or most lit) concept fires."),
+    html.P("Compare with another run over the same images (another model, or a checkpoint): both projections share "
+           "one frame, so matched neurons sit in the same place; green concepts are shared, orange split into "
+           "several, purple merged with others, red unique to their run. Select a point, a node or a table row to "
+           "ring a concept and its matches in the other run."),
     html.P("“Test this concept” zeroes the selected neurons (or sets them to their mean) on images the run did not "
            "use and shows how each class's accuracy changes, against random sets of as many neurons in the same "
            "layers."),
@@ -50,12 +55,14 @@ def page(run_options: list[dict]) -> html.Div:
                          placeholder="run"),
             dcc.Dropdown(id="class", options=[], clearable=False, searchable=True, className="class-search",
                          placeholder="search a class…"),
+            compare_control(run_options),
             html.Details(className="help", children=[html.Summary("How to read this"), *HELP]),
             html.Div(className="exports", children=[
                 dcc.Checklist(id="paper", options=[{"label": "paper style", "value": "paper"}], value=[], inline=True),
-                html.Span("export:"),
-                *[html.Button(f"{view} {kind.upper()}", id=f"export-{view}-{kind}", className="export-button")
-                  for view in ("projection", "graph") for kind in ("png", "svg")],
+                *[part for view in ("projection", "graph") for part in (
+                    html.Span(f"{view}:", className="export-label"),
+                    *[html.Button(kind.upper(), id=f"export-{view}-{kind}", className="export-button",
+                                  title=f"download the {view} as {kind.upper()}") for kind in ("png", "svg")])],
             ]),
         ]),
         html.Div(id="message", className="message", role="alert"),
@@ -111,4 +118,5 @@ def page(run_options: list[dict]) -> html.Div:
                     html.H2("Examples"), html.P("Select a node or a neuron to see its examples.")]),
             ]),
         ]),
+        compare_views(),
     ])

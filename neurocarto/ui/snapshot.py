@@ -10,7 +10,7 @@ import base64
 import io
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -23,8 +23,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 VIEWS = ("both", "projection", "graph", "page")     # page: the whole window as the user sees it (PNG only)
-GRAPH = "document.getElementById('graph')._cyreg.cy"
-PROJECTION = "document.querySelector('#projection .js-plotly-plot')"
+GRAPH = "document.getElementById('{}')._cyreg.cy"
+PROJECTION = "document.querySelector('#{} .js-plotly-plot')"
 
 
 MIN_WINDOW, MAX_WINDOW, MAX_SCALE = (640, 360), 8000, 8     # below 640×360 the views have no room
@@ -47,6 +47,17 @@ class SnapshotRequest:
     scale: float = 2.0
     width_in: float | None = None   # the figure's printed width in inches (PNG at `dpi`; SVG sized in inches)
     dpi: int = 300
+    compare: str | None = None      # a second run: the compare views (computed first if the store lacks them)
+
+    @property
+    def graph(self) -> str:
+        """JavaScript naming the graph view's Cytoscape."""
+        return GRAPH.format("compare-graph" if self.compare else "graph")
+
+    @property
+    def projection(self) -> str:
+        """JavaScript naming the projection view's Plotly figure."""
+        return PROJECTION.format("compare-projection" if self.compare else "projection")
 
 
 def output_format(out: Path) -> str:
@@ -59,7 +70,7 @@ def output_format(out: Path) -> str:
 def page_query(key: str, request: SnapshotRequest) -> str:
     """The app URL's query for the requested state (`ui.url_state`, as the app writes it)."""
     return ViewState(key, request.class_name, request.threshold, request.cut, tuple(request.select), request.cascade,
-                     paper=request.paper).query()
+                     paper=request.paper, compare=request.compare).query()
 
 
 def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = CHROMIUM) -> Path:
@@ -86,6 +97,12 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
         key = store.resolve(request.run)
         if not StoredRun(store, key).complete:
             raise NeuroCartoError(f"run {request.run} is not complete: `python -m neurocarto precompute` finishes it")
+        if request.compare:
+            from neurocarto.store.comparisons import compare
+
+            other = store.resolve(request.compare)
+            compare(StoredRun(store, key), StoredRun(store, other), request.cut)
+            request = replace(request, compare=other)
     sync_playwright = _playwright()
     if not chromium.exists():
         raise NeuroCartoError(f"snapshot drives Chromium, not found at {chromium}: install it "
@@ -109,9 +126,9 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
                 scale = request.scale
                 if request.width_in is not None and request.view == "graph":
                     width = round(PIXELS_PER_INCH * request.width_in)
-                    _frame_graph(page, width, round(width * PAPER_ASPECT))
+                    _frame_graph(page, request.graph, width, round(width * PAPER_ASPECT))
                     scale = request.width_in * request.dpi / width
-                parts = [_export(page, view, kind, scale, fit_height=len(views) > 1) for view in views]
+                parts = [_export(page, request, view, kind, scale, fit_height=len(views) > 1) for view in views]
         finally:
             browser.close()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,10 +140,10 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
     return out
 
 
-def _frame_graph(page, width: int, height: int) -> None:
+def _frame_graph(page, graph: str, width: int, height: int) -> None:
     """Lay the graph summary out for a panel of width × height px (the printed figure's) instead of the window's."""
     page.evaluate(f"() => window.dash_clientside.set_props('graph-size', {{data: {{width: {width}, height: {height}}}}})")
-    page.wait_for_function(f"() => {{ const f = {GRAPH}.getElementById('frame:1');"
+    page.wait_for_function(f"() => {{ const f = {graph}.getElementById('frame:1');"
                            f" return f.length === 1 && f.position('x') === {width}; }}", timeout=60000)
     page.wait_for_load_state("networkidle", timeout=60000)
     page.wait_for_timeout(300)
@@ -190,27 +207,31 @@ class _served:
 
 def _wait_until_drawn(page, request: SnapshotRequest) -> None:
     """Until the views hold the requested state and no callback is in flight."""
-    page.wait_for_function(f"() => {{ const e = document.getElementById('graph'); const g = {PROJECTION};"
-                           " return e && e._cyreg && g && g._fullData && g._fullData.length > 0; }", timeout=60000)
+    graph = "compare-graph" if request.compare else "graph"
+    drawn = f" && {request.graph}.nodes().length > 0" if request.compare else ""   # after the comparison is read
+    page.wait_for_function(f"() => {{ const e = document.getElementById('{graph}'); const g = {request.projection};"
+                           f" return e && e._cyreg && g && g._fullData && g._fullData.length > 0{drawn}; }}",
+                           timeout=60000)
     page.wait_for_load_state("networkidle", timeout=60000)
     if request.paper:
-        page.wait_for_function(f"() => {PROJECTION}._fullLayout.font.size >= 14", timeout=30000)
+        page.wait_for_function(f"() => {request.projection}._fullLayout.font.size >= 14", timeout=30000)
     page.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=60000)
     page.wait_for_timeout(300)     # cytoscape draws its patch images on the next frames
 
 
-def _export(page, view: str, kind: str, scale: float, fit_height: bool = False) -> bytes:
+def _export(page, request: SnapshotRequest, view: str, kind: str, scale: float, fit_height: bool = False) -> bytes:
     """One view as PNG or SVG bytes, by the page's own export functions.
 
     With `fit_height`, the whole graph is drawn at the projection's height (for side-by-side figures).
     """
+    graph, projection = request.graph, request.projection
     if view == "graph":
         if kind == "svg":
-            return page.evaluate(f"() => {GRAPH}.svg({{full: true, bg: 'white'}})").encode()
-        size = f"maxHeight: {PROJECTION}.clientHeight * {scale}" if fit_height else f"scale: {scale}"   # not both
-        uri = page.evaluate(f"() => {GRAPH}.png({{output: 'base64uri', full: true, bg: 'white', {size}}})")
+            return page.evaluate(f"() => {graph}.svg({{full: true, bg: 'white'}})").encode()
+        size = f"maxHeight: {projection}.clientHeight * {scale}" if fit_height else f"scale: {scale}"   # not both
+        uri = page.evaluate(f"() => {graph}.png({{output: 'base64uri', full: true, bg: 'white', {size}}})")
     else:
-        uri = page.evaluate(f"""() => {{ const g = {PROJECTION};
+        uri = page.evaluate(f"""() => {{ const g = {projection};
             return window.Plotly.toImage(g, {{format: '{kind}', width: g.clientWidth, height: g.clientHeight,
                                               scale: {scale if kind == 'png' else 1}}}); }}""")
     header, payload = uri.split(",", 1)

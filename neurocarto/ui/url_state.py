@@ -1,6 +1,7 @@
 """What a view's URL says, in one place: the app writes and reads it, `snapshot` writes it.
 
-    ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper&test=zero|mean&image=INDEX|SHA256
+    ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper&test=zero|mean
+     &image=INDEX|SHA256&compare=KEY
 
 Reading only splits the text (at most MAX_FIELDS fields); the app checks each value against the run.
 """
@@ -26,6 +27,7 @@ class ViewState:
     paper: bool = False
     test: str | None = None         # the method of the selection's concept test
     image: str | None = None        # the explained image: a run image's index or an upload's SHA-256
+    compare: str | None = None      # the run compared with this one
 
     def query(self) -> str:
         fields = {"run": self.run}
@@ -44,6 +46,8 @@ class ViewState:
             fields["test"] = self.test
         if self.image:
             fields["image"] = self.image
+        if self.compare:
+            fields["compare"] = self.compare
         return "?" + urlencode(fields)
 
 

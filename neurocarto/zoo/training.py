@@ -9,19 +9,23 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, device: str = "cpu") -> float:
     model.eval()
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            correct += (model(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
+            logits = model(x[start:start + batch_size].to(device))
+            correct += (logits.argmax(1).cpu() == y[start:start + batch_size]).sum().item()
     return correct / len(x)
 
 
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
         epochs: int, seed: int, batch_size: int, lr: float,
-        to_input: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> float:
-    """Train in place; `to_input` turns stored images into model inputs. Returns the last test accuracy."""
+        to_input: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+        after_epoch: Callable[[int, float], None] = lambda epoch, accuracy: None, device: str = "cpu") -> float:
+    """Train in place on `device`; `to_input` turns stored images into model inputs; `after_epoch(epoch, test
+    accuracy)` is called after each epoch (from 1). Returns the last test accuracy."""
+    model.to(device)
     n_train = len(x_train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * (n_train // batch_size))
@@ -34,13 +38,14 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             index = order[start:start + batch_size]
             x = to_input(x_train[index])
             flip = torch.rand(len(x), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            loss = F.cross_entropy(model(x), y_train[index], label_smoothing=0.05)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x).to(device)
+            loss = F.cross_entropy(model(x), y_train[index].to(device), label_smoothing=0.05)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-        accuracy = evaluate(model, to_input(x_test), y_test, batch_size=500)
+        accuracy = evaluate(model, to_input(x_test), y_test, batch_size=500, device=device)
         print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, test accuracy {accuracy:.4f} "
               f"({time.time() - started:.0f} s)", flush=True)
+        after_epoch(epoch + 1, accuracy)
     return accuracy

@@ -13,7 +13,7 @@ from neurocarto.concepts.cluster import (
     pair_jaccard,
     similar_pairs,
 )
-from neurocarto.concepts.hierarchy import cut_labels, linkage_merges, merge_groups, null_cuts
+from neurocarto.concepts.hierarchy import cut_labels, linkage_merges, merge_groups, null_cuts, within_group_means
 
 
 def planted_sets(n_groups: int, group_size: int, n_singletons: int, k: int = 100, keep: int = 80,
@@ -243,6 +243,20 @@ def test_null_cuts_are_the_quantile_of_cross_layer_pairs():
     within = [len(np.intersect1d(sets[a], sets[b])) / len(np.union1d(sets[a], sets[b]))
               for a in range(9) for b in range(a + 1, 9)]
     assert one_layer[0] == pytest.approx(np.quantile(within, 0.5), abs=1e-6)
+
+
+def test_within_group_means_are_the_mean_of_pairs_inside_each_layer():
+    sets, _ = planted_sets(20, 5, 300, k=50, keep=40, n_images=3000, seed=5)
+    layer_of = np.arange(len(sets)) % 3
+    layer_of[-1] = 3                            # a layer of one neuron: no pair
+    exact = within_group_means(sets, layer_of, samples=10 ** 6)
+    for layer in range(3):
+        inside = np.flatnonzero(layer_of == layer)
+        reference = [len(np.intersect1d(sets[a], sets[b])) / len(np.union1d(sets[a], sets[b]))
+                     for i, a in enumerate(inside) for b in inside[i + 1:]]
+        assert exact[layer] == pytest.approx(np.mean(reference), rel=1e-5)
+    assert exact[3] == 0
+    np.testing.assert_allclose(within_group_means(sets, layer_of, samples=3000), exact, atol=0.01)
 
 
 def test_null_cuts_sampled_match_the_exact_quantile():

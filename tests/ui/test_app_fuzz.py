@@ -17,7 +17,10 @@ HOSTILE = [None, True, -1, 2 ** 62, 1.5, float("nan"), float("inf"), "", "x", "x
            "run:999999999", "upload:../../etc", {"reference": "run:999999999", "since": 1.0},
            {"reference": "upload:" + "0" * 64, "since": float("nan"), "switch": "x"}, {"reference": ["run:1"]},
            {"contents": "data:image/png;base64,AAAA", "filename": "x" * 5000}, {"contents": "data:;base64,!!"},
-           {"contents": "data:image/png;base64," + "iVBORw0KGgo" * 1000}, "?image=../../etc/passwd", "?image=" + "9" * 40]
+           {"contents": "data:image/png;base64," + "iVBORw0KGgo" * 1000}, "?image=../../etc/passwd", "?image=" + "9" * 40,
+           {"side": "c", "concept": 10 ** 12}, {"side": "b", "concept": -1}, {"points": [{"customdata": [1, -5]}]},
+           {"points": [{"customdata": [7, 10 ** 9]}]}, {"row_id": "b:99999999"}, {"row_id": "../x"},
+           {"id": "b|mixed4b:c0", "members": ["nope"]}, "?compare=../../etc&run=x"]
 
 
 def valid_inputs(key: str) -> dict:
@@ -35,7 +38,10 @@ def valid_inputs(key: str) -> dict:
             ("test-method", "value"): "zero", ("test-job", "data"): None, ("test-done", "data"): None,
             ("explained", "data"): None, ("explain-pending", "data"): None, ("image-pick", "data"): None,
             ("explain-go", "n_clicks"): 1, ("explain-clear", "n_clicks"): 1, ("explain-index", "value"): None,
-            ("explain-poll", "n_intervals"): 1, ("upload-checked", "data"): None}
+            ("explain-poll", "n_intervals"): 1, ("upload-checked", "data"): None, ("compare", "value"): key,
+            ("compare-poll", "n_intervals"): 1, ("compare-ready", "data"): f"{key}|{key}|auto",
+            ("compare-selection", "data"): {"side": "a", "concept": 0}, ("compare-projection", "clickData"): None,
+            ("compare-graph", "tapNodeData"): None, ("compare-table", "active_cell"): None}
 
 
 def outputs_of(key: str) -> list[dict]:

@@ -30,10 +30,10 @@ def test_the_url_restores_the_view_it_wrote(catalog):
     coarse = run.graph(4, 0.2)
     node = max(coarse["nodes"], key=lambda n: len(n["members"]))["id"]
     search = ViewState(run.key, "coat", 0.1, "0.2", (node, run.neuron_ids[3]), cascade=True, paper=True).query()
-    (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection, test, pick,
+    (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection, test, pick, compare,
      message) = callbacks.restore(catalog, "/", None, search)
-    assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, message) == (
-        run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None)
+    assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, compare, message) == (
+        run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None, None)
     assert pick is no_update
     assert len(options) == len(run.class_names) and selection == {"nodes": [node], "neuron": 3, "neurons": []}
     written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, test,

@@ -23,13 +23,20 @@ def snapshot_cli(cache: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
 
 
+def snapshot_here(capsys, cache: Path, *args: str) -> tuple[int, str]:
+    """The same command in this process (no second interpreter to start): its exit status and what it printed."""
+    code = cli_main(["snapshot", "--cache", str(cache), *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
 def red_pixels(png: Path) -> int:
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
     return int((np.abs(pixels - CASCADE_RED).sum(axis=2) < 30).sum())
 
 
 @needs_chromium
-def test_snapshot_png_and_svg_of_both_views(small_fashion_run):
+def test_snapshot_png_and_svg_of_both_views(small_fashion_run, capsys):
     _config, execution, manifest = small_fashion_run
     SHOTS.mkdir(parents=True, exist_ok=True)
     from neurocarto.store.disk import Store
@@ -39,22 +46,23 @@ def test_snapshot_png_and_svg_of_both_views(small_fashion_run):
     node = max(graph["nodes"], key=lambda n: n["score"])["id"]
     plain, chained = SHOTS / "snapshot-bag.png", SHOTS / "snapshot-bag-cascade.png"
     for out, extra in ((plain, []), (chained, ["--select", node, "--cascade"])):
-        result = snapshot_cli(execution.cache, "--run", manifest["key"], "--class", "Bag", *extra, "--out", str(out))
-        assert result.returncode == 0, result.stderr
+        code, printed = snapshot_here(capsys, execution.cache, "--run", manifest["key"], "--class", "Bag", *extra,
+                                      "--out", str(out))
+        assert code == 0, printed
     image = Image.open(chained)
     assert image.format == "PNG" and image.width > image.height > 500
     assert red_pixels(chained) > 20 * max(red_pixels(plain), 10)      # the cascade's chain is drawn
 
     coarse = SHOTS / "snapshot-bag-graph-cut-0.05.svg"      # the coarsest cut: fewer, larger concept nodes
-    result = snapshot_cli(execution.cache, "--run", manifest["key"], "--class", "Bag", "--cut", "0.05",
-                          "--view", "graph", "--out", str(coarse))
-    assert result.returncode == 0, result.stderr
+    code, printed = snapshot_here(capsys, execution.cache, "--run", manifest["key"], "--class", "Bag", "--cut", "0.05",
+                                  "--view", "graph", "--out", str(coarse))
+    assert code == 0, printed
     assert 0 < coarse.read_text().count("<image") < len(graph["nodes"])
 
     svg = SHOTS / "snapshot-bag-paper.svg"
-    result = snapshot_cli(execution.cache, "--run", manifest["name"], "--class", "bag", "--style", "paper",
-                          "--out", str(svg))
-    assert result.returncode == 0, result.stderr
+    code, printed = snapshot_here(capsys, execution.cache, "--run", manifest["name"], "--class", "bag", "--style",
+                                  "paper", "--out", str(svg))
+    assert code == 0, printed
     document = xml.dom.minidom.parse(str(svg)).documentElement
     parts = [child for child in document.childNodes if getattr(child, "tagName", None) == "svg"]
     assert len(parts) == 2 and float(parts[1].getAttribute("x")) > float(parts[0].getAttribute("width"))
@@ -101,17 +109,18 @@ def test_side_by_side_svg_scales_parts_to_one_height():
 
 
 @needs_chromium
-def test_a_paper_figure_of_the_graph_at_column_width(small_fashion_run):
+def test_a_paper_figure_of_the_graph_at_column_width(small_fashion_run, capsys):
     _config, execution, manifest = small_fashion_run
     png, svg = SHOTS / "paper-graph-3.5in.png", SHOTS / "paper-graph-3.5in.svg"
     for out in (png, svg):
-        result = snapshot_cli(execution.cache, "--run", manifest["key"], "--class", "Sneaker", "--view", "graph",
-                              "--style", "paper", "--width-in", "3.5", "--out", str(out))
-        assert result.returncode == 0, result.stderr
+        code, printed = snapshot_here(capsys, execution.cache, "--run", manifest["key"], "--class", "Sneaker",
+                                      "--view", "graph", "--style", "paper", "--width-in", "3.5", "--out", str(out))
+        assert code == 0, printed
     image = Image.open(png)
     assert image.width == 1050 and round(image.info["dpi"][0]) == 300 and image.height > image.width
     root = xml.dom.minidom.parse(str(svg)).documentElement
     assert root.getAttribute("width") == "3.5in" and root.getAttribute("height").endswith("in")
     assert root.getAttribute("viewBox") and svg.read_text().count("<text") >= 20     # labels as real text
-    result = snapshot_cli(execution.cache, "--run", manifest["key"], "--width-in", "40", "--out", str(png))
-    assert result.returncode == 2 and "--width-in 40: expected a printed width from 1 to 20 inches" in result.stderr
+    code, printed = snapshot_here(capsys, execution.cache, "--run", manifest["key"], "--width-in", "40", "--out",
+                                  str(png))
+    assert code == 2 and "--width-in 40: expected a printed width from 1 to 20 inches" in printed
