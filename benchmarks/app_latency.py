@@ -13,7 +13,9 @@ time (0.05, 0.06, …), so every replay regroups the graph instead of hitting a 
 Baseline in the same run: the graph-node hover's projection request replayed as a whole-figure
 redraw, which is what every hover cost before overlays were sent as a Patch.
 The default run comes from the store under --cache (computed first if missing, ~4 min); the 100K-neuron
-run is written by `neurocarto.testing.synthetic_run` into a temporary store.
+run is written by `neurocarto.testing.synthetic_run` into a temporary store. Last, the compare view: two synthetic
+runs of as many neurons sharing planted concepts, compared, opened with compare=, a table row picked and a node of
+the compare graph clicked, each request replayed the same way (opening replays every request of the page load).
 """
 from __future__ import annotations
 
@@ -179,6 +181,76 @@ def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repea
     return rows
 
 
+COMPARE_READY = ("() => { const e = document.getElementById('compare-graph');"
+                 " const g = document.querySelector('#compare-projection .js-plotly-plot');"
+                 " return e && e._cyreg && e._cyreg.cy.nodes('[score]').length > 0 && g && g._fullData"
+                 " && g._fullData.length > 0 && document.querySelectorAll('#compare-table tr').length > 2"
+                 " ? performance.now() : false; }")
+
+
+def record_compare(browser, url: str) -> dict[str, list[str]]:
+    """Play a session in the compare view; return each interaction's callback request bodies, in order."""
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    recorded: dict[str, list[str]] = {}
+    current = ["open the compare view"]
+    page.on("request", lambda r: recorded.setdefault(current[0], []).append(r.post_data)
+            if r.method == "POST" and "/_dash-update-component" in r.url else None)
+    page.goto(url)
+    page.wait_for_function(COMPARE_READY, timeout=300000)
+    page.wait_for_load_state("networkidle")
+
+    def act(name: str, action) -> None:
+        current[0] = name
+        action()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(300)
+
+    act("pick a table row", lambda: page.locator("#compare-table td[data-dash-column='concept']").nth(1).click())
+    cy = "document.getElementById('compare-graph')._cyreg.cy"
+    node = page.evaluate(f"() => {cy}.nodes('[score]')[0].id()")
+    box = page.locator("#compare-graph").bounding_box()
+    position = page.evaluate(f"(id) => {cy}.getElementById(id).renderedPosition()", node)
+    act("click a node of the compare graph", lambda: page.mouse.click(box["x"] + position["x"],
+                                                                      box["y"] + position["y"]))
+    page.close()
+    return recorded
+
+
+def bench_compare(browser, workdir: Path, neurons: int, repeats: int) -> list[str]:
+    """Two synthetic runs of `neurons` sharing planted concepts, compared, then the compare view's callbacks."""
+    from neurocarto.store.comparisons import compare
+    from neurocarto.store.disk import Store
+    from neurocarto.store.stored_run import StoredRun
+    from neurocarto.testing.synthetic_run import planted_top_images
+
+    cache = workdir / "compare-store"
+    keys = [write_synthetic_run(cache, neurons, top_images=sets, seed=seed, key=f"synthetic-{'ab'[seed]}")
+            for seed, sets in enumerate(planted_top_images(neurons))]
+    started = time.perf_counter()
+    with Store(cache) as store:
+        compare(StoredRun(store, keys[0]), StoredRun(store, keys[1]))
+    label = f"compare 2 × {neurons:,}"
+    rows = [f"| {label} | the comparison computed and stored (once; `compare`) | | "
+            f"{(time.perf_counter() - started) * 1000:.0f} | | |"]
+    server, base = start_app(["--run", keys[0], "--cache", str(cache)], workdir / "compare.log",
+                             ready="/_dash-layout", timeout=120)
+    try:
+        for interaction, bodies in record_compare(browser, f"{base}/?run={keys[0]}&class=class%20123"
+                                                           f"&compare={keys[1]}").items():
+            per_callback = [(callback_name(body), *replay(base, body, repeats)) for body in bodies]
+            totals = [sum(times[i] for _, times, _ in per_callback) for i in range(repeats)]
+            worst = max(per_callback, key=lambda item: percentile(item[1], 0.95))
+            rows.append(f"| {label} | {interaction} | {len(bodies)} | {percentile(totals, 0.5):.1f} | "
+                        f"{percentile(totals, 0.95):.1f} | {worst[0]}: p95 {percentile(worst[1], 0.95):.1f} ms, "
+                        f"{worst[2] / 1e3:.0f} kB |")
+    except Exception:
+        print((workdir / "compare.log").read_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        stop_app(server)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=ROOT / "cache", help="store holding (or to hold) the default run")
@@ -204,6 +276,8 @@ def main() -> None:
             for cache, key, label, class_name in runs:
                 for row in bench_run(browser, cache, key, label, class_name, args.repeats, args.loads, workdir):
                     print(row, flush=True)
+            for row in bench_compare(browser, workdir, args.neurons, args.repeats):
+                print(row, flush=True)
             browser.close()
 
 

@@ -24,7 +24,7 @@ from neurocarto.config import (
 )
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.disk import Store
-from neurocarto.store.stored_run import StoredRun
+from neurocarto.store.stored_run import StoredRun, complete_runs
 from neurocarto.ui.snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
 
 T = TypeVar("T")
@@ -269,6 +269,17 @@ def main(argv: list[str] | None = None) -> int:
                            help="also draw the compare views (projections and the first class's graphs), as snapshot")
     comparing.add_argument("--class", dest="class_name", default=None, help="the class of --figure's graphs")
     comparing.add_argument("--style", choices=["screen", "paper"], default="screen", help="--figure's style")
+    over_training = commands.add_parser("timeline", help="when a run's concepts appear over training: each checkpoint "
+                                                          "run compared with the final one")
+    add_cache_argument(over_training)
+    over_training.add_argument("final", metavar="FINAL", help="the final run (name, key or key prefix)")
+    over_training.add_argument("checkpoints", metavar="CHECKPOINT", nargs="*",
+                               help="the checkpoints' runs in order (default: the store's runs of the same model, data "
+                                    "and settings with other weights, ordered by their weights' file names)")
+    over_training.add_argument("--cut", default="auto", metavar="auto|J", help="the concepts compared")
+    over_training.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write it as JSON")
+    over_training.add_argument("--figure", type=Path, default=None, metavar="OUT.png|OUT.svg",
+                               help="also draw the share of the final run's concepts matched in each checkpoint")
     args = parser.parse_args(argv)
     args.command_line = os.environ.get("NEUROCARTO_COMMAND") or shlex.join(
         ["python", "-m", "neurocarto", *(sys.argv[1:] if argv is None else argv)])
@@ -336,6 +347,26 @@ def run_command(args: argparse.Namespace) -> None:
             request = SnapshotRequest(run=run_a.key, class_name=args.class_name, cut=str(comparison.cut),
                                       paper=args.style == "paper", compare=run_b.key)
             print(f"wrote {snapshot(args.cache, request, args.figure)}")
+    elif args.command == "timeline":
+        from neurocarto.store.comparisons import checkpoint_series, timeline, timeline_text
+
+        with Store(args.cache) as store:
+            final = StoredRun(store, store.resolve(args.final))
+            checkpoints = ([StoredRun(store, store.resolve(reference)) for reference in args.checkpoints]
+                           or checkpoint_series(final, [StoredRun(store, key) for key, _ in complete_runs(store)]))
+            if not checkpoints:
+                raise NeuroCartoError(f"the store holds no checkpoint of run {final.name} (a run of the same model, "
+                                      "data and settings with other weights): name them, or compute them with "
+                                      "`precompute --weights CHECKPOINT` and the final run's other flags")
+            found = timeline(checkpoints, final, args.cut)
+            print(timeline_text(found))
+            if args.json:
+                args.json.write_text(json.dumps(found, indent=2))
+        if args.figure:
+            from neurocarto.ui.figures import timeline_figure
+            from neurocarto.ui.snapshot import figure_file
+
+            print(f"wrote {figure_file(timeline_figure(found), args.figure)}")
     elif args.command == "explain":
         from neurocarto.analysis.explain import explanation_dict, format_explanation
         from neurocarto.store.explanations import lit_graph

@@ -324,3 +324,18 @@ def timeline(checkpoints: list, final, cut: str | float = AUTO) -> dict:
             "matched_clusters": matched[:, clusters].sum(axis=1).astype(int).tolist(),
             "matched_units": matched.sum(axis=1).astype(int).tolist(),
             "clusters": int(clusters.sum()), "units": int(len(sizes)), "concepts": concepts}
+
+
+def timeline_text(found: dict) -> str:
+    """The timeline for a terminal: per checkpoint the share of the final run's clusters matched, then how many of
+    its clusters appear at each checkpoint and whether they stay."""
+    lines = [f"{found['final']['name']}: {found['clusters']} clusters, {found['units']} units"]
+    for index, checkpoint in enumerate(found["checkpoints"]):
+        appear = sum(1 for concept in found["concepts"] if concept["first"] == index)
+        lines.append(f"  {checkpoint['name']:<32} clusters matched {found['matched_clusters'][index]:>5} "
+                     f"({found['matched_clusters'][index] / max(found['clusters'], 1):.0%}), "
+                     f"units {found['matched_units'][index]:>6}; {appear} clusters first matched here")
+    states = {state: sum(1 for c in found["concepts"] if c["state"] == state) for state in ("stays", "dissolves", "never")}
+    lines.append(f"  clusters: {states['stays']} stay once matched, {states['dissolves']} dissolve again, "
+                 f"{states['never']} never matched")
+    return "\n".join(lines)

@@ -37,14 +37,38 @@ def _patch_packs(rng: np.random.Generator, count: int, per_neuron: int) -> list[
     return packs
 
 
+def planted_top_images(neurons: int, n_images: int = 20_000, top_k: int = 20, runs: int = 2,
+                       seed: int = 0) -> list[np.ndarray]:
+    """Top-image sets of `runs` runs that share planted concepts: two thirds of each run's neurons are noisy copies of
+    one of neurons / 4 concepts (3/4 of a concept's images and others at random), the rest random; no set repeats an
+    image. (neurons, top_k) each."""
+    rng = np.random.default_rng(seed)
+    concepts = np.stack([rng.choice(n_images, top_k, replace=False) for _ in range(max(neurons // 4, 1))])
+    kept = top_k * 3 // 4
+    found = []
+    for _ in range(runs):
+        core = np.take_along_axis(concepts[rng.integers(0, len(concepts), neurons)],
+                                  np.argsort(rng.random((neurons, top_k)), axis=1)[:, :kept], axis=1)
+        sets = np.concatenate([core, rng.integers(0, n_images, (neurons, top_k - kept))], axis=1)
+        random = rng.random(neurons) >= 2 / 3
+        sets[random] = rng.integers(0, n_images, (int(random.sum()), top_k))
+        for row in np.flatnonzero([len(np.unique(row)) < top_k for row in sets]):   # the few with an image twice
+            sets[row] = rng.choice(n_images, top_k, replace=False)
+        found.append(sets)
+    return found
+
+
 def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40, n_classes: int = 200,
-                        n_images: int = 20_000, top_k: int = 20, patches: int = 4, seed: int = 0) -> str:
-    """Write the run into the store under `cache`; return its key."""
+                        n_images: int = 20_000, top_k: int = 20, patches: int = 4, seed: int = 0,
+                        top_images: np.ndarray | None = None, key: str | None = None) -> str:
+    """Write the run into the store under `cache`; return its key (default `synthetic<neurons>`). `top_images`
+    ((neurons, top_k) ids below n_images) replaces the random top images, e.g. to plant concepts two runs share;
+    runs of the same n_images are over the same images."""
     rng = np.random.default_rng(seed)
     width = neurons // n_layers
     layers = [Layer(f"block{i:02d}", width, 7, 7) for i in range(n_layers)]
     neurons = width * n_layers
-    key = f"synthetic{neurons}"
+    key = key or f"synthetic{neurons}"
     layer_of = np.repeat(np.arange(n_layers), width)
 
     # small clusters inside layers: a third of the neurons, in groups of 2-6 at the run's cut, joined into
@@ -78,7 +102,9 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
         store.put_array(key, keys.CLUSTER_MERGES, merges)
         store.put_array(key, keys.CLUSTER_CUTS, cuts)
         store.put_array(key, keys.CLUSTER_CAPS, caps)
-        store.put_array(key, keys.TOP_IMAGES, rng.integers(0, n_images, (neurons, top_k), dtype=np.int64))
+        store.put_array(key, keys.TOP_IMAGES, rng.integers(0, n_images, (neurons, top_k), dtype=np.int64)
+                        if top_images is None else np.asarray(top_images[:neurons], dtype=np.int64))
+        store.put_array(key, keys.IMAGE_INDEX, np.arange(n_images, dtype=np.int64))
         store.put_array(key, keys.TOP_VALUES, rng.uniform(0.1, 1, (neurons, top_k)).astype(np.float32))
         store.put_array(key, keys.IMAGE_LABELS, rng.integers(0, n_classes, n_images, dtype=np.int64))
         offsets = np.arange(n_layers + 1) * width
@@ -100,11 +126,11 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
         for neuron in range(neurons):
             store.put_bytes(key, keys.neuron_patches(neuron), packs[neuron % len(packs)])
         store.write_manifest({
-            "key": key, "name": f"synthetic-{neurons}", "complete": True,
+            "key": key, "name": f"synthetic-{neurons}" if key == f"synthetic{neurons}" else key, "complete": True,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "model": {"spec": "synthetic", "weights": None, "checksum": None},
             "data": {"kind": "synthetic", "description": "random, shaped like a run", "images": n_images,
-                     "classes": n_classes},
+                     "classes": n_classes, "fingerprint": f"synthetic-{n_images}"},
             "counts": {"images": n_images, "neurons": neurons, "classes": n_classes, "skipped": 0},
             "layers": [{"name": layer.name, "channels": width, "height": 7, "width": 7} for layer in layers],
             "config": {"patches": {"per_neuron": patches}, "cluster": {"per_layer": True, "floor": 0.05}},

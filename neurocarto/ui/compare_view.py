@@ -17,6 +17,7 @@ from pathlib import Path
 import dash_cytoscape as cyto
 from dash import Input, Output, Patch, State, dash_table, dcc, html, no_update
 
+from neurocarto.concepts.matching import CATEGORIES
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.comparisons import shared_images_problem, stored_comparison
 from neurocarto.ui.ablation_jobs import alive
@@ -29,8 +30,10 @@ from neurocarto.ui.wiring import triggered, wired
 POLL_MS = 500
 SHOWN, HIDDEN = {}, {"display": "none"}
 NO_JOBS = "this server runs no compute jobs (--no-jobs): compare them with `python -m neurocarto compare {} {}`"
-TABLE_COLUMNS = [("run", "run"), ("concept", "concept"), ("layer", "layer"), ("size", "size"),
+TABLE_COLUMNS = [("run", "run"), ("patches", "patches"), ("concept", "concept"), ("layer", "layer"), ("size", "size"),
                  ("category", "category"), ("best", "best match"), ("similarity", "similarity"), ("label", "label")]
+PAGE_ROWS = 10
+SORTABLE = {"run", "concept", "layer", "size", "category", "best", "similarity"}
 
 
 def compare_control(run_options: list[dict]) -> dcc.Dropdown:
@@ -57,12 +60,16 @@ def compare_views() -> html.Main:
             html.Div(id="compare-status", className="compare-status"),
             html.Div(id="compare-summary", className="compare-summary"),
             dcc.Graph(id="layer-similarity", config={"displayModeBar": False}, className="layer-similarity"),
-            dash_table.DataTable(id="compare-table", columns=[{"name": name, "id": key} for key, name in TABLE_COLUMNS],
-                                 data=[], sort_action="native", filter_action="native", page_action="native",
-                                 page_size=12, style_cell={"fontSize": 12, "padding": "2px 6px", "textAlign": "left",
-                                                           "maxWidth": 160, "overflow": "hidden",
-                                                           "textOverflow": "ellipsis"},
-                                 style_table={"overflowX": "auto"}),
+            html.Div(className="compare-filters", children=[
+                dcc.Dropdown(id="compare-layer", options=[], placeholder="every layer", clearable=True),
+                dcc.Checklist(id="compare-category", options=list(CATEGORIES), value=list(CATEGORIES), inline=True),
+            ]),
+            dash_table.DataTable(id="compare-table", data=[], columns=[
+                {"name": name, "id": key, **({"presentation": "markdown"} if key == "patches" else {})}
+                for key, name in TABLE_COLUMNS], page_action="custom", page_current=0, page_size=PAGE_ROWS,
+                page_count=1, sort_action="custom", sort_mode="single", sort_by=[],
+                style_cell={"fontSize": 12, "padding": "2px 6px", "textAlign": "left", "maxWidth": 160,
+                            "overflow": "hidden", "textOverflow": "ellipsis"}, style_table={"overflowX": "auto"}),
         ]),
         dcc.Store(id="compare-selection"),      # {"side": "a" | "b", "concept": index} in the comparison
         dcc.Store(id="compare-ready"),          # "A|B|CUT" once the comparison is in the store
@@ -251,31 +258,70 @@ def draw_compare_graph(catalog, ready, class_index, selection, size, paper, run_
             f"Class graphs: {name} — {run_a.name} | {run_b.name}")
 
 
-@wired(Output("compare-table", "data"), Output("layer-similarity", "figure"), Output("compare-summary", "children"),
-       Input("compare-ready", "data"), Input("paper", "value"),
+_tables: dict = {}
+
+
+def table_rows(comparison) -> list[dict]:
+    """Every cluster of both runs (`Comparison.table`), with the id a row is picked by; kept per comparison."""
+    key = id(comparison)
+    if key not in _tables:
+        while len(_tables) >= 8:
+            _tables.pop(next(iter(_tables)))
+        rows = comparison.table(clusters_only=True)
+        index = {side: {name: i for i, name in enumerate(comparison.concept_ids(side))} for side in ("a", "b")}
+        _tables[key] = [{**{k: row[k] for k in ("concept", "layer", "size", "category", "best", "similarity")},
+                         "run": row["run"].upper(), "id": f"{row['run']}:{index[row['run']][row['concept']]}"}
+                        for row in rows]
+    return _tables[key]
+
+
+def shown_row(comparison, row: dict) -> dict:
+    """A table row as the page shows it: with its label and a mosaic of its members' top patches."""
+    side, index = row["id"][0], int(row["id"][2:])
+    run, concepts = comparison.run(side), comparison.concepts(side)
+    members = concepts.members[concepts.offsets[index]:concepts.offsets[index + 1]]
+    mosaic = f"/members/{run.key}/{'.'.join(str(m) for m in members[:4].tolist())}.png"
+    return {**row, "label": run.concept_label(members), "patches": f"![{row['concept']}]({mosaic})"}
+
+
+@wired(Output("compare-table", "data"), Output("compare-table", "page_count"),
+       Input("compare-ready", "data"), Input("compare-table", "page_current"), Input("compare-table", "sort_by"),
+       Input("compare-layer", "value"), Input("compare-category", "value"),
        State("run", "value"), State("compare", "value"), State("cut-choice", "data"))
-def compare_tables(catalog, ready, paper, run_key, other_key, cut_choice):
-    """Every cluster of both runs with its category and best match, the layers' correspondence, the counts."""
+def compare_page(catalog, ready, page, sort_by, layer, categories, run_key, other_key, cut_choice):
+    """One page of the clusters of both runs, filtered by layer and category and sorted as asked; labels and
+    patches are made for the page's rows only."""
     comparison = comparison_of(catalog, run_key, other_key, cut_choice) if ready else None
     if comparison is None:
-        return [], {}, []
+        return [], 1
+    rows = [row for row in table_rows(comparison) if (layer is None or row["layer"] == layer)
+            and row["category"] in (categories if categories is not None else CATEGORIES)]
+    if sort_by:
+        column, descending = sort_by[0]["column_id"], sort_by[0]["direction"] == "desc"
+        rows = sorted(rows, key=lambda row: (row[column] is None, row[column] if row[column] is not None else 0),
+                      reverse=descending)
+    pages = max(1, -(-len(rows) // PAGE_ROWS))
+    page = min(page or 0, pages - 1)
+    return [shown_row(comparison, row) for row in rows[page * PAGE_ROWS:(page + 1) * PAGE_ROWS]], pages
+
+
+@wired(Output("layer-similarity", "figure"), Output("compare-summary", "children"), Output("compare-layer", "options"),
+       Input("compare-ready", "data"), Input("paper", "value"),
+       State("run", "value"), State("compare", "value"), State("cut-choice", "data"))
+def compare_overview(catalog, ready, paper, run_key, other_key, cut_choice):
+    """The counts of each run's clusters by category, the layers' correspondence, the layers to filter by."""
+    comparison = comparison_of(catalog, run_key, other_key, cut_choice) if ready else None
+    if comparison is None:
+        return {}, [], []
     names = {side: _side_of(comparison, side) for side in ("a", "b")}
-    rows = []
-    for row in comparison.table(clusters_only=True):
-        side = row["run"]
-        index = comparison.concept_index(side, row["concept"])
-        concepts = comparison.concepts(side)
-        members = concepts.members[concepts.offsets[index]:concepts.offsets[index + 1]]
-        rows.append({**{key: row[key] for key in ("concept", "layer", "size", "category", "best", "similarity")},
-                     "id": f"{side}:{index}", "run": side.upper(),
-                     "label": comparison.run(side).concept_label(members)})
     counts = comparison.counts()
     summary = [html.P([html.Strong(f"{side.upper()} "), f"{names[side]}: " + ", ".join(
         f"{count} {category}" for category, count in counts[side]["clusters"].items()) + " clusters"])
                for side in ("a", "b")]
     figure = layer_similarity_figure(comparison.arrays["layer_similarity"], comparison.run("a").layer_names,
                                      comparison.run("b").layer_names, names, bool(paper))
-    return rows, figure, summary
+    layers = list(dict.fromkeys(comparison.run("a").layer_names + comparison.run("b").layer_names))
+    return figure, summary, layers
 
 
 @wired(Output("compare-selection", "data"), Input("compare-projection", "clickData"),

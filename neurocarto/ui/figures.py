@@ -239,3 +239,19 @@ def layer_similarity_figure(similarity: np.ndarray, layers_a: list[str], layers_
                        "xaxis": {"title": {"text": names["b"]}, "automargin": True, "tickangle": -45},
                        "yaxis": {"title": {"text": names["a"]}, "automargin": True, "autorange": "reversed"},
                        "paper_bgcolor": "white", "plot_bgcolor": "white"}}
+
+
+def timeline_figure(timeline: dict, paper: bool = False) -> dict:
+    """The final run's clusters with a match in each checkpoint (and all its units), over training."""
+    names = [checkpoint["name"] for checkpoint in timeline["checkpoints"]]
+    clusters = [count / max(timeline["clusters"], 1) for count in timeline["matched_clusters"]]
+    units = [count / max(timeline["units"], 1) for count in timeline["matched_units"]]
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "x": names, "y": clusters, "name": "clusters",
+                      "line": {"color": CATEGORY_COLORS["shared"]}},
+                     {"type": "scatter", "mode": "lines+markers", "x": names, "y": units, "name": "all units",
+                      "line": {"color": "#4e79a7", "dash": "dot"}}],
+            "layout": {"margin": {"l": 50, "r": 10, "t": 30, "b": 60}, "font": {"size": 16 if paper else 12},
+                       "title": {"text": f"concepts of {timeline['final']['name']} matched in each checkpoint"},
+                       "yaxis": {"title": {"text": "share matched"}, "range": [0, 1.02], "tickformat": ".0%"},
+                       "xaxis": {"title": {"text": "checkpoint"}}, "paper_bgcolor": "white", "plot_bgcolor": "white",
+                       "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"}}}

@@ -235,6 +235,28 @@ def compare_selection(value, run) -> dict | None:
     return {"side": value["side"], "concept": value["concept"]} if 0 <= value["concept"] < 10 ** 9 else None
 
 
+def page_number(value, run) -> int:
+    value = _integer(value)
+    return value if value is not None and 0 <= value < 10 ** 7 else 0
+
+
+def table_sort(value, run) -> list[dict]:
+    """A DataTable's sort_by: one column of the compare table and a direction."""
+    if not isinstance(value, list) or not value or not isinstance(value[0], dict):
+        return []
+    column, direction = value[0].get("column_id"), value[0].get("direction")
+    from neurocarto.ui.compare_view import SORTABLE
+
+    return [{"column_id": column, "direction": direction}] if column in SORTABLE and direction in ("asc", "desc") \
+        else []
+
+
+def categories(value, run) -> list[str] | None:
+    from neurocarto.concepts.matching import CATEGORIES
+
+    return [item for item in value if item in CATEGORIES] if isinstance(value, list) else None
+
+
 def table_cell(value, run) -> dict | None:
     """A DataTable's active cell: the row id (`side:index`) is what is read."""
     if not isinstance(value, dict):
@@ -289,6 +311,10 @@ CHECKS = {
     ("compare-projection", "clickData"): compare_points,
     ("compare-graph", "tapNodeData"): node_data,
     ("compare-table", "active_cell"): table_cell,
+    ("compare-table", "page_current"): page_number,
+    ("compare-table", "sort_by"): table_sort,
+    ("compare-layer", "value"): lambda value, run: _text(value, 256),
+    ("compare-category", "value"): categories,
 }
 
 

@@ -286,3 +286,32 @@ def _side_by_side_svg(parts: list[bytes]) -> bytes:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
             f'width="{width:g}" height="{height:g}" viewBox="0 0 {width:g} {height:g}">'
             f'<rect width="100%" height="100%" fill="white"/>{"".join(placed)}</svg>').encode()
+
+
+def figure_file(figure: dict, out: Path, width: int = 900, height: int = 500, chromium: Path = CHROMIUM) -> Path:
+    """A Plotly figure (a dict) drawn by plotly.js in headless Chromium into `out` (.png at 2×, or .svg)."""
+    import json
+
+    import plotly
+
+    kind = output_format(out)
+    if not chromium.exists():
+        raise NeuroCartoError(f"drawing a figure needs Chromium, not found at {chromium}: apt-get install chromium")
+    script = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    sync_playwright = _playwright()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=list(CHROMIUM_FLAGS))
+        try:
+            page = browser.new_page()
+            page.set_content("<div id='figure'></div>")
+            page.add_script_tag(path=str(script))
+            uri = page.evaluate(f"""(figure) => window.Plotly.newPlot('figure', figure.data, figure.layout)
+                .then((plot) => window.Plotly.toImage(plot, {{format: '{kind}', width: {width}, height: {height},
+                                                            scale: {2 if kind == 'png' else 1}}}))""",
+                                json.loads(json.dumps(figure)))
+        finally:
+            browser.close()
+    header, payload = uri.split(",", 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(base64.b64decode(payload) if header.endswith(";base64") else unquote(payload).encode())
+    return out

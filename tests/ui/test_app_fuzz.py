@@ -20,7 +20,8 @@ HOSTILE = [None, True, -1, 2 ** 62, 1.5, float("nan"), float("inf"), "", "x", "x
            {"contents": "data:image/png;base64," + "iVBORw0KGgo" * 1000}, "?image=../../etc/passwd", "?image=" + "9" * 40,
            {"side": "c", "concept": 10 ** 12}, {"side": "b", "concept": -1}, {"points": [{"customdata": [1, -5]}]},
            {"points": [{"customdata": [7, 10 ** 9]}]}, {"row_id": "b:99999999"}, {"row_id": "../x"},
-           {"id": "b|mixed4b:c0", "members": ["nope"]}, "?compare=../../etc&run=x"]
+           {"id": "b|mixed4b:c0", "members": ["nope"]}, "?compare=../../etc&run=x",
+           [{"column_id": "__proto__", "direction": "up"}], [{"column_id": "size", "direction": "desc"}] * 500]
 
 
 def valid_inputs(key: str) -> dict:
@@ -41,7 +42,9 @@ def valid_inputs(key: str) -> dict:
             ("explain-poll", "n_intervals"): 1, ("upload-checked", "data"): None, ("compare", "value"): key,
             ("compare-poll", "n_intervals"): 1, ("compare-ready", "data"): f"{key}|{key}|auto",
             ("compare-selection", "data"): {"side": "a", "concept": 0}, ("compare-projection", "clickData"): None,
-            ("compare-graph", "tapNodeData"): None, ("compare-table", "active_cell"): None}
+            ("compare-graph", "tapNodeData"): None, ("compare-table", "active_cell"): None,
+            ("compare-table", "page_current"): 0, ("compare-table", "sort_by"): [], ("compare-layer", "value"): None,
+            ("compare-category", "value"): ["shared"]}
 
 
 def outputs_of(key: str) -> list[dict]:

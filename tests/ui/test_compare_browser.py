@@ -46,8 +46,11 @@ def test_comparing_two_runs_in_the_browser(server, browser):
 
     node = page.evaluate(f"() => {COMPARE_CY}.edges('.match')[0].source().id()")
     page.mouse.click(*node_point(page, node, "compare-graph"))
-    page.wait_for_function(f"() => ({RINGS})(1) > 0", timeout=30000)
-    assert page.evaluate(f"() => {COMPARE_CY}.getElementById('{node}').hasClass('selected')")
+    page.wait_for_function(f"() => {COMPARE_CY}.getElementById('{node}').hasClass('selected')", timeout=30000)
+    matched = page.evaluate(f"() => {COMPARE_CY}.edges('.match').filter(e => e.source().id() === '{node}')"
+                            ".map(e => e.target().id())")
+    page.wait_for_function(f"(matched) => ({RINGS})(1) > 0 && matched.every("
+                           f"id => {COMPARE_CY}.getElementById(id).hasClass('selected'))", arg=matched, timeout=30000)
     page.screenshot(path=SHOTS / "32-compare-node-picked.png")
 
     again = open_page(browser, page.url)

@@ -55,11 +55,20 @@ def test_both_projections_and_graphs_show_the_comparison_and_a_pick_rings_its_ma
     shown = sum(len(trace["customdata"]) for trace in figure["data"][:-2])
     assert shown == len(comparison.run("a").layer_of) + len(comparison.run("b").layer_of)
 
-    rows, heatmap, summary = compare_view.compare_tables(catalog, ready, [], key_a, key_b, "auto")
-    assert rows and {row["category"] for row in rows} <= set(CATEGORIES) and all(row["size"] >= 2 for row in rows)
+    heatmap, summary, layers = compare_view.compare_overview(catalog, ready, [], key_a, key_b, "auto")
     assert np.array(heatmap["data"][0]["z"]).shape == comparison.arrays["layer_similarity"].shape
-    assert "clusters" in str(summary)
-    shared = next(row for row in rows if row["category"] == "shared" and row["id"].startswith("a:"))
+    assert "clusters" in str(summary) and "mixed4b" in layers
+    every = compare_view.table_rows(comparison)
+    assert len(every) == sum(sum(counts["clusters"].values()) for counts in comparison.counts().values())
+    rows, pages = compare_view.compare_page(catalog, ready, 0, [], None, ["shared"], key_a, key_b, "auto")
+    assert pages == -(-sum(row["category"] == "shared" for row in every) // compare_view.PAGE_ROWS)
+    assert len(rows) == compare_view.PAGE_ROWS and {row["category"] for row in rows} == {"shared"}
+    assert all(row["size"] >= 2 and row["patches"].startswith("![") and row["label"] for row in rows)
+    by_size, _ = compare_view.compare_page(catalog, ready, 0, [{"column_id": "size", "direction": "desc"}],
+                                           "mixed4b", list(CATEGORIES), key_a, key_b, "auto")
+    in_layer = sorted((row["size"] for row in every if row["layer"] == "mixed4b"), reverse=True)
+    assert [row["size"] for row in by_size] == in_layer[:compare_view.PAGE_ROWS]
+    shared = next(row for row in rows if row["id"].startswith("a:"))
     pick = compare_view.pick_in_comparison(catalog, None, None, {"row_id": shared["id"]}, key_a, key_b, "auto")
     assert pick == {"side": "a", "concept": int(shared["id"][2:])}
     rings = compare_view.highlighted_neurons(comparison, pick)
