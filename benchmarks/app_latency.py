@@ -184,7 +184,7 @@ def bench_run(browser, cache: Path, key: str, label: str, class_name: str, repea
 COMPARE_READY = ("() => { const e = document.getElementById('compare-graph');"
                  " const g = document.querySelector('#compare-projection .js-plotly-plot');"
                  " return e && e._cyreg && e._cyreg.cy.nodes('[score]').length > 0 && g && g._fullData"
-                 " && g._fullData.length > 0 && document.querySelectorAll('#compare-table tr').length > 2"
+                 " && g._fullData.length > 0 && document.querySelectorAll('#compare-table tr[data-concept]').length > 2"
                  " ? performance.now() : false; }")
 
 
@@ -205,7 +205,8 @@ def record_compare(browser, url: str) -> dict[str, list[str]]:
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(300)
 
-    act("pick a table row", lambda: page.locator("#compare-table td[data-dash-column='concept']").nth(1).click())
+    act("sort the table by size", lambda: page.click("#compare-table th[data-sort='size']"))
+    act("pick a table row", lambda: page.locator("#compare-table tr[data-concept]").nth(1).click())
     cy = "document.getElementById('compare-graph')._cyreg.cy"
     node = page.evaluate(f"() => {cy}.nodes('[score]')[0].id()")
     box = page.locator("#compare-graph").bounding_box()

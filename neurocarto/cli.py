@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("--cut", default="auto", metavar="auto|J",
                       help="concept granularity: each layer's default cut (auto) or clusters joined at Jaccard ≥ J")
     snap.add_argument("--cascade", action="store_true", help="concept cascade from the last selected node")
+    snap.add_argument("--projection", default="labels", metavar="labels,density,class",
+                      help="what the projection shows besides its points: concept labels (default), density shading, "
+                           "colour by dominant class; 'points' for none")
     snap.add_argument("--compare", default=None, metavar="RUN",
                       help="the compare views with this run over the same images (compared first if needed)")
     snap.add_argument("--style", choices=["screen", "paper"], default="screen",
@@ -390,5 +393,6 @@ def run_command(args: argparse.Namespace) -> None:
             run=args.run, class_name=args.class_name, threshold=args.threshold, cut=args.cut, cascade=args.cascade,
             select=tuple(item.strip() for item in (args.select or "").split(",") if item.strip()),
             paper=args.style == "paper", view=args.view, width=args.width, height=args.height, scale=args.scale,
-            width_in=args.width_in, dpi=args.dpi, compare=args.compare)
+            width_in=args.width_in, dpi=args.dpi, compare=args.compare,
+            projection=tuple(item for item in args.projection.split(",") if item in ("labels", "density", "class")))
         print(f"wrote {snapshot(args.cache, request, args.out, args.chromium)}")

@@ -20,6 +20,7 @@ from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
 from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks, patch_image
 from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_line, progress_panel, run_progress
 from neurocarto.ui.url_state import ViewState, read_query
+from neurocarto.ui.projection_labels import SHOWN, concept_labels, dominant_classes, visible_range
 from neurocarto.ui.wiring import callbacks_of, triggered, wired, with_catalog
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
@@ -33,7 +34,7 @@ def patch_url(run_key: str):
        Output("threshold", "value"), Output("mode", "value"), Output("paper", "value"),
        Output("cut-auto", "value"), Output("cut", "value"), Output("graph-detail", "value"),
        Output("selection", "data"), Output("test-method", "value"), Output("image-pick", "data"),
-       Output("compare", "value"), Output("message", "children"),
+       Output("compare", "value"), Output("projection-show", "value"), Output("message", "children"),
        Input("url", "pathname"), Input("ready", "data"), State("url", "search"),
        prevent_initial_call="initial_duplicate")
 def restore(catalog, _pathname, ready, search):
@@ -45,10 +46,10 @@ def restore(catalog, _pathname, ready, search):
     starting = catalog.launched is not None and catalog.launched.poll() is None
     if run_key in computing or (not catalog.keys and (computing or starting)):
         return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, no_update,
-                None, None)
+                None, no_update, None)
     if not catalog.keys:
         return (None, [], None, 0, [], [], ["auto"], no_update, "summary", EMPTY_SELECTION, no_update, no_update,
-                None, "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
+                None, no_update, "The store holds no complete run: run `python -m neurocarto precompute` (or `python app.py`).")
     if catalog.get(run_key) is None:
         problems.append(f"{catalog.unavailable(run_key)}; showing {catalog.keys[0]}. Runs: {', '.join(catalog.keys)}.")
         run_key = catalog.keys[0]
@@ -101,8 +102,11 @@ def restore(catalog, _pathname, ready, search):
     if compare is not None and (compare == run_key or catalog.get(compare) is None):
         problems.append(f"Unknown run to compare with “{compare[:70]}”: runs {', '.join(catalog.keys)}.")
         compare = None
+    show = ["labels"]
+    if "projection" in query:
+        show = [item for item in query["projection"].split(",") if item in SHOWN]
     return (run_key, class_options_of(run), class_index, threshold, mode, paper, cut_auto, cut_value, detail,
-            selection, test, pick, compare, " ".join(problems) or None)
+            selection, test, pick, compare, show, " ".join(problems) or None)
 
 
 @wired(Output("progress", "children"), Output("progress", "style"), Output("views", "style"),
@@ -136,9 +140,10 @@ def poll_progress(catalog, _n, search, focus):
 @wired(Output("url", "search"), Input("run", "value"), Input("class", "value"),
        Input("threshold", "value"), Input("mode", "value"), Input("paper", "value"),
        Input("cut-choice", "data"), Input("graph-detail", "value"), Input("selection", "data"),
-       Input("test-method", "value"), Input("explained", "data"), Input("compare", "value"), prevent_initial_call=True)
+       Input("test-method", "value"), Input("explained", "data"), Input("compare", "value"),
+       Input("projection-show", "value"), prevent_initial_call=True)
 def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, detail, selection, test, image,
-           compare=None):
+           compare=None, show=("labels",)):
     """The view as a URL; with a selection, the method of its concept test (its stored result shows for it); the
     explained image; the run compared with it."""
     run = catalog.get(run_key)
@@ -149,7 +154,8 @@ def to_url(catalog, run_key, class_index, threshold, mode, paper, cut_choice, de
     return ViewState(run.key, run.class_names[class_index], threshold, f"{chosen_cut(run, cut_choice)}",
                      tuple(selected), bool(mode), detail == "all", bool(paper), test if selected else None,
                      url_of_reference(image) if image and explained_of(run, image) is not None else None,
-                     compare if compare and compare != run.key and catalog.get(compare) is not None else None).query()
+                     compare if compare and compare != run.key and catalog.get(compare) is not None else None,
+                     tuple(show if show is not None else ("labels",))).query()
 
 
 @wired(Output("cut", "min"), Output("cut", "marks"), Output("cut", "disabled"),
@@ -204,10 +210,13 @@ def draw_graph(catalog, run_key, class_index, threshold, mode, cut_choice, selec
 @wired(Output("projection", "figure"),
        Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
        Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"),
-       Input("cut-choice", "data"), Input("explained", "data"))
-def draw_projection(catalog, run_key, class_index, shown_filter, selection, hovered, paper, cut_choice, image):
-    """The whole scatter when what is shown changes (coloured by an explained image's percentiles, if any);
-    otherwise only its two overlay traces (a Patch)."""
+       Input("cut-choice", "data"), Input("explained", "data"), Input("projection-show", "value"),
+       State("projection", "relayoutData"))
+def draw_projection(catalog, run_key, class_index, shown_filter, selection, hovered, paper, cut_choice, image,
+                    show=("labels",), relayout=None):
+    """The whole scatter when what is shown changes (coloured by an explained image's percentiles, if any, else by
+    layer or by class; concept labels where they fit, density shading, as `show` asks); otherwise only its two
+    overlay traces and the outlines (a Patch)."""
     run = catalog.get(run_key)
     if run is None:
         return {}
@@ -221,13 +230,16 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
     overlays_only = {"hovered.data"} | ({"selection.data", "cut-choice.data"}
                                        if shown_filter != "clusters" else set())
     concepts = [(node["members"], concept_name(run, node)) for node in selected]
+    show = show or []
+    labels = concept_labels(run, cut, visible_range(relayout), bool(paper)) if "labels" in show else []
     fired = triggered()
     if fired and fired <= overlays_only:
         patch, first = Patch(), len(run.layer_names)
         for offset, trace in enumerate(overlay_traces(run.projection, highlighted, selection["neuron"])):
             patch["data"][first + offset] = trace
-        for key, value in concept_outlines(run.projection, concepts, bool(paper)).items():
-            patch["layout"][key] = value
+        outlines = concept_outlines(run.projection, concepts, bool(paper))
+        patch["layout"]["shapes"] = outlines["shapes"]
+        patch["layout"]["annotations"] = labels + outlines["annotations"]
         return patch
     shown = None
     if shown_filter == "class" and graph is not None:
@@ -239,7 +251,29 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
     explained = explained_of(run, image) if image else None
     return projection_figure(run.projection, run.layer_of, run.layer_names, shown, highlighted,
                              selection["neuron"], paper=bool(paper), concepts=concepts,
-                             values=None if explained is None else explained.percentiles)
+                             values=None if explained is None else explained.percentiles, labels=labels,
+                             density="density" in show, classes=dominant_classes(run) if "class" in show else None,
+                             class_names=run.class_names)
+
+
+@wired(Output("projection", "figure", allow_duplicate=True), Input("projection", "relayoutData"),
+       State("run", "value"), State("class", "value"), State("selection", "data"), State("paper", "value"),
+       State("cut-choice", "data"), State("projection-show", "value"), prevent_initial_call=True)
+def relabel_projection(catalog, relayout, run_key, class_index, selection, paper, cut_choice, show):
+    """Zoomed or panned: the concept labels of what is now in view (more, smaller concepts as one zooms in)."""
+    run = catalog.get(run_key)
+    if run is None or "labels" not in (show or []) or not relayout or not any(
+            key.startswith(("xaxis.range", "xaxis.autorange")) for key in relayout):
+        return no_update
+    cut = chosen_cut(run, cut_choice)
+    graph = run.graph(int(class_index), cut) if class_index is not None else None
+    selected = [] if graph is None else run.resolve_nodes(graph, selection["nodes"], cut)
+    outlines = concept_outlines(run.projection, [(node["members"], concept_name(run, node)) for node in selected],
+                                bool(paper))
+    patch = Patch()
+    patch["layout"]["annotations"] = concept_labels(run, cut, visible_range(relayout), bool(paper)) + outlines[
+        "annotations"]
+    return patch
 
 
 @wired(Output("graph", "stylesheet"), Input("paper", "value"))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import dash_cytoscape as cyto
-from dash import Input, Output, Patch, State, dash_table, dcc, html, no_update
+from dash import Input, Output, Patch, State, dcc, html, no_update
 
 from neurocarto.concepts.matching import CATEGORIES
 from neurocarto.errors import NeuroCartoError
@@ -32,6 +32,7 @@ SHOWN, HIDDEN = {}, {"display": "none"}
 NO_JOBS = "this server runs no compute jobs (--no-jobs): compare them with `python -m neurocarto compare {} {}`"
 TABLE_COLUMNS = [("run", "run"), ("patches", "patches"), ("concept", "concept"), ("layer", "layer"), ("size", "size"),
                  ("category", "category"), ("best", "best match"), ("similarity", "similarity"), ("label", "label")]
+
 PAGE_ROWS = 10
 SORTABLE = {"run", "concept", "layer", "size", "category", "best", "similarity"}
 
@@ -64,14 +65,16 @@ def compare_views() -> html.Main:
                 dcc.Dropdown(id="compare-layer", options=[], placeholder="every layer", clearable=True),
                 dcc.Checklist(id="compare-category", options=list(CATEGORIES), value=list(CATEGORIES), inline=True),
             ]),
-            dash_table.DataTable(id="compare-table", data=[], columns=[
-                {"name": name, "id": key, **({"presentation": "markdown"} if key == "patches" else {})}
-                for key, name in TABLE_COLUMNS], page_action="custom", page_current=0, page_size=PAGE_ROWS,
-                page_count=1, sort_action="custom", sort_mode="single", sort_by=[],
-                style_cell={"fontSize": 12, "padding": "2px 6px", "textAlign": "left", "maxWidth": 160,
-                            "overflow": "hidden", "textOverflow": "ellipsis"}, style_table={"overflowX": "auto"}),
+            html.Div(id="compare-table", className="compare-table"),
+            html.Div(className="compare-pager", children=[
+                html.Button("‹", id="compare-prev", className="export-button", title="previous page"),
+                html.Span(id="compare-page-label"),
+                html.Button("›", id="compare-next", className="export-button", title="next page")]),
         ]),
         dcc.Store(id="compare-selection"),      # {"side": "a" | "b", "concept": index} in the comparison
+        dcc.Store(id="compare-row"),            # "a:INDEX" | "b:INDEX": a table row clicked (assets/compare.js)
+        dcc.Store(id="compare-sort"),           # {"column", "descending"}: a header clicked (assets/compare.js)
+        dcc.Store(id="compare-page", data=0),
         dcc.Store(id="compare-ready"),          # "A|B|CUT" once the comparison is in the store
         dcc.Interval(id="compare-poll", interval=POLL_MS, disabled=True),
     ])
@@ -281,28 +284,66 @@ def shown_row(comparison, row: dict) -> dict:
     run, concepts = comparison.run(side), comparison.concepts(side)
     members = concepts.members[concepts.offsets[index]:concepts.offsets[index + 1]]
     mosaic = f"/members/{run.key}/{'.'.join(str(m) for m in members[:4].tolist())}.png"
-    return {**row, "label": run.concept_label(members), "patches": f"![{row['concept']}]({mosaic})"}
+    return {**row, "label": run.concept_label(members), "patches": mosaic}
 
 
-@wired(Output("compare-table", "data"), Output("compare-table", "page_count"),
-       Input("compare-ready", "data"), Input("compare-table", "page_current"), Input("compare-table", "sort_by"),
+def _filtered(comparison, sort: dict | None, layer, categories) -> list[dict]:
+    rows = [row for row in table_rows(comparison) if (layer is None or row["layer"] == layer)
+            and row["category"] in (categories if categories is not None else CATEGORIES)]
+    if sort:
+        column = sort["column"]
+        rows = sorted(rows, key=lambda row: (row[column] is None, row[column] if row[column] is not None else 0),
+                      reverse=sort["descending"])
+    return rows
+
+
+def table_view(rows: list[dict], sort: dict | None) -> html.Table:
+    """The page's rows as a table; a row names its concept (`data-concept`) and a header its column (`data-sort`)
+    for assets/compare.js."""
+    def header(key: str, name: str):
+        mark = (" ▼" if sort["descending"] else " ▲") if sort and sort["column"] == key else ""
+        return html.Th(name + mark, **({"data-sort": key, "className": "sortable"} if key in SORTABLE else {}))
+
+    def cell(row: dict, key: str):
+        if key == "patches":
+            return html.Td(html.Img(src=row["patches"], alt=row["concept"]))
+        value = row[key]
+        return html.Td(f"{value:.3f}" if isinstance(value, float) else ("—" if value is None else str(value)),
+                       className=f"category-{value}" if key == "category" else None)
+
+    return html.Table([html.Thead(html.Tr([header(key, name) for key, name in TABLE_COLUMNS])),
+                       html.Tbody([html.Tr([cell(row, key) for key, _ in TABLE_COLUMNS], **{"data-concept": row["id"]})
+                                   for row in rows])])
+
+
+@wired(Output("compare-table", "children"), Output("compare-page-label", "children"),
+       Input("compare-ready", "data"), Input("compare-page", "data"), Input("compare-sort", "data"),
        Input("compare-layer", "value"), Input("compare-category", "value"),
        State("run", "value"), State("compare", "value"), State("cut-choice", "data"))
-def compare_page(catalog, ready, page, sort_by, layer, categories, run_key, other_key, cut_choice):
+def compare_page(catalog, ready, page, sort, layer, categories, run_key, other_key, cut_choice):
     """One page of the clusters of both runs, filtered by layer and category and sorted as asked; labels and
     patches are made for the page's rows only."""
     comparison = comparison_of(catalog, run_key, other_key, cut_choice) if ready else None
     if comparison is None:
-        return [], 1
-    rows = [row for row in table_rows(comparison) if (layer is None or row["layer"] == layer)
-            and row["category"] in (categories if categories is not None else CATEGORIES)]
-    if sort_by:
-        column, descending = sort_by[0]["column_id"], sort_by[0]["direction"] == "desc"
-        rows = sorted(rows, key=lambda row: (row[column] is None, row[column] if row[column] is not None else 0),
-                      reverse=descending)
+        return [], ""
+    rows = _filtered(comparison, sort, layer, categories)
     pages = max(1, -(-len(rows) // PAGE_ROWS))
     page = min(page or 0, pages - 1)
-    return [shown_row(comparison, row) for row in rows[page * PAGE_ROWS:(page + 1) * PAGE_ROWS]], pages
+    shown = [shown_row(comparison, row) for row in rows[page * PAGE_ROWS:(page + 1) * PAGE_ROWS]]
+    return table_view(shown, sort), f"{page + 1} / {pages} ({len(rows)} clusters)"
+
+
+@wired(Output("compare-page", "data"), Input("compare-prev", "n_clicks"), Input("compare-next", "n_clicks"),
+       Input("compare-sort", "data"), Input("compare-layer", "value"), Input("compare-category", "value"),
+       State("compare-page", "data"), prevent_initial_call=True)
+def turn_page(catalog, _previous, _next, _sort, _layer, _categories, page):
+    """The pager's buttons move a page (the table keeps it within its pages); a new order or filter starts again."""
+    fired = triggered()
+    if "compare-next.n_clicks" in fired:
+        return (page or 0) + 1
+    if "compare-prev.n_clicks" in fired:
+        return max((page or 0) - 1, 0)
+    return 0
 
 
 @wired(Output("layer-similarity", "figure"), Output("compare-summary", "children"), Output("compare-layer", "options"),
@@ -325,9 +366,9 @@ def compare_overview(catalog, ready, paper, run_key, other_key, cut_choice):
 
 
 @wired(Output("compare-selection", "data"), Input("compare-projection", "clickData"),
-       Input("compare-graph", "tapNodeData"), Input("compare-table", "active_cell"),
+       Input("compare-graph", "tapNodeData"), Input("compare-row", "data"),
        State("run", "value"), State("compare", "value"), State("cut-choice", "data"), prevent_initial_call=True)
-def pick_in_comparison(catalog, click, node, cell, run_key, other_key, cut_choice):
+def pick_in_comparison(catalog, click, node, row, run_key, other_key, cut_choice):
     """A point, a node or a table row selects its concept (its side's)."""
     comparison = comparison_of(catalog, run_key, other_key, cut_choice)
     if comparison is None:
@@ -346,8 +387,8 @@ def pick_in_comparison(catalog, click, node, cell, run_key, other_key, cut_choic
             side = node["id"].split("|", 1)[0]
             member = comparison.run(side).neuron_index(node["members"][0])
             return {"side": side, "concept": int(comparison.concept_of_neuron(side)[member])}
-        if asked("compare-table.active_cell", cell) and cell.get("row_id"):
-            side, index = cell["row_id"].split(":")
+        if asked("compare-row.data", row):
+            side, index = row.split(":")
             return {"side": side, "concept": int(index)}
     except (KeyError, IndexError, TypeError, ValueError, NeuroCartoError):
         pass

@@ -25,14 +25,18 @@ def typed_array(values: np.ndarray) -> dict:
 def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names: list[str],
                       shown: np.ndarray | None = None, highlighted: list[int] = (), selected: int | None = None,
                       paper: bool = False, concepts: list[tuple[list[int], str]] = (),
-                      values: np.ndarray | None = None) -> dict:
+                      values: np.ndarray | None = None, labels: list[dict] = (), density: bool = False,
+                      classes: np.ndarray | None = None, class_names: list[str] = ()) -> dict:
     """WebGL scatter of every neuron, one legend entry (toggle) per layer, then the two overlay traces.
 
     Built as a plain dict (no plotly validation: 100K points stay cheap). Coordinates travel as typed
     arrays; customdata (each point's neuron index, read by the tooltip and the selection) stays a plain
     list, since Dash's event data indexes the trace's input customdata directly. Each of `concepts`
     (members, label) is outlined and labelled (`concept_outlines`). With `values` (each neuron's percentile on an
-    explained image) every point is coloured by its value on one scale instead of by its layer.
+    explained image) every point is coloured by its value on one scale instead of by its layer; with `classes` (each
+    neuron's dominant class) by its class. `labels` (annotations) name concepts where they lie; `density` shades
+    where points pile up. The layer traces come first and the two overlays right after them, whatever else is shown
+    (the hover's Patch finds them there).
     """
     shown = np.ones(len(projection), dtype=bool) if shown is None else shown
     traces = []
@@ -43,24 +47,83 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
                        "customdata": points.tolist(),
                        "marker": {"size": 6 if paper else 5, "color": layer_color(index), "opacity": 0.75},
                        "hoverinfo": "skip" if paper else "none"})
+        if classes is not None and values is None:     # the legend names classes instead
+            traces[-1]["marker"] = {**traces[-1]["marker"], "color": [PALETTE[int(c) % len(PALETTE)]
+                                                                      for c in classes[points]]}
+            traces[-1]["showlegend"] = False
         if values is not None:
             traces[-1]["marker"] = {**traces[-1]["marker"], "color": typed_array(values[points]), "cmin": 0.5,
                                     "cmax": 1.0, "colorscale": "YlOrRd", "showscale": index == 0, "opacity": 0.9,
                                     "colorbar": {"title": {"text": "percentile on the image", "side": "right"},
                                                  "thickness": 10, "len": 0.6, "tickformat": ".0%"}}
     traces += overlay_traces(projection, highlighted, selected)
+    if density:
+        traces.append(density_trace(projection[shown]))
+    if classes is not None and values is None:
+        traces += class_legend(class_names, np.unique(classes[shown]))
     layout = {
         "uirevision": "projection", "dragmode": "lasso", "margin": {"l": 8, "r": 8, "t": 8, "b": 8},
         "paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"size": 16 if paper else 12},
         "legend": {"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top",
                    "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
-                   "title": {"text": ("layers" if paper else "layers (click to toggle)") + (
+                   "title": {"text": "dominant class of each neuron's top images" if classes is not None
+                             and values is None else ("layers" if paper else "layers (click to toggle)") + (
                        "; colour: percentile on the image" if values is not None else ""), "side": "top"}},
         "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
         "hovermode": "closest", **concept_outlines(projection, concepts, paper)}
+    layout["annotations"] = list(labels) + layout["annotations"]
     if paper:
         layout["modebar"] = {"remove": ["toImage"]}
     return {"data": traces, "layout": layout}
+
+
+LABEL_BOX = (96, 16)         # px a concept label takes on the projection (≤ 14 characters at 11 px)
+PLOT_SIZE = (560, 640)      # px of the projection's plotting area, as the page lays it out at 1600 × 900
+
+
+def placed_labels(centres: np.ndarray, ranked: np.ndarray, view: tuple[float, float, float, float],
+                  most: int = 24, plot_size: tuple[int, int] = PLOT_SIZE) -> list[int]:
+    """Which concepts get a label in the visible `view` (x0, x1, y0, y1): in the order of `ranked`, each whose label
+    box, centred on its (x, y) in `centres`, lies inside the view and overlaps no label placed before; at most
+    `most`. Zoomed in, the view is smaller, so more (smaller) concepts find room."""
+    x0, x1, y0, y1 = view
+    half_w = LABEL_BOX[0] / plot_size[0] * (x1 - x0) / 2
+    half_h = LABEL_BOX[1] / plot_size[1] * (y1 - y0) / 2
+    placed: list[int] = []
+    boxes = np.empty((0, 2))
+    for concept in ranked:
+        x, y = centres[concept]
+        if not (x0 + half_w <= x <= x1 - half_w and y0 + half_h <= y <= y1 - half_h):
+            continue
+        if len(boxes) and (np.abs(boxes[:, 0] - x) < 2 * half_w).__and__(np.abs(boxes[:, 1] - y) < 2 * half_h).any():
+            continue
+        placed.append(int(concept))
+        boxes = np.vstack([boxes, [x, y]])
+        if len(placed) == most:
+            break
+    return placed
+
+
+def label_annotations(centres: np.ndarray, texts: list[str], paper: bool = False) -> list[dict]:
+    """Concept labels at their members' centre, drawn over the points."""
+    return [{"x": float(x), "y": float(y), "xref": "x", "yref": "y", "text": text, "showarrow": False,
+             "font": {"size": 13 if paper else 11, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.7)",
+             "borderpad": 1, "name": "concept-label"} for (x, y), text in zip(centres, texts)]
+
+
+def density_trace(projection: np.ndarray) -> dict:
+    """Shading where points pile up (a 2D histogram's filled contours, under the points)."""
+    return {"type": "histogram2dcontour", "x": typed_array(projection[:, 0]), "y": typed_array(projection[:, 1]),
+            "colorscale": [[0, "rgba(255,255,255,0)"], [1, "rgba(78,121,167,0.45)"]], "showscale": False,
+            "contours": {"coloring": "fill", "showlines": False}, "ncontours": 12, "hoverinfo": "skip",
+            "name": "density", "showlegend": False}
+
+
+def class_legend(class_names: list[str], present: np.ndarray) -> list[dict]:
+    """Legend entries for the classes the points are coloured by (traces without points)."""
+    return [{"type": "scatter", "mode": "markers", "x": [None], "y": [None], "name": class_names[int(c)],
+             "legendgroup": "classes", "marker": {"size": 8, "color": PALETTE[int(c) % len(PALETTE)]},
+             "hoverinfo": "none"} for c in present]
 
 
 def overlay_traces(projection: np.ndarray, highlighted: list[int] = (), selected: int | None = None) -> list[dict]:

@@ -148,6 +148,17 @@ def plot_points(value, run) -> dict | None:
     return {"points": points}
 
 
+def relayout(value, run) -> dict | None:
+    """Plotly's relayoutData: only the axes' ranges (finite numbers) and autorange flags are kept."""
+    if not isinstance(value, dict):
+        return None
+    kept = {key: value[key] for key in ("xaxis.range[0]", "xaxis.range[1]", "yaxis.range[0]", "yaxis.range[1]")
+            if type(value.get(key)) in (int, float) and math.isfinite(value[key])}
+    if value.get("xaxis.autorange") is True:
+        kept["xaxis.autorange"] = True
+    return kept
+
+
 def clicks(value, run) -> int | None:
     return _integer(value)
 
@@ -240,15 +251,13 @@ def page_number(value, run) -> int:
     return value if value is not None and 0 <= value < 10 ** 7 else 0
 
 
-def table_sort(value, run) -> list[dict]:
-    """A DataTable's sort_by: one column of the compare table and a direction."""
-    if not isinstance(value, list) or not value or not isinstance(value[0], dict):
-        return []
-    column, direction = value[0].get("column_id"), value[0].get("direction")
+def table_sort(value, run) -> dict | None:
+    """{"column": a sortable column of the compare table, "descending": bool}."""
     from neurocarto.ui.compare_view import SORTABLE
 
-    return [{"column_id": column, "direction": direction}] if column in SORTABLE and direction in ("asc", "desc") \
-        else []
+    if not isinstance(value, dict) or value.get("column") not in SORTABLE:
+        return None
+    return {"column": value["column"], "descending": value.get("descending") is True}
 
 
 def categories(value, run) -> list[str] | None:
@@ -257,13 +266,11 @@ def categories(value, run) -> list[str] | None:
     return [item for item in value if item in CATEGORIES] if isinstance(value, list) else None
 
 
-def table_cell(value, run) -> dict | None:
-    """A DataTable's active cell: the row id (`side:index`) is what is read."""
-    if not isinstance(value, dict):
-        return None
-    row = _text(value.get("row_id"), 32)
-    side, _, index = (row or "").partition(":")
-    return {"row_id": row} if side in ("a", "b") and index.isdigit() else None
+def table_row(value, run) -> str | None:
+    """A compare table row's concept: `a:INDEX` or `b:INDEX`."""
+    text = _text(value, 16)
+    side, _, index = (text or "").partition(":")
+    return text if side in ("a", "b") and index.isdigit() else None
 
 
 CHECKS = {
@@ -287,6 +294,9 @@ CHECKS = {
     ("projection", "clickData"): plot_points,
     ("projection", "selectedData"): plot_points,
     ("projection", "hoverData"): plot_points,
+    ("projection", "relayoutData"): relayout,
+    ("projection-show", "value"): lambda value, run: [item for item in value if item in ("labels", "density", "class")]
+    if isinstance(value, list) else [],
     ("export-graph-png", "n_clicks"): clicks,
     ("export-graph-svg", "n_clicks"): clicks,
     ("progress-poll", "n_intervals"): clicks,
@@ -310,9 +320,11 @@ CHECKS = {
     ("compare-selection", "data"): compare_selection,
     ("compare-projection", "clickData"): compare_points,
     ("compare-graph", "tapNodeData"): node_data,
-    ("compare-table", "active_cell"): table_cell,
-    ("compare-table", "page_current"): page_number,
-    ("compare-table", "sort_by"): table_sort,
+    ("compare-row", "data"): table_row,
+    ("compare-sort", "data"): table_sort,
+    ("compare-page", "data"): page_number,
+    ("compare-prev", "n_clicks"): clicks,
+    ("compare-next", "n_clicks"): clicks,
     ("compare-layer", "value"): lambda value, run: _text(value, 256),
     ("compare-category", "value"): categories,
 }

@@ -75,6 +75,9 @@ def page(run_options: list[dict]) -> html.Div:
                         {"label": "all neurons", "value": "all"},
                         {"label": "this class", "value": "class"},
                         {"label": "selected clusters", "value": "clusters"}]),
+                    dcc.Checklist(id="projection-show", inline=True, value=["labels"], options=[
+                        {"label": "labels", "value": "labels"}, {"label": "density", "value": "density"},
+                        {"label": "colour by class", "value": "class"}]),
                 ]),
                 dcc.Graph(id="projection", clear_on_unhover=True, config={
                     "displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": "projection"}},

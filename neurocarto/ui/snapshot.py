@@ -48,14 +48,15 @@ class SnapshotRequest:
     width_in: float | None = None   # the figure's printed width in inches (PNG at `dpi`; SVG sized in inches)
     dpi: int = 300
     compare: str | None = None      # a second run: the compare views (computed first if the store lacks them)
+    projection: tuple[str, ...] = ("labels",)   # concept labels, density shading, colour by class
 
     @property
-    def graph(self) -> str:
+    def graph_script(self) -> str:
         """JavaScript naming the graph view's Cytoscape."""
         return GRAPH.format("compare-graph" if self.compare else "graph")
 
     @property
-    def projection(self) -> str:
+    def projection_script(self) -> str:
         """JavaScript naming the projection view's Plotly figure."""
         return PROJECTION.format("compare-projection" if self.compare else "projection")
 
@@ -70,7 +71,7 @@ def output_format(out: Path) -> str:
 def page_query(key: str, request: SnapshotRequest) -> str:
     """The app URL's query for the requested state (`ui.url_state`, as the app writes it)."""
     return ViewState(key, request.class_name, request.threshold, request.cut, tuple(request.select), request.cascade,
-                     paper=request.paper, compare=request.compare).query()
+                     paper=request.paper, compare=request.compare, projection=tuple(request.projection)).query()
 
 
 def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = CHROMIUM) -> Path:
@@ -126,7 +127,7 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
                 scale = request.scale
                 if request.width_in is not None and request.view == "graph":
                     width = round(PIXELS_PER_INCH * request.width_in)
-                    _frame_graph(page, request.graph, width, round(width * PAPER_ASPECT))
+                    _frame_graph(page, request.graph_script, width, round(width * PAPER_ASPECT))
                     scale = request.width_in * request.dpi / width
                 parts = [_export(page, request, view, kind, scale, fit_height=len(views) > 1) for view in views]
         finally:
@@ -208,13 +209,13 @@ class _served:
 def _wait_until_drawn(page, request: SnapshotRequest) -> None:
     """Until the views hold the requested state and no callback is in flight."""
     graph = "compare-graph" if request.compare else "graph"
-    drawn = f" && {request.graph}.nodes().length > 0" if request.compare else ""   # after the comparison is read
-    page.wait_for_function(f"() => {{ const e = document.getElementById('{graph}'); const g = {request.projection};"
+    drawn = f" && {request.graph_script}.nodes().length > 0" if request.compare else ""   # after the comparison is read
+    page.wait_for_function(f"() => {{ const e = document.getElementById('{graph}'); const g = {request.projection_script};"
                            f" return e && e._cyreg && g && g._fullData && g._fullData.length > 0{drawn}; }}",
                            timeout=60000)
     page.wait_for_load_state("networkidle", timeout=60000)
     if request.paper:
-        page.wait_for_function(f"() => {request.projection}._fullLayout.font.size >= 14", timeout=30000)
+        page.wait_for_function(f"() => {request.projection_script}._fullLayout.font.size >= 14", timeout=30000)
     page.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=60000)
     page.wait_for_timeout(300)     # cytoscape draws its patch images on the next frames
 
@@ -224,7 +225,7 @@ def _export(page, request: SnapshotRequest, view: str, kind: str, scale: float, 
 
     With `fit_height`, the whole graph is drawn at the projection's height (for side-by-side figures).
     """
-    graph, projection = request.graph, request.projection
+    graph, projection = request.graph_script, request.projection_script
     if view == "graph":
         if kind == "svg":
             return page.evaluate(f"() => {graph}.svg({{full: true, bg: 'white'}})").encode()

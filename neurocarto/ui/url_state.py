@@ -1,7 +1,7 @@
 """What a view's URL says, in one place: the app writes and reads it, `snapshot` writes it.
 
     ?run=KEY&class=NAME&threshold=0.1&cut=auto|J&select=ID,ID&mode=cascade&detail=all&style=paper&test=zero|mean
-     &image=INDEX|SHA256&compare=KEY
+     &image=INDEX|SHA256&compare=KEY&projection=labels,density,class
 
 Reading only splits the text (at most MAX_FIELDS fields); the app checks each value against the run.
 """
@@ -28,6 +28,7 @@ class ViewState:
     test: str | None = None         # the method of the selection's concept test
     image: str | None = None        # the explained image: a run image's index or an upload's SHA-256
     compare: str | None = None      # the run compared with this one
+    projection: tuple[str, ...] = ("labels",)   # what the projection shows: concept labels, density, class colours
 
     def query(self) -> str:
         fields = {"run": self.run}
@@ -48,6 +49,8 @@ class ViewState:
             fields["image"] = self.image
         if self.compare:
             fields["compare"] = self.compare
+        if tuple(self.projection) != ("labels",):
+            fields["projection"] = ",".join(self.projection) or "points"
         return "?" + urlencode(fields)
 
 

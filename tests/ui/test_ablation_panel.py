@@ -82,8 +82,8 @@ def test_a_test_runs_once_reports_progress_and_is_read_after(catalog):
     assert again.accuracy_after.tolist() == pytest.approx([c["accuracy_after"] for c in stored["classes"]])
     # the URL carries it
     url = callbacks.to_url(catalog, run.key, 4, 0, [], [], "auto", "summary", selection, "zero", None)
-    assert "test=zero" in url and callbacks.restore(catalog, "/", None, url)[-4] == "zero"
-    assert callbacks.restore(catalog, "/", None, url.replace("test=zero", "test=mean"))[-4] == "mean"
+    assert "test=zero" in url and callbacks.restore(catalog, "/", None, url)[-5] == "zero"
+    assert callbacks.restore(catalog, "/", None, url.replace("test=zero", "test=mean"))[-5] == "mean"
 
 
 def test_nothing_selected_hides_the_action_and_unknown_jobs_do_nothing(catalog):

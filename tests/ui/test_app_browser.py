@@ -81,7 +81,7 @@ def test_a_session_in_the_browser(server, browser):
     assert page.evaluate(f"(id) => {CY}.getElementById(id).hasClass('selected')", node)
     page.wait_for_url(lambda url: "select=" in url)
     page.wait_for_function("(label) => { const g = document.querySelector('#projection .js-plotly-plot');"
-                           " return g.layout.shapes.length === 1 && g.layout.annotations[0].text === label; }", arg=label)
+                           " return g.layout.shapes.length === 1 && g.layout.annotations.at(-1).text === label; }", arg=label)
     assert label.split(" (")[0] in page.inner_text("#examples")         # the same label in the example panel
     page.screenshot(path=SHOTS / "04-node-selected.png")
 

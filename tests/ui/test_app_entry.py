@@ -110,11 +110,12 @@ def test_hover_updates_only_the_projection_overlays(small_fashion_run, monkeypat
     selection = {"nodes": [], "neuron": None, "neurons": []}
     inputs = [("run", "value", manifest["key"]), ("class", "value", 0), ("projection-filter", "value", "all"),
               ("selection", "data", selection), ("hovered", "data", [3, 5]), ("paper", "value", []),
-              ("cut-choice", "data", "auto"), ("explained", "data", None)]
-    whole = post_callback(client, [("projection", "figure")], inputs, changed=["run.value"])
+              ("cut-choice", "data", "auto"), ("explained", "data", None), ("projection-show", "value", ["labels"])]
+    state = [("projection", "relayoutData", None)]
+    whole = post_callback(client, [("projection", "figure")], inputs, state, changed=["run.value"])
     figure = whole["response"]["projection"]["figure"]
     assert len(figure["data"]) == len(manifest["layers"]) + 2
-    patched = post_callback(client, [("projection", "figure")], inputs, changed=["hovered.data"])
+    patched = post_callback(client, [("projection", "figure")], inputs, state, changed=["hovered.data"])
     operations = patched["response"]["projection"]["figure"]["operations"]
     assert [op["location"] for op in operations] == [["data", len(manifest["layers"])], ["data", len(manifest["layers"]) + 1],
                                                      ["layout", "shapes"], ["layout", "annotations"]]

@@ -19,9 +19,9 @@ HOSTILE = [None, True, -1, 2 ** 62, 1.5, float("nan"), float("inf"), "", "x", "x
            {"contents": "data:image/png;base64,AAAA", "filename": "x" * 5000}, {"contents": "data:;base64,!!"},
            {"contents": "data:image/png;base64," + "iVBORw0KGgo" * 1000}, "?image=../../etc/passwd", "?image=" + "9" * 40,
            {"side": "c", "concept": 10 ** 12}, {"side": "b", "concept": -1}, {"points": [{"customdata": [1, -5]}]},
-           {"points": [{"customdata": [7, 10 ** 9]}]}, {"row_id": "b:99999999"}, {"row_id": "../x"},
+           {"points": [{"customdata": [7, 10 ** 9]}]}, "b:99999999", "../x", {"column": "__proto__", "descending": "x"},
            {"id": "b|mixed4b:c0", "members": ["nope"]}, "?compare=../../etc&run=x",
-           [{"column_id": "__proto__", "direction": "up"}], [{"column_id": "size", "direction": "desc"}] * 500]
+           {"xaxis.range[0]": float("nan"), "xaxis.range[1]": "x", "yaxis.range[0]": 1e308, "yaxis.range[1]": -1e308}]
 
 
 def valid_inputs(key: str) -> dict:
@@ -42,9 +42,12 @@ def valid_inputs(key: str) -> dict:
             ("explain-poll", "n_intervals"): 1, ("upload-checked", "data"): None, ("compare", "value"): key,
             ("compare-poll", "n_intervals"): 1, ("compare-ready", "data"): f"{key}|{key}|auto",
             ("compare-selection", "data"): {"side": "a", "concept": 0}, ("compare-projection", "clickData"): None,
-            ("compare-graph", "tapNodeData"): None, ("compare-table", "active_cell"): None,
-            ("compare-table", "page_current"): 0, ("compare-table", "sort_by"): [], ("compare-layer", "value"): None,
-            ("compare-category", "value"): ["shared"]}
+            ("compare-graph", "tapNodeData"): None, ("compare-row", "data"): None,
+            ("compare-page", "data"): 0, ("compare-sort", "data"): None, ("compare-layer", "value"): None,
+            ("compare-prev", "n_clicks"): 1, ("compare-next", "n_clicks"): 1,
+            ("compare-category", "value"): ["shared"], ("projection-show", "value"): ["labels", "density", "class"],
+            ("projection", "relayoutData"): {"xaxis.range[0]": -1, "xaxis.range[1]": 1, "yaxis.range[0]": -1,
+                                             "yaxis.range[1]": 1}}
 
 
 def outputs_of(key: str) -> list[dict]:

@@ -3,7 +3,7 @@ import pytest
 from dash import no_update
 
 from neurocarto.store.disk import Store
-from neurocarto.ui import ablation_panel, callbacks, explain_panel
+from neurocarto.ui import ablation_panel, callbacks, compare_view, explain_panel
 from neurocarto.ui.app import Catalog
 from neurocarto.ui.url_state import ViewState, read_query
 from neurocarto.ui.wiring import callbacks_of
@@ -19,10 +19,11 @@ def catalog(small_fashion_run):
 
 
 def test_every_callback_is_wired_once():
-    modules = (callbacks, ablation_panel, explain_panel)
+    modules = (callbacks, ablation_panel, explain_panel, compare_view)
     names = [function.__name__ for module in modules for function, _, _ in callbacks_of(module)]
-    assert len(names) == len(set(names)) == 24 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
-                                                    "remember_explained"} <= set(names)
+    assert len(names) == len(set(names)) == 33 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
+                                                    "remember_explained", "open_comparison", "relabel_projection",
+                                                    "turn_page"} <= set(names)
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):
@@ -31,14 +32,16 @@ def test_the_url_restores_the_view_it_wrote(catalog):
     node = max(coarse["nodes"], key=lambda n: len(n["members"]))["id"]
     search = ViewState(run.key, "coat", 0.1, "0.2", (node, run.neuron_ids[3]), cascade=True, paper=True).query()
     (run_key, options, class_index, threshold, mode, paper, cut_auto, cut, detail, selection, test, pick, compare,
-     message) = callbacks.restore(catalog, "/", None, search)
-    assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, compare, message) == (
-        run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None, None)
+     show, message) = callbacks.restore(catalog, "/", None, search)
+    assert (run_key, class_index, threshold, mode, paper, cut_auto, cut, detail, compare, show, message) == (
+        run.key, 4, 0.1, ["cascade"], ["paper"], [], 0.2, "summary", None, ["labels"], None)
     assert pick is no_update
     assert len(options) == len(run.class_names) and selection == {"nodes": [node], "neuron": 3, "neurons": []}
     written = callbacks.to_url(catalog, run_key, class_index, threshold, mode, paper, cut, detail, selection, test,
-                               None)
-    assert read_query(written)[0] == read_query(search)[0] | {"class": "Coat", "test": "zero"}
+                               None, None, ["labels", "density"])
+    assert callbacks.restore(catalog, "/", None, written)[-2] == ["labels", "density"]
+    assert read_query(written)[0] == read_query(search)[0] | {"class": "Coat", "test": "zero",
+                                                              "projection": "labels,density"}
 
 
 def test_bad_urls_give_a_message_and_a_usable_view(catalog):

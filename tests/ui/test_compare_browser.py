@@ -27,7 +27,7 @@ def wait_compare(page) -> None:
     page.wait_for_function(f"() => {{ const e = document.getElementById('compare-graph'); return e && e._cyreg && "
                            f"{COMPARE_CY}.nodes('[score]').length > 0 && document.querySelector("
                            "'#compare-projection .js-plotly-plot') && document.querySelectorAll("
-                           "'#compare-table tr').length > 2; }", timeout=60000)
+                           "'#compare-table tr[data-concept]').length > 2; }", timeout=60000)
 
 
 def test_comparing_two_runs_in_the_browser(server, browser):
@@ -38,8 +38,12 @@ def test_comparing_two_runs_in_the_browser(server, browser):
     assert page.evaluate(f"() => {COMPARE_CY}.edges('.match').length") > 0
     page.screenshot(path=SHOTS / "30-compare.png")
 
-    row = page.locator("#compare-table td[data-dash-column='concept']").first
-    row.click()
+    page.click("#compare-table th[data-sort='size']")       # sorted by size, largest first
+    page.wait_for_function("() => document.querySelector(\"#compare-table th[data-sort='size']\").textContent"
+                           ".endsWith('▼')")
+    sizes = page.eval_on_selector_all("#compare-table tr[data-concept] td:nth-child(5)", "cells => cells.map(c => +c.textContent)")
+    assert sizes == sorted(sizes, reverse=True)
+    page.click("#compare-table tr[data-concept] td:nth-child(3)")
     page.wait_for_function(f"() => ({RINGS})(0) > 0 && ({RINGS})(1) >= 0", timeout=30000)
     assert page.evaluate(RINGS, 0) >= 2
     page.screenshot(path=SHOTS / "31-compare-row-picked.png")

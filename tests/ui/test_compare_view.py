@@ -60,16 +60,21 @@ def test_both_projections_and_graphs_show_the_comparison_and_a_pick_rings_its_ma
     assert "clusters" in str(summary) and "mixed4b" in layers
     every = compare_view.table_rows(comparison)
     assert len(every) == sum(sum(counts["clusters"].values()) for counts in comparison.counts().values())
-    rows, pages = compare_view.compare_page(catalog, ready, 0, [], None, ["shared"], key_a, key_b, "auto")
-    assert pages == -(-sum(row["category"] == "shared" for row in every) // compare_view.PAGE_ROWS)
-    assert len(rows) == compare_view.PAGE_ROWS and {row["category"] for row in rows} == {"shared"}
-    assert all(row["size"] >= 2 and row["patches"].startswith("![") and row["label"] for row in rows)
-    by_size, _ = compare_view.compare_page(catalog, ready, 0, [{"column_id": "size", "direction": "desc"}],
-                                           "mixed4b", list(CATEGORIES), key_a, key_b, "auto")
-    in_layer = sorted((row["size"] for row in every if row["layer"] == "mixed4b"), reverse=True)
-    assert [row["size"] for row in by_size] == in_layer[:compare_view.PAGE_ROWS]
+    shared_count = sum(row["category"] == "shared" for row in every)
+    table, label = compare_view.compare_page(catalog, ready, 0, None, None, ["shared"], key_a, key_b, "auto")
+    pages = -(-shared_count // compare_view.PAGE_ROWS)
+    assert label == f"1 / {pages} ({shared_count} clusters)"
+    rows = compare_view._filtered(comparison, None, None, ["shared"])[:compare_view.PAGE_ROWS]
+    shown = [compare_view.shown_row(comparison, row) for row in rows]
+    assert str(table) == str(compare_view.table_view(shown, None)) and {row["category"] for row in rows} == {"shared"}
+    assert all(row["size"] >= 2 and row["patches"].startswith("/members/") and row["label"] for row in shown)
+    by_size = compare_view._filtered(comparison, {"column": "size", "descending": True}, "mixed4b", list(CATEGORIES))
+    assert [row["size"] for row in by_size] == sorted((row["size"] for row in every if row["layer"] == "mixed4b"),
+                                                      reverse=True)
+    assert compare_view.compare_page(catalog, ready, 10 ** 6, None, None, ["shared"], key_a, key_b, "auto")[1] == \
+        f"{pages} / {pages} ({shared_count} clusters)"          # a page past the last shows the last
     shared = next(row for row in rows if row["id"].startswith("a:"))
-    pick = compare_view.pick_in_comparison(catalog, None, None, {"row_id": shared["id"]}, key_a, key_b, "auto")
+    pick = compare_view.pick_in_comparison(catalog, None, None, shared["id"], key_a, key_b, "auto")
     assert pick == {"side": "a", "concept": int(shared["id"][2:])}
     rings = compare_view.highlighted_neurons(comparison, pick)
     assert len(rings["a"]) == shared["size"] and rings["b"]
@@ -98,8 +103,8 @@ def test_the_url_carries_the_run_compared(catalog):
     catalog, key_a, key_b = catalog
     url = callbacks.to_url(catalog, key_a, 0, 0, [], [], "auto", "summary", NO_SELECTION, "zero", None, key_b)
     assert f"compare={key_b}" in url
-    assert callbacks.restore(catalog, "/", None, url)[-2] == key_b
+    assert callbacks.restore(catalog, "/", None, url)[-3] == key_b
     values = callbacks.restore(catalog, "/", None, f"?run={key_a}&compare=nope")
-    assert values[-2] is None and "Unknown run to compare with “nope”" in values[-1]
+    assert values[-3] is None and "Unknown run to compare with “nope”" in values[-1]
     assert compare_view.pick_in_comparison(catalog, {"points": [{"customdata": [0, 10 ** 8]}]}, None, None,
                                            key_a, key_b, "auto") is no_update

@@ -119,8 +119,8 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
 
     url = callbacks.to_url(catalog, run.key, 0, 0, [], [], "auto", "summary", NO_SELECTION, "zero", "run:5")
     assert "image=5" in url
-    assert callbacks.restore(catalog, "/", None, url)[-3] == {"reference": "run:5", "switch": False}
-    assert callbacks.restore(catalog, "/", None, f"?run={run.key}&image=5")[-3]["switch"] is True
+    assert callbacks.restore(catalog, "/", None, url)[-4] == {"reference": "run:5", "switch": False}
+    assert callbacks.restore(catalog, "/", None, f"?run={run.key}&image=5")[-4]["switch"] is True
     message = callbacks.restore(catalog, "/", None, f"?run={run.key}&image=../x")[-1]
     assert "Unknown image “../x”" in message and "0 … 599" in message
     assert explain_panel.clear_explanation(catalog, 1)[:2] == (None, None)

@@ -71,3 +71,26 @@ def test_concept_outlines_enclose_their_members_and_carry_the_label():
     assert outlines["annotations"][0]["y"] >= projection[members, 1].max()
     figure = projection_figure(projection, np.zeros(50, dtype=int), ["a"], concepts=[(members, "x")])
     assert len(figure["layout"]["shapes"]) == 1 and figure["layout"]["annotations"][0]["text"] == "x"
+
+
+def test_concept_labels_take_free_room_in_rank_order_and_more_appear_zoomed_in():
+    from neurocarto.ui.figures import LABEL_BOX, PLOT_SIZE, placed_labels
+
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0, 10, (400, 2))
+    ranked = np.argsort(-rng.random(400))
+    whole = placed_labels(centres, ranked, (0, 10, 0, 10), most=50)
+    half_w, half_h = LABEL_BOX[0] / PLOT_SIZE[0] * 10 / 2, LABEL_BOX[1] / PLOT_SIZE[1] * 10 / 2
+    for i, a in enumerate(whole):          # no two boxes overlap, every box inside the view
+        assert half_w <= centres[a, 0] <= 10 - half_w and half_h <= centres[a, 1] <= 10 - half_h
+        for b in whole[i + 1:]:
+            assert abs(centres[a, 0] - centres[b, 0]) >= 2 * half_w or abs(centres[a, 1] - centres[b, 1]) >= 2 * half_h
+    position = {c: i for i, c in enumerate(ranked.tolist())}
+    for concept in ranked[:position[whole[-1]]]:      # each one passed over collides with one placed before it
+        if concept not in whole:
+            x, y = centres[concept]
+            inside = half_w <= x <= 10 - half_w and half_h <= y <= 10 - half_h
+            assert not inside or any(abs(x - centres[p, 0]) < 2 * half_w and abs(y - centres[p, 1]) < 2 * half_h
+                                     for p in whole if position[p] < position[concept])
+    zoomed = placed_labels(centres, ranked, (2, 5, 2, 5), most=50)
+    assert len(set(zoomed) - set(whole)) > 5 and all(2 <= centres[c, 0] <= 5 for c in zoomed)

@@ -124,3 +124,20 @@ def test_a_paper_figure_of_the_graph_at_column_width(small_fashion_run, capsys):
     code, printed = snapshot_here(capsys, execution.cache, "--run", manifest["key"], "--width-in", "40", "--out",
                                   str(png))
     assert code == 2 and "--width-in 40: expected a printed width from 1 to 20 inches" in printed
+
+
+@needs_chromium
+def test_snapshots_of_the_compare_view_and_of_the_projections_options(compared_runs, capsys):
+    cache, key_a, key_b = compared_runs
+    compared = SHOTS / "snapshot-compare.png"
+    code, printed = snapshot_here(capsys, cache, "--run", key_a, "--compare", key_b, "--class", "Bag", "--out",
+                                  str(compared))
+    assert code == 0, printed
+    assert Image.open(compared).width > Image.open(compared).height > 400
+    shaded = SHOTS / "snapshot-projection-density-class.svg"
+    code, printed = snapshot_here(capsys, cache, "--run", key_a, "--view", "projection", "--projection",
+                                  "labels,density,class", "--out", str(shaded))
+    assert code == 0, printed
+    text = shaded.read_text()
+    assert "dominant class" in text and ">Sneaker</text>" in text           # the legend names classes
+    assert "contour" in text and text.count("%</text>") >= 5                 # density; labels as text
