@@ -61,6 +61,10 @@ def compare_views() -> html.Main:
             html.Div(id="compare-status", className="compare-status"),
             html.Div(id="compare-summary", className="compare-summary"),
             dcc.Graph(id="layer-similarity", config={"displayModeBar": False}, className="layer-similarity"),
+            html.Div(id="checkpoints", className="checkpoints", style=HIDDEN, children=[
+                html.Strong("Over training: compare with checkpoint"),
+                dcc.Slider(id="checkpoint", min=0, max=1, step=1, value=0, marks=None),
+                dcc.Graph(id="timeline", config={"displayModeBar": False}, className="timeline")]),
             html.Div(className="compare-filters", children=[
                 dcc.Dropdown(id="compare-layer", options=[], placeholder="every layer", clearable=True),
                 dcc.Checklist(id="compare-category", options=list(CATEGORIES), value=list(CATEGORIES), inline=True),
@@ -394,3 +398,43 @@ def pick_in_comparison(catalog, click, node, row, run_key, other_key, cut_choice
         pass
     return no_update
 
+
+
+def _series(catalog, run):
+    from neurocarto.store.comparisons import checkpoint_series
+
+    return checkpoint_series(run, [catalog.get(key) for key in catalog.keys if catalog.get(key) is not None])
+
+
+@wired(Output("checkpoints", "style"), Output("checkpoint", "max"), Output("checkpoint", "marks"),
+       Output("checkpoint", "value"), Output("timeline", "figure"),
+       Input("compare-ready", "data"), State("run", "value"), State("compare", "value"), State("cut-choice", "data"),
+       State("paper", "value"))
+def checkpoint_timeline(catalog, ready, run_key, other_key, cut_choice, paper):
+    """When the run shown has checkpoints in the store (runs of its model, data and settings with other weights): a
+    slider over them, at the one compared, and the share of the run's concepts matched in each checkpoint compared so
+    far (each slide computes one more)."""
+    from neurocarto.store.comparisons import timeline
+    from neurocarto.ui.figures import timeline_figure
+
+    run = catalog.get(run_key)
+    series = _series(catalog, run) if run is not None and ready else []
+    if not series or other_key not in [checkpoint.key for checkpoint in series]:
+        return HIDDEN, no_update, no_update, no_update, no_update
+    cut = chosen_cut(run, cut_choice)
+    compared = [checkpoint for checkpoint in series if stored_comparison(run, checkpoint, cut) is not None]
+    found = timeline(compared, run, cut)
+    marks = {i: {"label": checkpoint.name[-12:]} for i, checkpoint in enumerate(series)}
+    position = [checkpoint.key for checkpoint in series].index(other_key)
+    return SHOWN, len(series) - 1, marks, position, timeline_figure(found, bool(paper))
+
+
+@wired(Output("compare", "value", allow_duplicate=True), Input("checkpoint", "value"), State("run", "value"),
+       State("compare", "value"), prevent_initial_call=True)
+def pick_checkpoint(catalog, position, run_key, other_key):
+    """The slider compares the run with another of its checkpoints."""
+    run = catalog.get(run_key)
+    series = _series(catalog, run) if run is not None else []
+    if position is None or not 0 <= position < len(series) or series[position].key == other_key:
+        return no_update
+    return series[position].key

@@ -321,6 +321,7 @@ CHECKS = {
     ("compare-projection", "clickData"): compare_points,
     ("compare-graph", "tapNodeData"): node_data,
     ("compare-row", "data"): table_row,
+    ("checkpoint", "value"): page_number,
     ("compare-sort", "data"): table_sort,
     ("compare-page", "data"): page_number,
     ("compare-prev", "n_clicks"): clicks,

@@ -112,3 +112,23 @@ def test_the_compare_command_and_runs_that_cannot_be_compared(two_runs, tmp_path
             comparisons.compare(run_a, elsewhere)
     code = cli_main(["compare", run_a.key, other["key"], "--cache", str(cache)])
     assert code == 2 and "do not share images" in capsys.readouterr().err
+
+
+def test_a_timeline_over_checkpoints_counts_the_final_runs_concepts_matched_in_each(two_runs, tmp_path, capsys):
+    run_a, run_b = two_runs
+    assert [run.key for run in comparisons.checkpoint_series(run_a, [run_a, run_b])] == [run_b.key]
+    found = comparisons.timeline([run_b], run_a)
+    clusters = comparisons.compare(run_a, run_b).counts()["a"]["clusters"]
+    assert found["clusters"] == sum(clusters.values())
+    assert found["matched_clusters"] == [found["clusters"] - clusters["unique"]]
+    assert sum(concept["state"] == "never" for concept in found["concepts"]) == clusters["unique"]
+    assert all(concept["state"] == "stays" for concept in found["concepts"] if concept["first"] == 0)
+    figure = tmp_path / "timeline.png"
+    code = cli_main(["timeline", run_a.key, "--cache", str(run_a.store.directory), "--json", str(tmp_path / "t.json"),
+                     "--figure", str(figure)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "moved" in printed and "clusters matched" in printed
+    assert json.loads((tmp_path / "t.json").read_text())["matched_clusters"] == found["matched_clusters"]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code = cli_main(["timeline", run_a.key, "--cache", str(tmp_path / "empty")])
+    assert code == 2

@@ -44,7 +44,7 @@ def valid_inputs(key: str) -> dict:
             ("compare-selection", "data"): {"side": "a", "concept": 0}, ("compare-projection", "clickData"): None,
             ("compare-graph", "tapNodeData"): None, ("compare-row", "data"): None,
             ("compare-page", "data"): 0, ("compare-sort", "data"): None, ("compare-layer", "value"): None,
-            ("compare-prev", "n_clicks"): 1, ("compare-next", "n_clicks"): 1,
+            ("compare-prev", "n_clicks"): 1, ("compare-next", "n_clicks"): 1, ("checkpoint", "value"): 0,
             ("compare-category", "value"): ["shared"], ("projection-show", "value"): ["labels", "density", "class"],
             ("projection", "relayoutData"): {"xaxis.range[0]": -1, "xaxis.range[1]": 1, "yaxis.range[0]": -1,
                                              "yaxis.range[1]": 1}}

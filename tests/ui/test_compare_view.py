@@ -108,3 +108,17 @@ def test_the_url_carries_the_run_compared(catalog):
     assert values[-3] is None and "Unknown run to compare with “nope”" in values[-1]
     assert compare_view.pick_in_comparison(catalog, {"points": [{"customdata": [0, 10 ** 8]}]}, None, None,
                                            key_a, key_b, "auto") is no_update
+
+
+def test_a_run_with_checkpoints_in_the_store_gets_a_slider_over_them(catalog):
+    """The moved run has the small run's model, data and settings with other weights: a checkpoint of it."""
+    catalog, key_a, key_b = catalog
+    ready = f"{key_a}|{key_b}|auto"
+    style, last, marks, position, figure = compare_view.checkpoint_timeline(catalog, ready, key_a, key_b, "auto", [])
+    assert style == {} and (last, position) == (0, 0) and list(marks) == [0]
+    comparison = compare_view.comparison_of(catalog, key_a, key_b, "auto")
+    clusters = comparison.counts()["a"]["clusters"]
+    share = (sum(clusters.values()) - clusters["unique"]) / sum(clusters.values())
+    assert figure["data"][0]["y"] == [pytest.approx(share)]
+    assert compare_view.pick_checkpoint(catalog, 0, key_a, key_b) is no_update
+    assert compare_view.checkpoint_timeline(catalog, ready, key_b, key_a, "auto", [])[0] == {}   # either way round
