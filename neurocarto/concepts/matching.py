@@ -7,9 +7,10 @@ layer of every neuron, and each run's concepts (clusters at a cut, and the neuro
    both runs hashed with the same permutations, a pair a candidate when a band of its two signatures is equal
    (the S-curve of `cluster.Banding` gives the recall at the threshold), then verified with its exact Jaccard.
    Linear in the number of neurons.
-2. A null per layer pair (layer of A × layer of B): the Jaccard of random pairs between the two layers. A pair is
-   a match when J clears both the null's `quantile` and `mean_multiple` × its mean: early layers, whose neurons
-   share bright images, have a high mean, which a quantile alone would not hold to.
+2. A null per layer pair (layer of A × layer of B): the Jaccard of pairs between the two layers that cannot be
+   counterparts (each neuron's few most similar in the other layer left out). A pair is a match when J clears the
+   null's quantile and MEAN_MULTIPLE × its mean: early layers, whose neurons share bright images, have a high mean,
+   which a quantile alone would not hold to.
 3. Each neuron's best match in the other run, and a layer × layer similarity: the mean, over a layer's neurons,
    of their best Jaccard within the other layer (symmetrised).
 4. Concepts: the similarity of concept C of A and D of B is their average linkage, Σ J(a, b) / (|C|·|D|) over
@@ -31,7 +32,8 @@ from neurocarto.concepts.cluster import Banding, _band_keys, minhash_signatures,
 EXACT_PAIRS = 5e7           # at most this many neuron pairs (n_A · n_B): every pair exactly, no LSH
 NULL_QUANTILE = 0.995
 MEAN_MULTIPLE = 5.0         # a match overlaps at least this many times a random pair of the same two layers
-NULL_SAMPLES = 2000         # random pairs per layer pair
+NULL_ROWS, NULL_COLUMNS = 24, 400     # a layer pair's null: so many neurons of one layer against so many of the other
+PARTNERS = 3                # … each neuron's most similar left out (its counterpart, and a cluster's mates)
 SHARED, SPLIT, MERGED, UNIQUE = "shared", "split", "merged", "unique"
 CATEGORIES = (SHARED, SPLIT, MERGED, UNIQUE)
 
@@ -139,24 +141,39 @@ def cross_pairs(sets_a: np.ndarray, sets_b: np.ndarray, threshold: float, exact:
     return first[keep], second[keep], jaccard[keep]
 
 
+def _rows_without_partners(sets_rows: np.ndarray, sets_columns: np.ndarray, rows: np.ndarray,
+                           columns: np.ndarray, rows_first: bool) -> np.ndarray:
+    """The Jaccard of every (row, column) pair, each row's PARTNERS highest left out: what is left cannot be its
+    counterpart in the other run."""
+    first, second = np.repeat(rows, len(columns)), np.tile(columns, len(rows))
+    jaccard = (cross_jaccard(sets_rows, sets_columns, first, second) if rows_first
+               else cross_jaccard(sets_columns, sets_rows, second, first)).reshape(len(rows), len(columns))
+    return np.sort(jaccard, axis=1)[:, :max(len(columns) - PARTNERS, 0)].ravel()
+
+
 def layer_pair_null(sets_a: np.ndarray, layer_a: np.ndarray, sets_b: np.ndarray, layer_b: np.ndarray,
-                    samples: int = NULL_SAMPLES, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(layers of A, layers of B) quantile NULL_QUANTILE and mean of the Jaccard of random pairs between the two
-    layers: every pair where there are at most `samples`, else `samples` drawn with a fixed seed."""
+                    rows: int = NULL_ROWS, columns: int = NULL_COLUMNS, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(layers of A, layers of B) quantile NULL_QUANTILE and mean of the Jaccard of pairs between the two layers that
+    are not counterparts: up to `rows` neurons of one layer (seeded) against up to `columns` of the other, each
+    neuron's PARTNERS most similar left out, both ways. Two runs of one model share most neurons' counterparts, which
+    random pairs between two small layers would meet often enough to raise a high quantile."""
     rng = np.random.default_rng(seed)
     in_a = [np.flatnonzero(layer_a == layer) for layer in range(int(layer_a.max()) + 1)]
     in_b = [np.flatnonzero(layer_b == layer) for layer in range(int(layer_b.max()) + 1)]
+
+    def some(neurons: np.ndarray, count: int) -> np.ndarray:
+        return neurons if len(neurons) <= count else np.sort(rng.choice(neurons, count, replace=False))
+
     quantiles, means = np.zeros((len(in_a), len(in_b))), np.zeros((len(in_a), len(in_b)))
     for x, neurons_a in enumerate(in_a):
         for y, neurons_b in enumerate(in_b):
             if len(neurons_a) == 0 or len(neurons_b) == 0:
                 continue
-            if len(neurons_a) * len(neurons_b) <= samples:
-                first, second = np.repeat(neurons_a, len(neurons_b)), np.tile(neurons_b, len(neurons_a))
-            else:
-                first, second = rng.choice(neurons_a, samples), rng.choice(neurons_b, samples)
-            jaccard = cross_jaccard(sets_a, sets_b, first, second)
-            quantiles[x, y], means[x, y] = np.quantile(jaccard, NULL_QUANTILE), jaccard.mean()
+            jaccard = np.concatenate([
+                _rows_without_partners(sets_a, sets_b, some(neurons_a, rows), some(neurons_b, columns), True),
+                _rows_without_partners(sets_b, sets_a, some(neurons_b, rows), some(neurons_a, columns), False)])
+            if len(jaccard):
+                quantiles[x, y], means[x, y] = np.quantile(jaccard, NULL_QUANTILE), jaccard.mean()
     return quantiles, means
 
 

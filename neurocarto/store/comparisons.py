@@ -24,6 +24,7 @@ from neurocarto.errors import NeuroCartoError
 from neurocarto.store import keys
 
 SIDES = ("a", "b")
+VERSION = 2                 # of the matching: a comparison stored by another version is computed again
 CANDIDATE_SHARE = 0.5       # cross pairs are looked for down to this share of the lowest match threshold
 
 
@@ -219,7 +220,8 @@ def _store_comparison(comparison: Comparison) -> None:
     name = keys.comparison(run_b.key, comparison.cut)
     for array_name, value in comparison.arrays.items():
         run_a.store.put_array(run_a.key, f"{name}/{array_name}", value)
-    run_a.store.put_json(run_a.key, name, {"stamps": [_stamp(run_a), _stamp(run_b)], "cut": comparison.cut,
+    run_a.store.put_json(run_a.key, name, {"version": VERSION, "stamps": [_stamp(run_a), _stamp(run_b)],
+                                           "cut": comparison.cut,
                                            "arrays": sorted(comparison.arrays), "seconds": comparison.seconds})
 
 
@@ -230,7 +232,7 @@ def stored_comparison(run_a, run_b, cut: str | float = AUTO) -> Comparison | Non
         if not first.store.has_json(first.key, name):
             continue
         record = first.store.get_json(first.key, name)
-        if record["stamps"] != [_stamp(first), _stamp(second)]:
+        if record.get("version") != VERSION or record["stamps"] != [_stamp(first), _stamp(second)]:
             continue
         arrays = {array: first.store.get_array(first.key, f"{name}/{array}") for array in record["arrays"]}
         found = Comparison({"a": first, "b": second}, cut, arrays, record["seconds"])

@@ -59,15 +59,18 @@ def test_lsh_candidates_are_exactly_the_pairs_equal_on_a_band():
     assert list(zip(first.tolist(), second.tolist())) == want
 
 
-def test_layer_pair_null_uses_every_pair_when_few_and_samples_otherwise():
+def test_layer_pair_null_leaves_each_neurons_partners_out_and_samples_large_layers():
     sets_a, layer_a, sets_b, layer_b = planted_runs()
     brute = brute_jaccard(sets_a, sets_b)
-    quantiles, means = matching.layer_pair_null(sets_a, layer_a, sets_b, layer_b, samples=10 ** 6)
+    quantiles, means = matching.layer_pair_null(sets_a, layer_a, sets_b, layer_b, rows=10 ** 6, columns=10 ** 6)
     for x, y in itertools.product(range(3), range(4)):
-        block = brute[np.ix_(layer_a == x, layer_b == y)].ravel()
-        assert means[x, y] == pytest.approx(block.mean(), rel=1e-5)
-        assert quantiles[x, y] == pytest.approx(np.quantile(block, matching.NULL_QUANTILE), rel=1e-5)
-    _, sampled = matching.layer_pair_null(sets_a, layer_a, sets_b, layer_b, samples=500)
+        block = brute[np.ix_(layer_a == x, layer_b == y)]
+        kept = np.concatenate([np.sort(block, axis=1)[:, :-matching.PARTNERS].ravel(),
+                               np.sort(block.T, axis=1)[:, :-matching.PARTNERS].ravel()])
+        assert means[x, y] == pytest.approx(kept.mean(), rel=1e-5)
+        assert quantiles[x, y] == pytest.approx(np.quantile(kept, matching.NULL_QUANTILE), rel=1e-5)
+        assert quantiles[x, y] < np.quantile(block, 0.995)          # the planted counterparts are left out
+    _, sampled = matching.layer_pair_null(sets_a, layer_a, sets_b, layer_b, rows=12, columns=30)
     np.testing.assert_allclose(sampled, means, atol=0.03)
     thresholds = matching.match_thresholds(quantiles, means, 0.05)
     np.testing.assert_allclose(thresholds, np.maximum(np.maximum(quantiles, 5 * means), 0.05))
