@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 signal.signal(signal.SIGINT, signal.default_int_handler)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 AS_COMPUTED = "small-fashion-run-as-computed"
+COMPARED_AS_COMPUTED = "compared-runs-as-computed"
 
 
 @pytest.fixture(scope="session")
@@ -125,4 +126,12 @@ def compared_runs(small_fashion_run, tmp_path_factory) -> tuple[Path, str, str]:
     torch.save(moved, weights)
     other = precompute(replace(config, weights=str(weights), name="moved"), replace(execution, cache=cache),
                        log=lambda _: None)
+    copy_store(cache, tmp_path_factory.getbasetemp() / COMPARED_AS_COMPUTED)
     return cache, manifest["key"], other["key"]
+
+
+@pytest.fixture
+def compared_runs_uncompared(compared_runs, tmp_path_factory, tmp_path) -> tuple[Path, str, str]:
+    """A copy of `compared_runs`' store as its two runs were computed, before any test compared them."""
+    _, key_a, key_b = compared_runs
+    return copy_store(tmp_path_factory.getbasetemp() / COMPARED_AS_COMPUTED, tmp_path / "store"), key_a, key_b

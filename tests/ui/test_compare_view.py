@@ -11,7 +11,6 @@ from dash import no_update
 from neurocarto.concepts.matching import CATEGORIES
 from neurocarto.store.comparisons import compare
 from neurocarto.store.disk import Store
-from neurocarto.testing.stores import copy_store
 from neurocarto.ui import callbacks, compare_view
 from neurocarto.ui.app import Catalog
 
@@ -27,9 +26,9 @@ def catalog(compared_runs):
         yield catalog, key_a, key_b
 
 
-def test_a_comparison_not_stored_is_computed_by_its_job_while_the_page_polls(compared_runs, tmp_path):
-    cache, key_a, key_b = compared_runs
-    with Store(copy_store(cache, tmp_path / "store")) as store:
+def test_a_comparison_not_stored_is_computed_by_its_job_while_the_page_polls(compared_runs_uncompared):
+    cache, key_a, key_b = compared_runs_uncompared
+    with Store(cache) as store:
         catalog = Catalog(store)
         assert [option["value"] for option in compare_view.compare_options(catalog, key_a)] == [key_b]
         outputs = compare_view.open_comparison(catalog, key_b, key_a, "auto", None)
