@@ -303,6 +303,10 @@ class Store:
     def get_bytes(self, run: str, name: str) -> bytes:
         return self._require(run, f"{run}/bytes/{name}")
 
+    def transaction(self):
+        """A context in which many writes commit together (one SQLite transaction, not one each)."""
+        return self._cache.transact()
+
     def delete_bytes(self, run: str, name: str) -> None:
         self._cache.delete(f"{run}/bytes/{name}")
 

@@ -123,8 +123,9 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
             store.put_json(key, keys.class_graph(label), class_graph_at(
                 chosen, weights, 50, [layer.name for layer in layers], offsets, layer_of, labels, anchors))
         packs = _patch_packs(rng, 16, patches)
-        for neuron in range(neurons):
-            store.put_bytes(key, keys.neuron_patches(neuron), packs[neuron % len(packs)])
+        with store.transaction():
+            for neuron in range(neurons):
+                store.put_bytes(key, keys.neuron_patches(neuron), packs[neuron % len(packs)])
         store.write_manifest({
             "key": key, "name": f"synthetic-{neurons}" if key == f"synthetic{neurons}" else key, "complete": True,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -96,8 +96,12 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
         raise NeuroCartoError(f"--dpi {request.dpi}: expected 72 to 1200")
     with Store(cache) as store:
         key = store.resolve(request.run)
-        if not StoredRun(store, key).complete:
+        run = StoredRun(store, key)
+        if not run.complete:
             raise NeuroCartoError(f"run {request.run} is not complete: `python -m neurocarto precompute` finishes it")
+        if request.class_name is not None and request.class_name not in run.class_names:
+            raise NeuroCartoError(f"Unknown class “{request.class_name}”; the run's classes: "
+                                  f"{', '.join(run.class_names)}")
         if request.compare:
             from neurocarto.store.comparisons import compare
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from neurocarto.cli import main as cli_main
 from neurocarto.compute.distributed import Group
 from neurocarto.compute.pass1 import ClassStatistics, MaximaSample, Pass1State, StreamingTopK, merge_states
 from neurocarto.compute.pass1_stream import pack_shards, unpack_shards
@@ -160,15 +161,19 @@ def make():
         return [int(checkpoint[f"{rank}/next_image"]) for rank in (0, 1)]
 
     def same_as_one_process(cache: Path, batch_size: int) -> None:
-        single = subprocess.run([sys.executable, "-m", "neurocarto", *arguments(batch_size), "--cache",
-                                 str(cache.with_name(cache.name + "-one"))], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=600)
-        assert single.returncode == 0, single.stderr[-3000:]
+        """The same model (without its faults) in this process, on one thread as the shards ran."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            single = [arguments(batch_size)[0], "--model", f"{factory_file}:make", *arguments(batch_size)[3:]]
+            assert cli_main([*single, "--cache", str(cache.with_name(cache.name + "-one"))]) == 0
+        finally:
+            torch.set_num_threads(threads)
         with Store(cache) as resumed, Store(cache.with_name(cache.name + "-one")) as reference:
-            (key,) = resumed.run_keys()
+            (key,), (reference_key,) = resumed.run_keys(), reference.run_keys()
             assert resumed.load_checkpoint(key, "pass1") is None
             for name in PASS1_ARRAYS:
-                np.testing.assert_array_equal(resumed.get_array(key, name), reference.get_array(key, name),
+                np.testing.assert_array_equal(resumed.get_array(key, name), reference.get_array(reference_key, name),
                                               err_msg=name)
 
     # 37 files in batches of 4: shards of 5 batches, images 0-19 and 20-36

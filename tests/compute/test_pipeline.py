@@ -14,7 +14,7 @@ import torch
 
 from neurocarto.cli import main as cli_main
 from neurocarto.compute.pipeline import precompute
-from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.config import EmbedParams, ExecutionConfig, PatchParams, RunConfig
 from neurocarto.errors import NeuroCartoError
 from neurocarto.inputs.models import GOOGLENET_LAYERS, load_model
 from neurocarto.store.disk import Store
@@ -74,7 +74,8 @@ def test_default_model_on_fashion_subsample(tmp_path, fashion_available):
 
 
 def test_googlenet_with_small_inputs_covers_the_25_block_map(tmp_path, image_folder):
-    manifest = precompute(RunConfig(model="googlenet", data=str(image_folder), image_size=64, top_k=5),
+    manifest = precompute(RunConfig(model="googlenet", data=str(image_folder), image_size=64, top_k=5,
+                                    embed=EmbedParams(epochs=1, dimensions=8), patches=PatchParams(per_neuron=2)),
                           quiet(tmp_path, batch_size=16))
     assert [layer["name"] for layer in manifest["layers"]] == GOOGLENET_LAYERS
     assert skipped_images(manifest) == (1, ["cat/zz_broken.jpg"])
@@ -91,7 +92,7 @@ def test_googlenet_with_small_inputs_covers_the_25_block_map(tmp_path, image_fol
         assert store.get_array(manifest["key"], "projection").shape == (manifest["counts"]["neurons"], 2)
         assert len(store.get_json(manifest["key"], "graph/2")["nodes"]) >= 25
         pngs = unpack(store.get_bytes(manifest["key"], "patches/6847"))
-        assert len(pngs) == 5 and all(png.startswith(b"\x89PNG") for png in pngs)
+        assert len(pngs) == 2 and all(png.startswith(b"\x89PNG") for png in pngs)
 
 
 def test_model_from_a_factory_file(tmp_path, image_folder, factory_file):
@@ -302,7 +303,7 @@ def test_kill_9_in_every_stage_after_pass_1_resumes_to_identical_results(tmp_pat
 
     def command(cache: Path) -> list[str]:
         return [sys.executable, "-m", "neurocarto", "precompute", "--max-images", "300", "--top-k", "20",
-                "--embed-epochs", "120", "--projection-seed", "0", "--cache", str(cache), "--quiet"]
+                "--embed-epochs", "10", "--projection-seed", "0", "--cache", str(cache), "--quiet"]
 
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     for stage in ("cluster", "embed", "graph", "patches"):
