@@ -1,6 +1,6 @@
 """Server time per app callback and time to first render in Chromium, on the default run and a 100K-neuron run.
 
-    python benchmarks/app_latency.py [--cache cache] [--neurons 100000] [--repeats 30]
+    python benchmarks/app_latency.py [--cache cache] [--neurons 100000] [--repeats 30] [--compare-only]
 
 For each run the real app (`python app.py --run KEY`) is started on 127.0.0.1 and driven by Playwright
 (Debian's Chromium): first render is the time from navigation until both views are drawn (the first
@@ -51,15 +51,16 @@ def first_render(browser, url: str, loads: int) -> list[float]:
     return times
 
 
-def record_interactions(browser, url: str, class_name: str) -> dict[str, list[str]]:
-    """Play a session; return each interaction's callback request bodies, in order."""
+def recording_page(browser, url: str, first: str, ready: str, timeout: int):
+    """A page opened at `url` whose callback request bodies are recorded under the interaction being played:
+    (page, the recording, the name being played (a one-item list), act(name, action))."""
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     recorded: dict[str, list[str]] = {}
-    current = ["load"]
+    current = [first]
     page.on("request", lambda r: recorded.setdefault(current[0], []).append(r.post_data)
             if r.method == "POST" and "/_dash-update-component" in r.url else None)
     page.goto(url)
-    page.wait_for_function(READY, timeout=120000)
+    page.wait_for_function(ready, timeout=timeout)
     page.wait_for_load_state("networkidle")
 
     def act(name: str, action) -> None:
@@ -67,6 +68,13 @@ def record_interactions(browser, url: str, class_name: str) -> dict[str, list[st
         action()
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(300)
+
+    return page, recorded, current, act
+
+
+def record_interactions(browser, url: str, class_name: str) -> dict[str, list[str]]:
+    """Play a session; return each interaction's callback request bodies, in order."""
+    page, recorded, current, act = recording_page(browser, url, "load", READY, 120000)
 
     def switch_class():
         page.click("#class")
@@ -190,20 +198,7 @@ COMPARE_READY = ("() => { const e = document.getElementById('compare-graph');"
 
 def record_compare(browser, url: str) -> dict[str, list[str]]:
     """Play a session in the compare view; return each interaction's callback request bodies, in order."""
-    page = browser.new_page(viewport={"width": 1600, "height": 900})
-    recorded: dict[str, list[str]] = {}
-    current = ["open the compare view"]
-    page.on("request", lambda r: recorded.setdefault(current[0], []).append(r.post_data)
-            if r.method == "POST" and "/_dash-update-component" in r.url else None)
-    page.goto(url)
-    page.wait_for_function(COMPARE_READY, timeout=300000)
-    page.wait_for_load_state("networkidle")
-
-    def act(name: str, action) -> None:
-        current[0] = name
-        action()
-        page.wait_for_load_state("networkidle")
-        page.wait_for_timeout(300)
+    page, recorded, _current, act = recording_page(browser, url, "open the compare view", COMPARE_READY, 300000)
 
     act("sort the table by size", lambda: page.click("#compare-table th[data-sort='size']"))
     act("pick a table row", lambda: page.locator("#compare-table tr[data-concept]").nth(1).click())
@@ -258,22 +253,26 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=100_000, help="size of the synthetic run")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--loads", type=int, default=4, help="page loads for first render (the first is cold)")
+    parser.add_argument("--compare-only", action="store_true", help="only the compare view's two synthetic runs")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    default = precompute(RunConfig(), ExecutionConfig(cache=args.cache))
     with tempfile.TemporaryDirectory() as temporary:
         workdir = Path(temporary)
-        started = time.perf_counter()
-        synthetic = write_synthetic_run(workdir / "store", args.neurons)
-        print(f"synthetic run of {args.neurons:,} neurons written in {time.perf_counter() - started:.0f} s", flush=True)
+        runs = []
+        if not args.compare_only:
+            default = precompute(RunConfig(), ExecutionConfig(cache=args.cache))
+            started = time.perf_counter()
+            synthetic = write_synthetic_run(workdir / "store", args.neurons)
+            print(f"synthetic run of {args.neurons:,} neurons written in {time.perf_counter() - started:.0f} s",
+                  flush=True)
+            runs = [(args.cache, default["key"], f"default ({default['counts']['neurons']:,} neurons)", "Sneaker"),
+                    (workdir / "store", synthetic, f"synthetic ({args.neurons:,} neurons)", "class 123")]
         print("| run | interaction | callbacks | p50 ms | p95 ms | slowest callback (p95, response size) |")
         print("|---|---|---:|---:|---:|---|")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                  args=list(CHROMIUM_FLAGS))
-            runs = [(args.cache, default["key"], f"default ({default['counts']['neurons']:,} neurons)", "Sneaker"),
-                    (workdir / "store", synthetic, f"synthetic ({args.neurons:,} neurons)", "class 123")]
             for cache, key, label, class_name in runs:
                 for row in bench_run(browser, cache, key, label, class_name, args.repeats, args.loads, workdir):
                     print(row, flush=True)

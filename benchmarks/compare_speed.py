@@ -19,7 +19,6 @@ import os
 import time
 
 import numpy as np
-from scipy import sparse
 
 from neurocarto.concepts import matching
 from neurocarto.testing.synthetic_run import planted_top_images
@@ -83,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{len(os.sched_getaffinity(0))} CPU cores")
     matching.cross_pairs(*planted_runs(2000), THRESHOLD, exact=False)      # compile the kernels outside the timing
-    synthetic([int(size) for size in args.sizes.split(",")])
+    synthetic([int(size) for size in args.sizes.split(",") if size])       # --sizes "": the googlenet runs only
 
     import neurocarto as nc
 

@@ -18,19 +18,8 @@ import time
 
 import numpy as np
 
+from neurocarto.testing.browser import percentiles, toggle_filter
 from neurocarto.testing.serving import start_app, stop_app
-
-POINTS = "() => document.querySelector('#projection .js-plotly-plot')._fullData.reduce((s, t) => s + t.x.length, 0)"
-
-
-def toggle_filter(page, state: dict) -> float:
-    """Switch the projection between all neurons and this class's; seconds until the scatter shows it."""
-    before = page.evaluate(POINTS)
-    state["class"] = not state["class"]
-    started = time.perf_counter()
-    page.check(f"#projection-filter input[value={'class' if state['class'] else 'all'}]")
-    page.wait_for_function(f"(before) => ({POINTS})() !== before", arg=before, timeout=60000)
-    return time.perf_counter() - started
 
 
 def untested_neurons(run_reference: str | None, cache: str, count: int, seed: int = 0) -> tuple[str, list[str]]:
@@ -43,12 +32,6 @@ def untested_neurons(run_reference: str | None, cache: str, count: int, seed: in
     free = [int(n) for n in order if stored_result(run, result_name(
         [n], "zero", ablation_panel.TEST_IMAGES, ablation_panel.RANDOM_SETS, ablation_panel.SEED)) is None]
     return run.key, [run.neuron_ids[n] for n in free[:count]]
-
-
-def percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    return (f"{statistics.median(ordered) * 1000:.0f} / {ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000:.0f}"
-            if ordered else "—")
 
 
 def main() -> None:

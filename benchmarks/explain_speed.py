@@ -24,9 +24,9 @@ import time
 import numpy as np
 import psutil
 
+from neurocarto.testing.browser import percentiles, toggle_filter
 from neurocarto.testing.serving import start_app, stop_app
 
-POINTS = "() => document.querySelector('#projection .js-plotly-plot')._fullData.reduce((s, t) => s + t.x.length, 0)"
 # Clicks the patch of an image in the page and times, on the page's clock from the click, until the graph's title
 # names the image and its heat map has loaded (checked every animation frame); the result lands in window.timing.
 CLICK_AND_TIME = """(image) => {
@@ -104,21 +104,6 @@ def explain(page, image: int, timeout: int = 120000) -> float:
     page.evaluate(CLICK_AND_TIME, str(image))
     page.wait_for_function("() => window.timing !== null", timeout=timeout)
     return page.evaluate("() => window.timing")
-
-
-def toggle_filter(page, state: dict) -> float:
-    before = page.evaluate(POINTS)
-    state["class"] = not state["class"]
-    started = time.perf_counter()
-    page.check(f"#projection-filter input[value={'class' if state['class'] else 'all'}]")
-    page.wait_for_function(f"(before) => ({POINTS})() !== before", arg=before, timeout=60000)
-    return time.perf_counter() - started
-
-
-def percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    return (f"{statistics.median(ordered) * 1000:.0f} / {ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000:.0f}"
-            if ordered else "—")
 
 
 def main() -> None:

@@ -120,35 +120,38 @@ def _band_keys(signatures, start, rows, groups):
     return keys
 
 
+@numba.njit(cache=True, inline="always")
+def _rows_equal(signatures_a, i, signatures_b, j, start, rows):
+    for r in range(start, start + rows):
+        if signatures_a[i, r] != signatures_b[j, r]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def first_equal_band(signatures_a, i, signatures_b, j, band, rows):
+    """Whether row i of A and row j of B are equal on this band's rows and on no earlier band's (so that a
+    candidate pair comes from one band only)."""
+    if not _rows_equal(signatures_a, i, signatures_b, j, band * rows, rows):
+        return False
+    for earlier in range(band):
+        if _rows_equal(signatures_a, i, signatures_b, j, earlier * rows, rows):
+            return False
+    return True
+
+
 @numba.njit(cache=True)
 def _bucket_pairs(order, run_starts, run_stops, count, signatures, band, rows):
     """Pairs (i < j) within each run order[start:stop] of equal bucket keys that are truly equal on this
-    band's rows and on no earlier band's, so each candidate pair comes from one band only."""
+    band's rows and on no earlier band's."""
     first = np.empty(count, dtype=np.int64)
     second = np.empty(count, dtype=np.int64)
     filled = 0
-    start = band * rows
     for run in range(run_starts.shape[0]):
         for x in range(run_starts[run], run_stops[run]):
             for y in range(x + 1, run_stops[run]):
                 i, j = order[x], order[y]
-                same = True
-                for r in range(start, start + rows):
-                    if signatures[i, r] != signatures[j, r]:
-                        same = False
-                        break
-                if not same:
-                    continue
-                for earlier in range(band):
-                    met = True
-                    for r in range(earlier * rows, earlier * rows + rows):
-                        if signatures[i, r] != signatures[j, r]:
-                            met = False
-                            break
-                    if met:
-                        same = False
-                        break
-                if same:
+                if first_equal_band(signatures, i, signatures, j, band, rows):
                     first[filled] = min(i, j)
                     second[filled] = max(i, j)
                     filled += 1

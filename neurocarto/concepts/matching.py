@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from scipy import sparse
 
-from neurocarto.concepts.cluster import Banding, _band_keys, minhash_signatures, pair_jaccard
+from neurocarto.concepts.cluster import Banding, _band_keys, first_equal_band, minhash_signatures, pair_jaccard
 
 EXACT_PAIRS = 5e7           # at most this many neuron pairs (n_A · n_B): every pair exactly, no LSH
 NULL_QUANTILE = 0.995
@@ -44,7 +44,6 @@ def _joined_pairs(order_a, keys_a, order_b, keys_b, signatures_a, signatures_b, 
     each candidate comes from one band only)."""
     first, second = [], []
     x = y = 0
-    start = band * rows
     while x < len(order_a) and y < len(order_b):
         key_a, key_b = keys_a[order_a[x]], keys_b[order_b[y]]
         if key_a < key_b:
@@ -60,22 +59,7 @@ def _joined_pairs(order_a, keys_a, order_b, keys_b, signatures_a, signatures_b, 
             for p in range(x, x_end):
                 for q in range(y, y_end):
                     i, j = order_a[p], order_b[q]
-                    same = True
-                    for r in range(start, start + rows):
-                        if signatures_a[i, r] != signatures_b[j, r]:
-                            same = False
-                            break
-                    for earlier in range(band):
-                        if not same:
-                            break
-                        met = True
-                        for r in range(earlier * rows, earlier * rows + rows):
-                            if signatures_a[i, r] != signatures_b[j, r]:
-                                met = False
-                                break
-                        if met:
-                            same = False
-                    if same:
+                    if first_equal_band(signatures_a, i, signatures_b, j, band, rows):
                         first.append(i)
                         second.append(j)
             x, y = x_end, y_end

@@ -1,11 +1,15 @@
 """The page as Playwright sees it: where screenshots go, the graph's Cytoscape instance, a page opened and waited
-for, and where a graph node is on the screen."""
+for, where a graph node is on the screen, and the projection filter toggled and timed as the benchmarks do."""
 from __future__ import annotations
+
+import statistics
+import time
 
 from neurocarto.testing.serving import ROOT
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 CY = "document.getElementById('graph')._cyreg.cy"        # the graph's Cytoscape instance, in the page's script
+POINTS = "() => document.querySelector('#projection .js-plotly-plot')._fullData.reduce((s, t) => s + t.x.length, 0)"
 
 
 def open_page(browser, url: str, width: int = 1600, height: int = 900):
@@ -28,3 +32,21 @@ def node_point(page, node_id: str, graph: str = "graph") -> tuple[float, float]:
     position = page.evaluate(f"(id) => document.getElementById('{graph}')._cyreg.cy.getElementById(id)"
                              ".renderedPosition()", node_id)
     return box["x"] + position["x"], box["y"] + position["y"]
+
+
+def toggle_filter(page, state: dict) -> float:
+    """Switch the projection between all neurons and the class's (`state["class"]` says which is shown); the
+    seconds until the drawn points change."""
+    before = page.evaluate(POINTS)
+    state["class"] = not state["class"]
+    started = time.perf_counter()
+    page.check(f"#projection-filter input[value={'class' if state['class'] else 'all'}]")
+    page.wait_for_function(f"(before) => ({POINTS})() !== before", arg=before, timeout=60000)
+    return time.perf_counter() - started
+
+
+def percentiles(values: list[float]) -> str:
+    """"p50 / p95" of seconds, in ms."""
+    ordered = sorted(values)
+    return (f"{statistics.median(ordered) * 1000:.0f} / {ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000:.0f}"
+            if ordered else "—")

@@ -99,7 +99,7 @@ def snapshot(cache: Path, request: SnapshotRequest, out: Path, chromium: Path = 
         run = StoredRun(store, key)
         if not run.complete:
             raise NeuroCartoError(f"run {request.run} is not complete: `python -m neurocarto precompute` finishes it")
-        if request.class_name is not None and request.class_name not in run.class_names:
+        if request.class_name is not None and run.class_index(request.class_name) is None:
             raise NeuroCartoError(f"Unknown class “{request.class_name}”; the run's classes: "
                                   f"{', '.join(run.class_names)}")
         if request.compare:

@@ -15,15 +15,8 @@ import pytest
 from neurocarto.store import explain_queue
 from neurocarto.store.disk import JsonOnlyDisk
 from neurocarto.testing.browser import CY, SHOTS, node_point, open_page, wait_graph
-from neurocarto.testing.serving import ROOT, free_port, served_app
+from neurocarto.testing.serving import ROOT, free_port
 
-
-@pytest.fixture(scope="module")
-def server(small_fashion_run, tmp_path_factory):
-    _config, execution, manifest = small_fashion_run
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with served_app(execution.cache, manifest["key"], tmp_path_factory.mktemp("server") / "app.log") as base:
-        yield base, manifest
 
 
 def untested_node(page, skip=()) -> str:

@@ -2,7 +2,6 @@
 read at once after, its equality with a direct ablation, the message when the model or data are missing, the cap
 on running tests, and a background cache that holds JSON only."""
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -10,8 +9,6 @@ from dash import no_update
 
 import neurocarto as nc
 from neurocarto.analysis.ablation import ablate, prepared_for
-from neurocarto.compute.pipeline import precompute
-from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.store.ablation_results import store_result, stored_baseline, stored_result
 from neurocarto.store.disk import JsonOnlyDisk, Store, UnsafeRow
 from neurocarto.ui import ablation_jobs, ablation_panel, callbacks
@@ -128,12 +125,10 @@ def test_a_full_server_says_to_wait(catalog):
     assert stored_result(run, name) is None
 
 
-def test_without_the_runs_data_the_test_says_what_is_missing_and_the_rest_works(image_folder, factory_file, tmp_path):
-    images = shutil.copytree(image_folder, tmp_path / "images")
-    config = RunConfig(model=f"{factory_file}:make", data=str(images), top_k=3)
-    manifest = precompute(config, ExecutionConfig(cache=tmp_path / "cache", progress=False), log=lambda _: None)
-    shutil.move(images, tmp_path / "moved")
-    with Store(tmp_path / "cache") as store:
+def test_without_the_runs_data_the_test_says_what_is_missing_and_the_rest_works(run_without_its_data, tmp_path):
+    cache, key = run_without_its_data
+    manifest, images = {"key": key}, tmp_path / "images"
+    with Store(cache) as store:
         catalog = Catalog(store)
         selection = {"nodes": [], "neuron": 2, "neurons": []}
         name, _ = ablation_panel.request_test(catalog, 1, manifest["key"], 0, "auto", selection, "zero")

@@ -4,21 +4,12 @@ page restoring the explained image."""
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from neurocarto.testing.browser import CY, SHOTS, node_point, open_page, wait_graph
-from neurocarto.testing.serving import served_app
 
 LIT = f"() => {CY}.nodes('[lit]').length > 0"
 
-
-@pytest.fixture(scope="module")
-def server(small_fashion_run, tmp_path_factory):
-    _config, execution, manifest = small_fashion_run
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with served_app(execution.cache, manifest["key"], tmp_path_factory.mktemp("server") / "app.log") as base:
-        yield base, manifest
 
 
 def explained(page, action, condition: str, arg=None) -> float:

@@ -4,7 +4,6 @@ the graph lit and the projection coloured by it, its images served, the URL, upl
 jobs, and a run whose model or data are not here."""
 import base64
 import io
-import shutil
 import subprocess
 import sys
 import time
@@ -15,8 +14,6 @@ import pytest
 from dash import no_update
 from PIL import Image
 
-from neurocarto.compute.pipeline import precompute
-from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.store import explain_queue
 from neurocarto.store.disk import Store
 from neurocarto.store.explanations import stored_explained, stored_upload, upload_reference
@@ -201,12 +198,10 @@ def test_a_server_without_jobs_says_so_and_shows_what_is_stored(catalog):
     assert explained[0] == "run:5"      # explained before (by the test above, in this module's store)
 
 
-def test_without_the_runs_model_or_data_the_panel_says_what_is_missing(image_folder, factory_file, tmp_path):
-    images = shutil.copytree(image_folder, tmp_path / "images")
-    config = RunConfig(model=f"{factory_file}:make", data=str(images), top_k=3)
-    manifest = precompute(config, ExecutionConfig(cache=tmp_path / "cache", progress=False), log=lambda _: None)
-    shutil.move(images, tmp_path / "moved")
-    with Store(tmp_path / "cache") as store:
+def test_without_the_runs_model_or_data_the_panel_says_what_is_missing(run_without_its_data, tmp_path):
+    cache, key = run_without_its_data
+    manifest, images = {"key": key}, tmp_path / "images"
+    with Store(cache) as store:
         catalog = Catalog(store)
         outputs = finished(catalog, explain_panel.request_explain(catalog, None, 1, None, manifest["key"], 2),
                            manifest["key"])
