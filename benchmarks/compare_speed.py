@@ -8,9 +8,9 @@ googlenet-sized runs.
    the cross pairs with Jaccard ≥ 0.3 by LSH (recall target 0.995 at the threshold) beside the exact sparse product
    (up to 50,000 a run; at 100,000 the exact answer for a seeded sample of 2,000 neurons of run A stands in), in the
    same run: seconds, seconds per neuron, recall.
-2. torchvision's googlenet with random weights (seeds 0 and 1: 6,848 neurons each in its 25 blocks), on 1,000
-   Fashion-MNIST images at 64²: both runs precomputed into the store if missing, then `nc.compare` timed from
-   nothing (recompute), on 2 cores.
+2. torchvision's googlenet, two random initialisations (seeds 0 and 1: 6,848 neurons each in its 25 blocks), on
+   the same 1,000 Fashion-MNIST images at 64²: both runs precomputed into the store if missing, then `nc.compare`
+   timed from nothing (recompute), on 2 cores.
 """
 from __future__ import annotations
 
@@ -61,7 +61,13 @@ def synthetic(sizes: list[int]) -> None:
 
 
 def googlenet_runs(cache: str):
-    """The two googlenet runs (random weights, seeds 0 and 1), precomputed when the store lacks them."""
+    """Two runs of googlenet over the same 1,000 images, its random initialisations of seeds 0 and 1 (saved as
+    weight files beside the store), precomputed when the store lacks them."""
+    from pathlib import Path
+
+    import torch
+    import torchvision
+
     from neurocarto.compute.pipeline import precompute
     from neurocarto.config import ExecutionConfig, RunConfig
     from neurocarto.store.disk import Store
@@ -69,7 +75,14 @@ def googlenet_runs(cache: str):
 
     keys = []
     for seed in (0, 1):
-        config = RunConfig(model="googlenet", max_images=1000, image_size=64, seed=seed, name=f"googlenet-seed{seed}")
+        weights = Path(cache) / f"googlenet-init{seed}.pt"
+        if not weights.exists():
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            torch.manual_seed(seed)
+            torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).state_dict(),
+                       weights)
+        config = RunConfig(model="googlenet", weights=str(weights), max_images=1000, image_size=64,
+                           name=f"googlenet-init{seed}")
         keys.append(precompute(config, ExecutionConfig(cache=cache, progress=False), log=lambda _: None)["key"])
     store = Store(cache)
     return StoredRun(store, keys[0]), StoredRun(store, keys[1])

@@ -2,11 +2,12 @@
 
 Reads each run's top-k sets (`cluster.clustering_sets`, run B's silent entries numbered past run A's) with the
 layer of every neuron, and each run's concepts (clusters at a cut, and the neurons in none); gives:
-1. Cross pairs: every pair (a of A, b of B) with Jaccard J(a, b) ≥ a candidate threshold. Where the runs are small,
-   all of them exactly (the sparse product of the two image incidences); else by MinHash + LSH across the runs —
-   both runs hashed with the same permutations, a pair a candidate when a band of its two signatures is equal
-   (the S-curve of `cluster.Banding` gives the recall at the threshold), then verified with its exact Jaccard.
-   Linear in the number of neurons.
+1. Cross pairs: every pair (a of A, b of B) with Jaccard J(a, b) ≥ a candidate threshold. Where the runs are large
+   and the threshold high enough for a selective banding, by MinHash + LSH across the runs — both runs hashed with
+   the same permutations, a pair a candidate when a band of its two signatures is equal (the S-curve of
+   `cluster.Banding` gives the recall at the threshold), then verified with its exact Jaccard: linear in the
+   neurons where few pairs share images. Else exactly: the sparse product of the two image incidences, a block of
+   A's neurons at a time, which visits every pair sharing an image.
 2. A null per layer pair (layer of A × layer of B): the Jaccard of pairs between the two layers that cannot be
    counterparts (each neuron's few most similar in the other layer left out). A pair is a match when J clears the
    null's quantile and MEAN_MULTIPLE × its mean: early layers, whose neurons share bright images, have a high mean,
@@ -91,33 +92,51 @@ def cross_jaccard(sets_a: np.ndarray, sets_b: np.ndarray, first: np.ndarray, sec
     return pair_jaccard(both, np.asarray(first, dtype=np.int64), len(sets_a) + np.asarray(second, dtype=np.int64))
 
 
-def exact_cross_pairs(sets_a: np.ndarray, sets_b: np.ndarray,
-                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair (a, b) with Jaccard ≥ threshold, from the product of the two image incidences, sorted."""
-    (n_a, k), n_b = sets_a.shape, len(sets_b)
+def exact_cross_pairs(sets_a: np.ndarray, sets_b: np.ndarray, threshold: float,
+                      block: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair (a, b) with Jaccard ≥ threshold, from the product of the two image incidences, `block` rows of A
+    at a time (memory bounded by the pairs one block shares images with), sorted."""
+    k_a, k_b = sets_a.shape[1], sets_b.shape[1]
     width = int(max(sets_a.max(initial=0), sets_b.max(initial=0))) + 1
 
     def incidence(sets):
+        k = sets.shape[1]
         return sparse.csr_matrix((np.ones(sets.size, dtype=np.float32), sets.reshape(-1),
                                   np.arange(0, sets.size + 1, k)), shape=(len(sets), width))
 
-    shared = (incidence(sets_a) @ incidence(sets_b).T).tocoo()
-    jaccard = shared.data / (2 * k - shared.data)
-    keep = jaccard >= threshold
-    order = np.lexsort((shared.col[keep], shared.row[keep]))
-    return (shared.row[keep][order].astype(np.int64), shared.col[keep][order].astype(np.int64),
-            jaccard[keep][order].astype(np.float32))
+    columns = incidence(sets_b).T.tocsr()
+    found = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
+    for start in range(0, len(sets_a), block):
+        shared = (incidence(sets_a[start:start + block]) @ columns).tocoo()
+        jaccard = shared.data / (k_a + k_b - shared.data)
+        keep = jaccard >= threshold
+        order = np.lexsort((shared.col[keep], shared.row[keep]))
+        found.append((start + shared.row[keep][order].astype(np.int64), shared.col[keep][order].astype(np.int64),
+                      jaccard[keep][order].astype(np.float32)))
+    first, second, jaccard = (np.concatenate(part) for part in zip(*found))
+    return first, second, jaccard
+
+
+def selective_banding(threshold: float, recall: float) -> Banding | None:
+    """The LSH banding for `threshold` at `recall` where it is selective (at least 2 rows a band: one row makes any
+    pair sharing an image a likely candidate, and all pairs sharing one are what the exact product visits)."""
+    try:
+        banding = Banding.for_threshold(threshold, recall)
+    except ValueError:
+        return None
+    return banding if banding.rows >= 2 else None
 
 
 def cross_pairs(sets_a: np.ndarray, sets_b: np.ndarray, threshold: float, exact: bool | None = None,
                 recall: float = 0.995, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (a, b) with Jaccard ≥ threshold and their Jaccard: exactly where n_A · n_B ≤ EXACT_PAIRS (or
-    `exact`), else by MinHash + LSH with P(candidate | threshold) ≥ recall."""
+    """Pairs (a, b) with Jaccard ≥ threshold and their Jaccard: by MinHash + LSH with P(candidate | threshold) ≥
+    recall where n_A · n_B > EXACT_PAIRS and a selective banding exists (or `exact` is False), else exactly."""
+    banding = selective_banding(threshold, recall)
     if exact is None:
-        exact = len(sets_a) * len(sets_b) <= EXACT_PAIRS
+        exact = len(sets_a) * len(sets_b) <= EXACT_PAIRS or banding is None
     if exact:
         return exact_cross_pairs(sets_a, sets_b, threshold)
-    banding = Banding.for_threshold(threshold, recall)
+    banding = banding or Banding.for_threshold(threshold, recall)
     first, second = lsh_cross_candidates(minhash_signatures(sets_a, banding.hashes, seed),
                                          minhash_signatures(sets_b, banding.hashes, seed), banding)
     jaccard = cross_jaccard(sets_a, sets_b, first, second)

@@ -24,7 +24,7 @@ from neurocarto.errors import NeuroCartoError
 from neurocarto.store import keys
 
 SIDES = ("a", "b")
-VERSION = 2                 # of the matching: a comparison stored by another version is computed again
+VERSION = 3                 # of the matching: a comparison stored by another version is computed again
 CANDIDATE_SHARE = 0.5       # cross pairs are looked for down to this share of the lowest match threshold
 
 
@@ -180,6 +180,17 @@ def _labels(run, cut) -> np.ndarray:
     return run.clustering(cut).labels
 
 
+def candidate_threshold(thresholds: np.ndarray, sets_a: np.ndarray, sets_b: np.ndarray) -> float:
+    """The Jaccard down to which cross pairs are found: CANDIDATE_SHARE of the lowest match threshold; in runs too
+    large for every pair (matching.EXACT_PAIRS), at least that of two shared images, since pairs that share one
+    image are as many as chance makes them and each says nothing."""
+    candidate = CANDIDATE_SHARE * float(thresholds.min())
+    if len(sets_a) * len(sets_b) > matching.EXACT_PAIRS:
+        k_a, k_b = sets_a.shape[1], sets_b.shape[1]
+        candidate = max(candidate, 2 / (k_a + k_b - 2) - 1e-6)       # below float32 rounding
+    return candidate
+
+
 def compute(run_a, run_b, cut: str | float = AUTO) -> Comparison:
     """Match the two runs' neurons and concepts and move B's projection into A's frame (not stored)."""
     started = time.perf_counter()
@@ -187,7 +198,7 @@ def compute(run_a, run_b, cut: str | float = AUTO) -> Comparison:
     layer_a, layer_b = run_a.layer_of, run_b.layer_of
     quantiles, means = matching.layer_pair_null(sets_a, layer_a, sets_b, layer_b)
     thresholds = matching.match_thresholds(quantiles, means, min(run_a.floor, run_b.floor))
-    first, second, jaccard = matching.cross_pairs(sets_a, sets_b, CANDIDATE_SHARE * float(thresholds.min()))
+    first, second, jaccard = matching.cross_pairs(sets_a, sets_b, candidate_threshold(thresholds, sets_a, sets_b))
     arrays = {"thresholds": thresholds, "layer_similarity": matching.layer_similarity(first, second, jaccard, layer_a,
                                                                                        layer_b)}
     clears = jaccard >= thresholds[layer_a[first], layer_b[second]]

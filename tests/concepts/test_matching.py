@@ -48,6 +48,27 @@ def test_cross_pairs_exact_and_lsh_against_brute_force(threshold):
     np.testing.assert_allclose(jaccard, brute[first, second], rtol=1e-6)
 
 
+def test_exact_pairs_block_by_block_between_runs_of_different_k():
+    rng = np.random.default_rng(3)
+    sets_a = np.array([rng.choice(60, 6, replace=False) for _ in range(50)])
+    sets_b = np.array([rng.choice(60, 9, replace=False) for _ in range(40)])
+    brute = brute_jaccard(sets_a, sets_b)
+    first, second, jaccard = matching.exact_cross_pairs(sets_a, sets_b, 0.1, block=7)
+    assert list(zip(first.tolist(), second.tolist())) == [tuple(p) for p in np.argwhere(brute >= 0.1 - 1e-6)]
+    np.testing.assert_allclose(jaccard, brute[first, second], rtol=1e-6)
+
+
+def test_lsh_only_where_its_banding_is_selective(monkeypatch):
+    assert matching.selective_banding(0.3, 0.995).rows >= 2
+    assert matching.selective_banding(0.05, 0.995) is None          # one row a band: every shared image a candidate
+    assert matching.selective_banding(0.02, 0.995) is None          # no banding within the hashes
+    sets_a, _, sets_b, _ = planted_runs()
+    monkeypatch.setattr(matching, "EXACT_PAIRS", 0)                  # "large" runs
+    low = matching.cross_pairs(sets_a, sets_b, 0.05)                 # exact, as no selective banding exists
+    want = np.argwhere(brute_jaccard(sets_a, sets_b) >= 0.05 - 1e-6)
+    assert list(zip(*low[:2])) == [tuple(p) for p in want]
+
+
 def test_lsh_candidates_are_exactly_the_pairs_equal_on_a_band():
     sets_a, _, sets_b, _ = planted_runs(concepts=10, noise=10)
     banding = Banding(bands=6, rows=3)

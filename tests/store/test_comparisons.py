@@ -132,3 +132,11 @@ def test_a_timeline_over_checkpoints_counts_the_final_runs_concepts_matched_in_e
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code = cli_main(["timeline", run_a.key, "--cache", str(tmp_path / "empty")])
     assert code == 2
+
+
+def test_large_runs_look_for_pairs_sharing_at_least_two_images(monkeypatch):
+    sets_a, sets_b = np.zeros((10, 20), dtype=np.int64), np.zeros((8, 20), dtype=np.int64)
+    assert comparisons.candidate_threshold(np.array([[0.1, 0.2]]), sets_a, sets_b) == pytest.approx(0.05)
+    monkeypatch.setattr(matching, "EXACT_PAIRS", 10)
+    large = comparisons.candidate_threshold(np.array([[0.1, 0.2]]), sets_a, sets_b)
+    assert large == pytest.approx(2 / 38, abs=2e-6) and large < np.float32(2) / np.float32(38)
