@@ -28,9 +28,11 @@ import numba
 import numpy as np
 from scipy import sparse
 
-from neurocarto.concepts.cluster import Banding, _band_keys, first_equal_band, minhash_signatures, pair_jaccard
+from neurocarto.concepts.cluster import (Banding, _band_keys, _pair_jaccard, first_equal_band, minhash_signatures,
+                                         pair_jaccard)
 
 EXACT_PAIRS = 5e7           # at most this many neuron pairs (n_A · n_B): every pair exactly, no LSH
+DENSE_ENTRIES = 2 ** 25     # the exact product in dense blocks of this many entries where run B's incidence fits
 NULL_QUANTILE = 0.995
 MEAN_MULTIPLE = 5.0         # a match overlaps at least this many times a random pair of the same two layers
 NULL_ROWS, NULL_COLUMNS = 24, 400     # a layer pair's null: so many neurons of one layer against so many of the other
@@ -94,25 +96,43 @@ def cross_jaccard(sets_a: np.ndarray, sets_b: np.ndarray, first: np.ndarray, sec
 
 def exact_cross_pairs(sets_a: np.ndarray, sets_b: np.ndarray, threshold: float,
                       block: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair (a, b) with Jaccard ≥ threshold, from the product of the two image incidences, `block` rows of A
-    at a time (memory bounded by the pairs one block shares images with), sorted."""
-    k_a, k_b = sets_a.shape[1], sets_b.shape[1]
-    width = int(max(sets_a.max(initial=0), sets_b.max(initial=0))) + 1
+    """Every pair (a, b) with Jaccard ≥ threshold, from the product of the two image incidences, sorted: dense (BLAS)
+    where run B's incidence has at most DENSE_ENTRIES entries, else sparse; `block` rows of A at a time (memory
+    bounded by one block's products)."""
+    (n_a, k_a), (n_b, k_b) = sets_a.shape, sets_b.shape
+    _, inverse, counts = np.unique(np.concatenate([sets_a.ravel(), sets_b.ravel()]), return_inverse=True,
+                                   return_counts=True)
+    column = (np.cumsum(counts > 1) - 1)[inverse.reshape(-1)]       # only images in two or more sets can be shared
+    column[counts[inverse.reshape(-1)] < 2] = -1
+    width = max(int(column.max(initial=-1)) + 1, 1)
+    dense = n_b * width <= DENSE_ENTRIES
 
-    def incidence(sets):
-        k = sets.shape[1]
-        return sparse.csr_matrix((np.ones(sets.size, dtype=np.float32), sets.reshape(-1),
-                                  np.arange(0, sets.size + 1, k)), shape=(len(sets), width))
+    def incidence(columns: np.ndarray, k: int, rows: slice):
+        chosen = columns.reshape(-1, k)[rows]
+        row, position = np.nonzero(chosen >= 0)
+        matrix = sparse.csr_matrix((np.ones(len(row), dtype=np.float32), (row, chosen[row, position])),
+                                   shape=(len(chosen), width))
+        return matrix.toarray() if dense else matrix
 
-    columns = incidence(sets_b).T.tocsr()
+    columns_a, columns_b = column[:n_a * k_a], column[n_a * k_a:]
+    columns = incidence(columns_b, k_b, slice(None)).T
+    if dense:
+        block = max(1, DENSE_ENTRIES // max(len(sets_b), 1))
+    else:
+        columns = columns.tocsr()
     found = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
-    for start in range(0, len(sets_a), block):
-        shared = (incidence(sets_a[start:start + block]) @ columns).tocoo()
+    for start in range(0, n_a, block):
+        shared = incidence(columns_a, k_a, slice(start, start + block)) @ columns
+        if dense:
+            jaccard = shared / (k_a + k_b - shared)
+            rows, cols = np.nonzero((jaccard >= threshold) & (shared > 0))  # row by row, columns ascending
+            found.append((start + rows.astype(np.int64), cols.astype(np.int64), jaccard[rows, cols]))
+            continue
+        shared.sort_indices()                                               # row by row, columns ascending
+        rows = np.repeat(np.arange(shared.shape[0], dtype=np.int64), np.diff(shared.indptr))
         jaccard = shared.data / (k_a + k_b - shared.data)
         keep = jaccard >= threshold
-        order = np.lexsort((shared.col[keep], shared.row[keep]))
-        found.append((start + shared.row[keep][order].astype(np.int64), shared.col[keep][order].astype(np.int64),
-                      jaccard[keep][order].astype(np.float32)))
+        found.append((start + rows[keep], shared.indices[keep].astype(np.int64), jaccard[keep].astype(np.float32)))
     first, second, jaccard = (np.concatenate(part) for part in zip(*found))
     return first, second, jaccard
 
@@ -144,16 +164,6 @@ def cross_pairs(sets_a: np.ndarray, sets_b: np.ndarray, threshold: float, exact:
     return first[keep], second[keep], jaccard[keep]
 
 
-def _rows_without_partners(sets_rows: np.ndarray, sets_columns: np.ndarray, rows: np.ndarray,
-                           columns: np.ndarray, rows_first: bool) -> np.ndarray:
-    """The Jaccard of every (row, column) pair, each row's PARTNERS highest left out: what is left cannot be its
-    counterpart in the other run."""
-    first, second = np.repeat(rows, len(columns)), np.tile(columns, len(rows))
-    jaccard = (cross_jaccard(sets_rows, sets_columns, first, second) if rows_first
-               else cross_jaccard(sets_columns, sets_rows, second, first)).reshape(len(rows), len(columns))
-    return np.sort(jaccard, axis=1)[:, :max(len(columns) - PARTNERS, 0)].ravel()
-
-
 def layer_pair_null(sets_a: np.ndarray, layer_a: np.ndarray, sets_b: np.ndarray, layer_b: np.ndarray,
                     rows: int = NULL_ROWS, columns: int = NULL_COLUMNS, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(layers of A, layers of B) quantile NULL_QUANTILE and mean of the Jaccard of pairs between the two layers that
@@ -163,18 +173,25 @@ def layer_pair_null(sets_a: np.ndarray, layer_a: np.ndarray, sets_b: np.ndarray,
     rng = np.random.default_rng(seed)
     in_a = [np.flatnonzero(layer_a == layer) for layer in range(int(layer_a.max()) + 1)]
     in_b = [np.flatnonzero(layer_b == layer) for layer in range(int(layer_b.max()) + 1)]
+    both = np.sort(np.concatenate([sets_a, sets_b]).astype(np.int64), axis=1)       # run B's rows past run A's
+    past_a = len(sets_a)
 
     def some(neurons: np.ndarray, count: int) -> np.ndarray:
         return neurons if len(neurons) <= count else np.sort(rng.choice(neurons, count, replace=False))
+
+    def without_partners(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+        """The Jaccard of every (mine, theirs) pair (rows of `both`), each of mine's PARTNERS highest left out: what
+        is left cannot be its counterpart in the other run."""
+        jaccard = _pair_jaccard(both, np.repeat(mine, len(theirs)), np.tile(theirs, len(mine)))
+        return np.sort(jaccard.reshape(len(mine), len(theirs)), axis=1)[:, :max(len(theirs) - PARTNERS, 0)].ravel()
 
     quantiles, means = np.zeros((len(in_a), len(in_b))), np.zeros((len(in_a), len(in_b)))
     for x, neurons_a in enumerate(in_a):
         for y, neurons_b in enumerate(in_b):
             if len(neurons_a) == 0 or len(neurons_b) == 0:
                 continue
-            jaccard = np.concatenate([
-                _rows_without_partners(sets_a, sets_b, some(neurons_a, rows), some(neurons_b, columns), True),
-                _rows_without_partners(sets_b, sets_a, some(neurons_b, rows), some(neurons_a, columns), False)])
+            jaccard = np.concatenate([without_partners(some(neurons_a, rows), past_a + some(neurons_b, columns)),
+                                      without_partners(past_a + some(neurons_b, rows), some(neurons_a, columns))])
             if len(jaccard):
                 quantiles[x, y], means[x, y] = np.quantile(jaccard, NULL_QUANTILE), jaccard.mean()
     return quantiles, means
@@ -186,14 +203,30 @@ def match_thresholds(quantiles: np.ndarray, means: np.ndarray, floor: float) -> 
     return np.maximum(np.maximum(quantiles, MEAN_MULTIPLE * means), floor)
 
 
+@numba.njit(cache=True)
+def _best_partners(n, mine, theirs, jaccard):
+    partner, best = np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.float32)
+    for p in range(len(mine)):
+        m, j, t = mine[p], jaccard[p], theirs[p]
+        if partner[m] < 0 or j > best[m] or (j == best[m] and t < partner[m]):
+            partner[m], best[m] = t, j
+    return partner, best
+
+
 def best_partners(n: int, mine: np.ndarray, theirs: np.ndarray, jaccard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per neuron of one run, its most similar neuron of the other (−1: no pair found) and their Jaccard (ties:
     the lowest index)."""
-    partner, best = np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.float32)
-    order = np.lexsort((theirs, -jaccard, mine))
-    firsts = order[np.r_[True, mine[order][1:] != mine[order][:-1]]] if len(order) else order
-    partner[mine[firsts]], best[mine[firsts]] = theirs[firsts], jaccard[firsts]
-    return partner, best
+    return _best_partners(n, np.asarray(mine, dtype=np.int64), np.asarray(theirs, dtype=np.int64),
+                          np.asarray(jaccard, dtype=np.float32))
+
+
+@numba.njit(cache=True)
+def _best_in_layers(n_mine, n_layers, mine, their_layer, jaccard):
+    best = np.zeros((n_mine, n_layers))
+    for p in range(len(mine)):
+        if jaccard[p] > best[mine[p], their_layer[p]]:
+            best[mine[p], their_layer[p]] = jaccard[p]
+    return best
 
 
 def layer_similarity(first: np.ndarray, second: np.ndarray, jaccard: np.ndarray, layer_a: np.ndarray,
@@ -203,8 +236,8 @@ def layer_similarity(first: np.ndarray, second: np.ndarray, jaccard: np.ndarray,
     n_layers_a, n_layers_b = int(layer_a.max()) + 1, int(layer_b.max()) + 1
 
     def best_in_layers(mine, theirs, layer_mine, layer_theirs, n_theirs):
-        best = np.zeros((len(layer_mine), n_theirs), dtype=np.float64)
-        np.maximum.at(best, (mine, layer_theirs[theirs]), jaccard)
+        best = _best_in_layers(len(layer_mine), n_theirs, mine, layer_theirs[theirs].astype(np.int64),
+                               jaccard.astype(np.float64))
         sums = np.zeros((int(layer_mine.max()) + 1, n_theirs))
         np.add.at(sums, layer_mine, best)
         return sums / np.bincount(layer_mine, minlength=len(sums))[:, None]

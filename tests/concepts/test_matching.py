@@ -48,14 +48,18 @@ def test_cross_pairs_exact_and_lsh_against_brute_force(threshold):
     np.testing.assert_allclose(jaccard, brute[first, second], rtol=1e-6)
 
 
-def test_exact_pairs_block_by_block_between_runs_of_different_k():
+def test_exact_pairs_block_by_block_between_runs_of_different_k(monkeypatch):
     rng = np.random.default_rng(3)
     sets_a = np.array([rng.choice(60, 6, replace=False) for _ in range(50)])
     sets_b = np.array([rng.choice(60, 9, replace=False) for _ in range(40)])
     brute = brute_jaccard(sets_a, sets_b)
-    first, second, jaccard = matching.exact_cross_pairs(sets_a, sets_b, 0.1, block=7)
-    assert list(zip(first.tolist(), second.tolist())) == [tuple(p) for p in np.argwhere(brute >= 0.1 - 1e-6)]
-    np.testing.assert_allclose(jaccard, brute[first, second], rtol=1e-6)
+    for dense_entries in (0, 10 ** 6):                              # sparse, and dense blocks
+        monkeypatch.setattr(matching, "DENSE_ENTRIES", dense_entries)
+        for threshold in (0.0, 0.1):                                # 0: every pair sharing an image
+            first, second, jaccard = matching.exact_cross_pairs(sets_a, sets_b, threshold, block=7)
+            want = np.argwhere((brute >= threshold - 1e-6) & (brute > 0))
+            assert list(zip(first.tolist(), second.tolist())) == [tuple(p) for p in want]
+            np.testing.assert_allclose(jaccard, brute[first, second], rtol=1e-6)
 
 
 def test_lsh_only_where_its_banding_is_selective(monkeypatch):
