@@ -313,8 +313,10 @@ def timeline_figure(timeline: dict, paper: bool = False) -> dict:
                       "line": {"color": CATEGORY_COLORS["shared"]}},
                      {"type": "scatter", "mode": "lines+markers", "x": names, "y": units, "name": "all units",
                       "line": {"color": "#4e79a7", "dash": "dot"}}],
-            "layout": {"margin": {"l": 50, "r": 10, "t": 30, "b": 60}, "font": {"size": 16 if paper else 12},
-                       "title": {"text": f"concepts of {timeline['final']['name']} matched in each checkpoint"},
+            "layout": {"margin": {"l": 50, "r": 10, "t": 50, "b": 60}, "font": {"size": 16 if paper else 12},
+                       "title": {"text": f"concepts of {timeline['final']['name']}<br>matched in each checkpoint",
+                                 "font": {"size": 17 if paper else 12}},
                        "yaxis": {"title": {"text": "share matched"}, "range": [0, 1.02], "tickformat": ".0%"},
                        "xaxis": {"title": {"text": "checkpoint"}}, "paper_bgcolor": "white", "plot_bgcolor": "white",
-                       "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"}}}
+                       "legend": {"y": 0.02, "yanchor": "bottom", "x": 1, "xanchor": "right",    # under the rise
+                                  "bgcolor": "rgba(255,255,255,0.8)"}}}
