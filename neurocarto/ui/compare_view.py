@@ -62,7 +62,8 @@ def compare_views() -> html.Main:
             html.Div(id="compare-summary", className="compare-summary"),
             dcc.Graph(id="layer-similarity", config={"displayModeBar": False}, className="layer-similarity"),
             html.Div(id="checkpoints", className="checkpoints", style=HIDDEN, children=[
-                html.Strong("Over training: compare with checkpoint"),
+                html.Strong("Over training: compare with a checkpoint; the share of this run's concepts "
+                            "matched in each"),
                 dcc.Slider(id="checkpoint", min=0, max=1, step=1, value=0, marks=None),
                 dcc.Graph(id="timeline", config={"displayModeBar": False}, className="timeline")]),
             html.Div(className="compare-filters", children=[
@@ -426,7 +427,7 @@ def checkpoint_timeline(catalog, ready, run_key, other_key, cut_choice, paper):
     found = timeline(compared, run, cut)
     marks = {i: {"label": checkpoint.name[-12:]} for i, checkpoint in enumerate(series)}
     position = [checkpoint.key for checkpoint in series].index(other_key)
-    return SHOWN, len(series) - 1, marks, position, timeline_figure(found, bool(paper))
+    return SHOWN, len(series) - 1, marks, position, timeline_figure(found, bool(paper), titled=False)
 
 
 @wired(Output("compare", "value", allow_duplicate=True), Input("checkpoint", "value"), State("run", "value"),

@@ -304,8 +304,9 @@ def layer_similarity_figure(similarity: np.ndarray, layers_a: list[str], layers_
                        "paper_bgcolor": "white", "plot_bgcolor": "white"}}
 
 
-def timeline_figure(timeline: dict, paper: bool = False) -> dict:
-    """The final run's clusters with a match in each checkpoint (and all its units), over training."""
+def timeline_figure(timeline: dict, paper: bool = False, titled: bool = True) -> dict:
+    """The final run's clusters with a match in each checkpoint (and all its units), over training; untitled where
+    a panel's heading says what it is."""
     names = [checkpoint["name"] for checkpoint in timeline["checkpoints"]]
     clusters = [count / max(timeline["clusters"], 1) for count in timeline["matched_clusters"]]
     units = [count / max(timeline["units"], 1) for count in timeline["matched_units"]]
@@ -313,9 +314,10 @@ def timeline_figure(timeline: dict, paper: bool = False) -> dict:
                       "line": {"color": CATEGORY_COLORS["shared"]}},
                      {"type": "scatter", "mode": "lines+markers", "x": names, "y": units, "name": "all units",
                       "line": {"color": "#4e79a7", "dash": "dot"}}],
-            "layout": {"margin": {"l": 50, "r": 10, "t": 50, "b": 60}, "font": {"size": 16 if paper else 12},
-                       "title": {"text": f"concepts of {timeline['final']['name']}<br>matched in each checkpoint",
-                                 "font": {"size": 17 if paper else 12}},
+            "layout": {"margin": {"l": 50, "r": 10, "t": 50 if titled else 10, "b": 60},
+                       "font": {"size": 16 if paper else 12},
+                       "title": {"text": f"concepts of {timeline['final']['name']}<br>matched in each checkpoint"
+                                 if titled else "", "font": {"size": 17 if paper else 12}},
                        "yaxis": {"title": {"text": "share matched"}, "range": [0, 1.02], "tickformat": ".0%"},
                        "xaxis": {"title": {"text": "checkpoint"}}, "paper_bgcolor": "white", "plot_bgcolor": "white",
                        "legend": {"y": 0.02, "yanchor": "bottom", "x": 1, "xanchor": "right",    # under the rise
