@@ -1,9 +1,9 @@
 """Matching two runs' neurons: MinHash + LSH across the runs against exact all pairs, and a whole comparison of two
 googlenet-sized runs.
 
-    python benchmarks/compare_speed.py [--sizes 12500,25000,50000,100000] [--cache cache]
+    python benchmarks/compare_speed.py [--sizes 12500,25000,50000,100000] [--images 20000] [--cache cache]
 
-1. Synthetic pairs of runs of N neurons each (k = 20 top images of 20,000): two thirds of each run's neurons are
+1. Synthetic pairs of runs of N neurons each (k = 20 top images of --images, 20,000 by default): two thirds of each run's neurons are
    noisy copies of concepts both runs share (15 of a concept's 20 images and 5 others), the rest random. At each N,
    the cross pairs with Jaccard ≥ 0.3 by LSH (recall target 0.995 at the threshold) beside the exact sparse product
    (up to 50,000 a run; at 100,000 the exact answer for a seeded sample of 2,000 neurons of run A stands in), in the
@@ -23,11 +23,11 @@ import numpy as np
 from neurocarto.concepts import matching
 from neurocarto.testing.synthetic_run import planted_top_images
 
-K, IMAGES, THRESHOLD = 20, 20_000, 0.3
+K, THRESHOLD = 20, 0.3
 
 
-def planted_runs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    first, second = planted_top_images(n, IMAGES, K)
+def planted_runs(n: int, images: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    first, second = planted_top_images(n, images, K)
     return first, second
 
 
@@ -37,10 +37,10 @@ def exact_rows(sets_a: np.ndarray, sets_b: np.ndarray, rows: np.ndarray) -> set:
     return set(zip(rows[first].tolist(), second.tolist()))
 
 
-def synthetic(sizes: list[int]) -> None:
+def synthetic(sizes: list[int], images: int) -> None:
     print(f"| neurons a run | LSH (s) | LSH µs a neuron | exact (s) | pairs ≥ {THRESHOLD} | recall |\n|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
-        sets_a, sets_b = planted_runs(n)
+        sets_a, sets_b = planted_runs(n, images)
         started = time.perf_counter()
         first, second, _ = matching.cross_pairs(sets_a, sets_b, THRESHOLD, exact=False)
         lsh = time.perf_counter() - started
@@ -91,11 +91,12 @@ def googlenet_runs(cache: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="12500,25000,50000,100000")
+    parser.add_argument("--images", type=int, default=20_000, help="the image ids the synthetic runs draw from")
     parser.add_argument("--cache", default="cache")
     args = parser.parse_args()
     print(f"{len(os.sched_getaffinity(0))} CPU cores")
     matching.cross_pairs(*planted_runs(2000), THRESHOLD, exact=False)      # compile the kernels outside the timing
-    synthetic([int(size) for size in args.sizes.split(",") if size])       # --sizes "": the googlenet runs only
+    synthetic([int(size) for size in args.sizes.split(",") if size], args.images)       # --sizes "": the googlenet runs only
 
     import neurocarto as nc
 
