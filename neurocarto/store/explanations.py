@@ -14,6 +14,7 @@ from PIL import Image
 
 from neurocarto.concepts.lit_graph import image_path, node_values
 from neurocarto.store import keys
+from neurocarto.store.kept import Kept
 
 
 def run_image(index: int) -> str:
@@ -99,20 +100,12 @@ def stored_explained(run, image: str) -> Explained | None:
                      run.store.get_bytes(run.key, f"{name}/view"))
 
 
-_read: dict[tuple[int, str], Explained] = {}
+_read = Kept(32)
 
 
 def explained_of(run, image: str) -> Explained | None:
-    """`stored_explained`, kept in memory once found (an explanation never changes; at most 32 are kept)."""
-    key = (id(run), image)
-    if key not in _read:
-        found = stored_explained(run, image)
-        if found is None:
-            return None
-        while len(_read) >= 32:
-            _read.pop(next(iter(_read)))
-        _read[key] = found
-    return _read[key]
+    """`stored_explained`, kept in memory once found (an explanation never changes)."""
+    return _read.get((id(run), image), lambda: stored_explained(run, image))
 
 
 def store_upload(run, content: bytes) -> str:

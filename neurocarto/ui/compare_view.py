@@ -20,6 +20,7 @@ from dash import Input, Output, Patch, State, dcc, html, no_update
 from neurocarto.concepts.matching import CATEGORIES
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.comparisons import shared_images_problem, stored_comparison
+from neurocarto.store.kept import Kept
 from neurocarto.ui.ablation_jobs import alive
 from neurocarto.ui.figures import compare_overlays, compare_projection_figure, layer_similarity_figure
 from neurocarto.ui.graph_view import Frame, graph_elements, graph_stylesheet, side_by_side
@@ -119,7 +120,7 @@ def job_problem(catalog, run_a: str, run_b: str, cut) -> str | None:
     return errors[-1] if errors else "the comparison ended without a result (see the server's log)"
 
 
-_comparisons: dict = {}
+_comparisons = Kept(8)
 
 
 def comparison_of(catalog, run_key, other_key, cut_choice):
@@ -128,15 +129,7 @@ def comparison_of(catalog, run_key, other_key, cut_choice):
     if run_a is None or run_b is None or run_a.key == run_b.key:
         return None
     cut = chosen_cut(run_a, cut_choice)
-    key = (id(run_a), id(run_b), cut)
-    if key not in _comparisons:
-        found = stored_comparison(run_a, run_b, cut)
-        if found is None:
-            return None
-        while len(_comparisons) >= 8:
-            _comparisons.pop(next(iter(_comparisons)))
-        _comparisons[key] = found
-    return _comparisons[key]
+    return _comparisons.get((id(run_a), id(run_b), cut), lambda: stored_comparison(run_a, run_b, cut))
 
 
 @wired(Output("compare", "options"), Input("run", "value"))
