@@ -10,7 +10,8 @@ and its nearest neighbours.
    so its words are shuffled each epoch and the window picks contexts from that order. One thread is deterministic for a seed; more threads update lock-free.
    Cost is linear in the total sentence length.
 3. The `n_neighbors` nearest neighbours of every neuron by cosine similarity in the full embedding
-   (exact), and UMAP to 2D over that neighbour graph (cosine metric, PCA initialisation).
+   (exact), and UMAP to 2D over that neighbour graph (cosine metric, PCA initialisation). UMAP's numba kernels
+   are compiled once and kept on disk like ours (umap-learn compiles them afresh in every process, ~4 s).
 """
 from __future__ import annotations
 
@@ -215,16 +216,33 @@ def nearest_to_mean(embedding: np.ndarray, members: np.ndarray, k: int) -> tuple
     return nearest, similarity[nearest]
 
 
+def _umap_with_cached_kernels():
+    """umap, its numba kernels set to keep their compilation on disk (where numba can write; else as before)."""
+    import umap
+    import umap.layouts
+    import umap.umap_
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for module in (umap.umap_, umap.layouts):
+        for kernel in vars(module).values():
+            if isinstance(kernel, Dispatcher) and isinstance(kernel._cache, NullCache):
+                try:
+                    kernel.enable_caching()
+                except RuntimeError:    # no cache location numba may write to
+                    return umap
+    return umap
+
+
 def project_2d(embedding: np.ndarray, seed: int | None = 0, n_neighbors: int = 15, min_dist: float = 0.1,
                neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """UMAP to 2D with the cosine metric and PCA initialisation; reproducible when seed is given.
 
     UMAP's neighbour graph is the exact one of `cosine_neighbors` (given as `neighbors` when already computed
     with at least `n_neighbors` - 1 columns): no approximate NN-descent search, nor its compilation."""
-    import umap
-
     from neurocarto.threads import cpu_budget
 
+    umap = _umap_with_cached_kernels()
     n = len(embedding)
     if n <= 3:
         return np.zeros((n, 2), dtype=np.float32)

@@ -9,13 +9,26 @@ from neurocarto.store.disk import Store
 from neurocarto.store.patch_images import unpack
 
 # one model of each family (torchvision's model modules; ResNeXt's grouped convolutions come with RegNet), at the
-# smallest input it takes
+# smallest input it takes; MaxViT's named models take 224² only, so its family runs as a small MaxVit (below)
 FAMILIES = {
     "resnet18": 32, "densenet121": 32, "vgg11_bn": 32, "alexnet": 64,
     "squeezenet1_1": 32, "mobilenet_v2": 32, "mobilenet_v3_small": 32, "mnasnet0_5": 32, "shufflenet_v2_x0_5": 32,
     "efficientnet_b0": 32, "efficientnet_v2_s": 32, "regnet_x_400mf": 32, "convnext_tiny": 32, "googlenet": 32,
-    "inception_v3": 80, "vit_b_32": 64, "swin_t": 32, "maxvit_t": 224,
+    "inception_v3": 80, "vit_b_32": 64, "swin_t": 32,
 }
+
+SMALL_MAXVIT = '''
+import torch
+from torchvision import transforms as T
+from torchvision.models.maxvit import MaxVit
+
+
+def make():
+    torch.manual_seed(0)
+    model = MaxVit(input_size=(64, 64), stem_channels=16, partition_size=2, block_channels=[16, 32, 32, 64],
+                   block_layers=[1, 1, 1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=3)
+    return model, T.Compose([T.Resize((64, 64)), T.ToTensor()]), ["cat", "dog", "fish"]
+'''
 
 QUIRKY = '''
 import torch
@@ -104,6 +117,16 @@ def test_every_family_runs_every_stage_with_its_default_map(tmp_path, image_fold
         assert {layer.get("layout") for layer in manifest["layers"]} == {None, "tokens"}
     if model.startswith("swin"):
         assert "nhwc" in {layer.get("layout") for layer in manifest["layers"]}
+
+
+def test_the_maxvit_family_built_small_runs_every_stage_with_maxvit_ts_map(tmp_path, image_folder):
+    """torchvision's MaxVit blocks at 64² (maxvit_t itself, at 224², runs in `benchmarks/model_matrix.py`)."""
+    path = tmp_path / "small_maxvit.py"
+    path.write_text(SMALL_MAXVIT)
+    manifest = small_run(tmp_path / "cache", image_folder, f"{path}:make")
+    check_complete(tmp_path / "cache", manifest)
+    assert [layer["name"] for layer in manifest["layers"]] == [        # maxvit_t's default map, at its 224²
+        "stem.0", "stem.1", "blocks.0", "blocks.1", "blocks.2", "blocks.3"]
 
 
 @pytest.mark.parametrize("factory, layers", [

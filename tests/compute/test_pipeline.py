@@ -117,52 +117,6 @@ def test_mixed_precision_pass1_stays_close_to_full_precision(tmp_path, image_fol
     assert np.mean(mixed_images[:, 0] == full_images[:, 0]) >= 0.75
 
 
-def _precompute_command(cache: Path) -> list[str]:
-    return [sys.executable, "-m", "neurocarto", "precompute", "--stages", "pass1", "--max-images", "2400", "--top-k", "10",
-            "--batch-size", "16", "--checkpoint-every", "2", "--cache", str(cache), "--quiet"]
-
-
-def _wait_for_checkpoint(cache: Path, process: subprocess.Popen, beyond: int = 0) -> int:
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        with Store(cache) as store:
-            keys = store.run_keys()
-            checkpoint = store.load_checkpoint(keys[0], "pass1") if keys else None
-        if checkpoint is not None and int(checkpoint["0/next_image"]) > beyond:
-            return int(checkpoint["0/next_image"])
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint appeared (exit code {process.poll()})")
-
-
-def test_killed_precompute_resumes_to_the_same_result(tmp_path, fashion_available):
-    interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # Ctrl-C: saves its state and says how to resume
-    process = subprocess.Popen(_precompute_command(interrupted), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    first = _wait_for_checkpoint(interrupted, process)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 2 and "interrupted at image" in stderr and "resumes" in stderr
-    # kill -9: loses at most one checkpoint interval
-    process = subprocess.Popen(_precompute_command(interrupted), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    second = _wait_for_checkpoint(interrupted, process, beyond=first)
-    process.kill()
-    process.wait(timeout=60)
-    finished = subprocess.run(_precompute_command(interrupted), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert finished.returncode == 0, finished.stderr
-    assert "resuming at image" in finished.stdout
-    assert 0 < first < second < 2400
-    reference = subprocess.run(_precompute_command(uninterrupted), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stderr
-    with Store(interrupted) as resumed_store, Store(uninterrupted) as reference_store:
-        (key,) = resumed_store.run_keys()
-        assert reference_store.run_keys() == [key]
-        for name in PASS1_ARRAYS:
-            np.testing.assert_array_equal(resumed_store.get_array(key, name), reference_store.get_array(key, name),
-                                          err_msg=name)
-        assert resumed_store.load_checkpoint(key, "pass1") is None
-
-
 def test_ctrl_c_takes_effect_after_the_whole_batch(tmp_path, image_folder, factory_file):
     """A SIGINT arriving inside a batch lets the batch finish, saves, and the resume matches a clean run."""
     marker = tmp_path / "interrupted-once"
@@ -279,9 +233,27 @@ def test_a_second_precompute_of_a_run_being_computed_stops_naming_the_first(smal
     assert precompute(config, execution, log=lambda _: None)["complete"]       # free again
 
 
-def _kill_during(cache: Path, command: list[str], stage: str, env: dict) -> None:
-    """Start the precompute and kill -9 it while `stage` runs (as its manifest says)."""
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _precompute_command(cache: Path) -> list[str]:
+    return [sys.executable, "-m", "neurocarto", "precompute", "--max-images", "1200", "--top-k", "20", "--batch-size",
+            "16", "--checkpoint-every", "2", "--embed-epochs", "2", "--projection-seed", "0", "--cache", str(cache),
+            "--quiet"]
+
+
+def _wait_for_checkpoint(cache: Path, process: subprocess.Popen, beyond: int = 0) -> int:
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        with Store(cache) as store:
+            keys = store.run_keys()
+            checkpoint = store.load_checkpoint(keys[0], "pass1") if keys else None
+        if checkpoint is not None and int(checkpoint["0/next_image"]) > beyond:
+            return int(checkpoint["0/next_image"])
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint appeared (exit code {process.poll()})")
+
+
+def _kill_during(cache: Path, command: list[str], stage: str, env: dict) -> str:
+    """Start the precompute and kill -9 it while `stage` runs (as its manifest says); what it printed."""
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         with Store(cache) as store:
@@ -289,28 +261,34 @@ def _kill_during(cache: Path, command: list[str], stage: str, env: dict) -> None
             manifest = store.manifest(keys[0]) if keys else None
         if manifest and manifest["stages"].get(stage, {}).get("status") == "running":
             process.send_signal(signal.SIGKILL)
-            process.wait()
-            return
+            return process.communicate()[0]
         time.sleep(0.02)
     process.kill()
-    raise AssertionError(f"never saw {stage} running: {process.stderr.read().decode()[-2000:]}")
+    raise AssertionError(f"never saw {stage} running: {process.communicate()[1][-2000:]}")
 
 
-def test_kill_9_in_every_stage_after_pass_1_resumes_to_identical_results(tmp_path):
-    """Killed in cluster, then in embed, then in graph, then in patches, each time resumed by the same command:
-    every stored result equals an uninterrupted run's, byte for byte."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    def command(cache: Path) -> list[str]:
-        return [sys.executable, "-m", "neurocarto", "precompute", "--max-images", "300", "--top-k", "20",
-                "--embed-epochs", "10", "--projection-seed", "0", "--cache", str(cache), "--quiet"]
-
+def test_interrupted_and_killed_in_every_stage_resumes_to_identical_results(tmp_path, fashion_available):
+    """Ctrl-C in pass 1 saves and says how to resume; kill -9 in pass 1 loses at most one checkpoint interval; then
+    killed in cluster, in embed, in graph and in patches, each time resumed by the same command: every stored result
+    equals an uninterrupted run's, byte for byte."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    for stage in ("cluster", "embed", "graph", "patches"):
-        _kill_during(killed, command(killed), stage, env)
-    finished = subprocess.run(command(killed), cwd=ROOT, env=env, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(_precompute_command(killed), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    first = _wait_for_checkpoint(killed, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and "interrupted at image" in stderr and "resumes" in stderr
+    process = subprocess.Popen(_precompute_command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, text=True)
+    second = _wait_for_checkpoint(killed, process, beyond=first)
+    process.kill()
+    process.wait(timeout=60)
+    assert 0 < first < second < 1200
+    printed = {stage: _kill_during(killed, _precompute_command(killed), stage, env)
+               for stage in ("cluster", "embed", "graph", "patches")}
+    assert "resuming at image" in printed["cluster"]
+    finished = subprocess.run(_precompute_command(killed), cwd=ROOT, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert cli_main(command(clean)[3:]) == 0       # the uninterrupted reference, in this process
+    assert cli_main(_precompute_command(clean)[3:]) == 0       # the uninterrupted reference, in this process
     with Store(killed) as resumed, Store(clean) as uninterrupted:
         (key,) = uninterrupted.run_keys()
         bookkeeping = ("/manifest", "/json/progress")      # timings and the progress record, not results
@@ -319,3 +297,4 @@ def test_kill_9_in_every_stage_after_pass_1_resumes_to_identical_results(tmp_pat
         different = [name for name in names if resumed._cache.get(name) != uninterrupted._cache.get(name)]
         assert not different, different[:10]
         assert resumed.manifest(key)["complete"] and len(names) > 764      # every neuron's patches and more
+        assert resumed.load_checkpoint(key, "pass1") is None

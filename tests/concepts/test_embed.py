@@ -91,3 +91,17 @@ def test_projection_is_2d_and_reproducible(monkeypatch):
     gap = np.linalg.norm(first[:40].mean(0) - first[40:].mean(0))
     spread = max(first[:40].std(0).max(), first[40:].std(0).max())
     assert gap > 2 * spread
+
+
+def test_umaps_kernels_keep_their_compilation_on_disk():
+    """umap-learn compiles its kernels afresh in every process; the projection keeps them, as numba does ours."""
+    from pathlib import Path
+
+    import umap.layouts
+    import umap.umap_
+
+    project_2d(np.random.default_rng(0).normal(size=(30, 4)), seed=0)
+    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
+                   umap.layouts._nb_optimize_layout_euclidean_single_epoch):
+        kept = list(Path(kernel._cache.cache_path).glob(f"*{kernel.py_func.__name__}*.nbi"))
+        assert kept, f"{kernel.py_func.__name__}: no compilation kept in {kernel._cache.cache_path}"
