@@ -1,7 +1,7 @@
 // Explain an image: a click on an example patch asks for its image (one this page has shown is shown again at once,
-// with the class it was predicted); an upload is sent only if the server takes its size; the heat map's opacity
-// follows its slider.
-const explainState = {run: null, known: {}};
+// with the class it was predicted, set only when another is shown); an upload is sent only if the server takes its
+// size; the heat map's opacity follows its slider.
+const explainState = {run: null, known: {}, shownClass: null};
 
 document.addEventListener("click", (event) => {
     const patch = event.target.closest ? event.target.closest("img.pickable[data-image]") : null;
@@ -12,7 +12,9 @@ document.addEventListener("click", (event) => {
     const predicted = explainState.known[explainState.run + "|" + reference];
     if (predicted !== undefined) {
         window.dash_clientside.set_props("explain-status", {children: ""});
-        window.dash_clientside.set_props("class", {value: predicted});
+        if (predicted !== explainState.shownClass) {     // the same class set again would redraw every view
+            window.dash_clientside.set_props("class", {value: predicted});
+        }
         window.dash_clientside.set_props("explained", {data: reference});
         return;
     }
@@ -37,9 +39,10 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         heatOpacity: function (opacity) {
             return {opacity: opacity};
         },
-        mirror: function (run, known) {
+        mirror: function (run, known, shownClass) {
             explainState.run = run;
             explainState.known = known || {};
+            explainState.shownClass = shownClass;
             return window.dash_clientside.no_update;
         },
     },

@@ -13,7 +13,8 @@ from neurocarto.concepts.lit_graph import image_path, node_values
 from neurocarto.errors import NeuroCartoError
 from neurocarto.store.explanations import explained_of, reference_from_url, url_of_reference
 from neurocarto.store.stored_run import AUTO, parse_cut
-from neurocarto.ui.figures import class_bar_figure, concept_outlines, node_title, overlay_traces, projection_figure
+from neurocarto.ui.figures import (class_bar_figure, concept_outlines, layer_marker, legend_title, node_title,
+                                   overlay_traces, projection_figure)
 from neurocarto.ui.graph_view import Frame, cascade, graph_elements, graph_stylesheet
 from neurocarto.ui.inputs import MAX_NODES, bounded_callback, chosen_cut, share
 from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
@@ -216,7 +217,7 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
                     show=("labels",), relayout=None):
     """The whole scatter when what is shown changes (coloured by an explained image's percentiles, if any, else by
     layer or by class; concept labels where they fit, density shading, as `show` asks); otherwise only its two
-    overlay traces and the outlines (a Patch)."""
+    overlay traces and the outlines, or for another explained image only the points' colours (Patches)."""
     run = catalog.get(run_key)
     if run is None:
         return {}
@@ -249,9 +250,16 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
         shown = np.zeros(len(run.neuron_ids), dtype=bool)
         shown[members] = True
     explained = explained_of(run, image) if image else None
+    values = None if explained is None else explained.percentiles
+    if fired == {"explained.data"} and "class" not in show:       # another image: only the colours change
+        patch, visible = Patch(), np.ones(len(run.neuron_ids), dtype=bool) if shown is None else shown
+        for index in range(len(run.layer_names)):
+            points = np.flatnonzero((run.layer_of == index) & visible)
+            patch["data"][index]["marker"] = layer_marker(index, points, bool(paper), values)
+        patch["layout"]["legend"]["title"]["text"] = legend_title(bool(paper), values is not None, False)
+        return patch
     return projection_figure(run.projection, run.layer_of, run.layer_names, shown, highlighted,
-                             selection["neuron"], paper=bool(paper), concepts=concepts,
-                             values=None if explained is None else explained.percentiles, labels=labels,
+                             selection["neuron"], paper=bool(paper), concepts=concepts, values=values, labels=labels,
                              density="density" in show, classes=dominant_classes(run) if "class" in show else None,
                              class_names=run.class_names)
 

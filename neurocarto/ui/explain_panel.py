@@ -77,7 +77,7 @@ CLIENTSIDE = [      # (function in assets/explain.js, outputs and inputs)
      State("explain-upload", "filename"), State("upload-limit", "data")),
     (ClientsideFunction("explain", "heatOpacity"), Output("explain-heat", "style"), Input("heat-opacity", "value")),
     (ClientsideFunction("explain", "mirror"), Output("explain-mirror", "data"), Input("run", "value"),
-     Input("explained-known", "data")),
+     Input("explained-known", "data"), Input("class", "value")),
 ]
 
 
@@ -262,19 +262,6 @@ def clear_explanation(catalog, clicks):
     return None, None, True, "…or click any example patch below."
 
 
-@wired(Output("explained-known", "data"), Input("explained", "data"), State("run", "value"), prevent_initial_call=True)
-def remember_explained(catalog, reference, run_key):
-    """The page remembers each image it has shown with its prediction: a click on it again shows it without asking
-    the server (assets/explain.js)."""
-    run = catalog.get(run_key)
-    explained = explained_of(run, reference) if run is not None and reference else None
-    if explained is None:
-        return no_update
-    known = Patch()
-    known[f"{run.key}|{reference}"] = explained.predicted
-    return known
-
-
 def heat_concept(run, graph: dict, explained, selection: dict, cut) -> tuple[list[int], str]:
     """The neurons whose map the heat map shows and what they are: the selected neuron, else the last selected
     node, else the graph node most lit by the image."""
@@ -292,14 +279,23 @@ def heat_concept(run, graph: dict, explained, selection: dict, cut) -> tuple[lis
 
 @wired(Output("explain-result", "style"), Output("explain-base", "src"), Output("explain-heat", "src"),
        Output("heat-caption", "children"), Output("explain-prediction", "children"),
+       Output("explained-known", "data"),
        Input("explained", "data"), Input("run", "value"), Input("class", "value"), Input("cut-choice", "data"),
-       Input("selection", "data"))
-def show_explanation(catalog, reference, run_key, class_index, cut_choice, selection):
-    """The image as the model saw it, the heat map of the selected (or most lit) concept over it, the top-5."""
+       Input("selection", "data"), State("explained-known", "data"))
+def show_explanation(catalog, reference, run_key, class_index, cut_choice, selection, known=None):
+    """The image as the model saw it, the heat map of the selected (or most lit) concept over it, the top-5; the page
+    remembers each image it has shown with its prediction, so that a click on it again shows it without asking the
+    server (assets/explain.js)."""
     run = catalog.get(run_key)
     explained = explained_of(run, reference) if run is not None and reference else None
     if explained is None:
-        return HIDDEN, "", "", [], []
+        return HIDDEN, "", "", [], [], no_update
+    remembered = f"{run.key}|{reference}"
+    if remembered in (known or {}):
+        remember = no_update
+    else:
+        remember = Patch()
+        remember[remembered] = explained.predicted
     cut = chosen_cut(run, cut_choice)
     graph = run.graph(int(class_index if class_index is not None else explained.predicted), cut)
     members, name = heat_concept(run, graph, explained, selection, cut)
@@ -316,4 +312,4 @@ def show_explanation(catalog, reference, run_key, class_index, cut_choice, selec
         html.Li(className="explain-class", children=[
             html.Span(run.class_names[c]), html.Span(className="explain-bar", style={"width": f"{p * 100:.0f}%"}),
             html.Span(f"{p:.2f}")]) for c, p in explained.top_classes])]
-    return SHOWN, f"/explained/{run.key}/{image}.png", heat, caption, prediction
+    return SHOWN, f"/explained/{run.key}/{image}.png", heat, caption, prediction, remember

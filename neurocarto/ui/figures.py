@@ -44,18 +44,10 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
         points = np.flatnonzero((layer_of == index) & shown)
         traces.append({"type": "scattergl", "mode": "markers", "name": name,
                        "x": typed_array(projection[points, 0]), "y": typed_array(projection[points, 1]),
-                       "customdata": points.tolist(),
-                       "marker": {"size": 6 if paper else 5, "color": layer_color(index), "opacity": 0.75},
+                       "customdata": points.tolist(), "marker": layer_marker(index, points, paper, values, classes),
                        "hoverinfo": "skip" if paper else "none"})
         if classes is not None and values is None:     # the legend names classes instead
-            traces[-1]["marker"] = {**traces[-1]["marker"], "color": [PALETTE[int(c) % len(PALETTE)]
-                                                                      for c in classes[points]]}
             traces[-1]["showlegend"] = False
-        if values is not None:
-            traces[-1]["marker"] = {**traces[-1]["marker"], "color": typed_array(values[points]), "cmin": 0.5,
-                                    "cmax": 1.0, "colorscale": "YlOrRd", "showscale": index == 0, "opacity": 0.9,
-                                    "colorbar": {"title": {"text": "percentile on the image", "side": "right"},
-                                                 "thickness": 10, "len": 0.6, "tickformat": ".0%"}}
     traces += overlay_traces(projection, highlighted, selected)
     if density:
         traces.append(density_trace(projection[shown]))
@@ -66,15 +58,35 @@ def projection_figure(projection: np.ndarray, layer_of: np.ndarray, layer_names:
         "paper_bgcolor": "white", "plot_bgcolor": "white", "font": {"size": 16 if paper else 12},
         "legend": {"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top",
                    "font": {"size": 12 if paper else 10}, "entrywidth": 0.5, "entrywidthmode": "fraction",
-                   "title": {"text": "dominant class of each neuron's top images" if classes is not None
-                             and values is None else ("layers" if paper else "layers (click to toggle)") + (
-                       "; colour: percentile on the image" if values is not None else ""), "side": "top"}},
+                   "title": {"text": legend_title(paper, values is not None, classes is not None), "side": "top"}},
         "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
         "hovermode": "closest", **concept_outlines(projection, concepts, paper)}
     layout["annotations"] = list(labels) + layout["annotations"]
     if paper:
         layout["modebar"] = {"remove": ["toImage"]}
     return {"data": traces, "layout": layout}
+
+
+def layer_marker(index: int, points: np.ndarray, paper: bool, values: np.ndarray | None = None,
+                 classes: np.ndarray | None = None) -> dict:
+    """The marker of layer `index`'s trace (its `points`): the layer's colour, each point's class colour, or each
+    point's percentile on an explained image (`values`, which win) on one scale whose bar the first layer shows."""
+    marker = {"size": 6 if paper else 5, "color": layer_color(index), "opacity": 0.75}
+    if values is not None:
+        return {**marker, "color": typed_array(values[points]), "cmin": 0.5, "cmax": 1.0, "colorscale": "YlOrRd",
+                "showscale": index == 0, "opacity": 0.9,
+                "colorbar": {"title": {"text": "percentile on the image", "side": "right"}, "thickness": 10,
+                             "len": 0.6, "tickformat": ".0%"}}
+    if classes is not None:
+        return {**marker, "color": [PALETTE[int(c) % len(PALETTE)] for c in classes[points]]}
+    return marker
+
+
+def legend_title(paper: bool, explained: bool, by_class: bool) -> str:
+    if by_class and not explained:
+        return "dominant class of each neuron's top images"
+    return ("layers" if paper else "layers (click to toggle)") + ("; colour: percentile on the image" if explained
+                                                                 else "")
 
 
 LABEL_BOX = (96, 16)         # px a concept label takes on the projection (≤ 14 characters at 11 px)

@@ -218,6 +218,14 @@ def image_index(value, run) -> int | None:
     return value if type(value) is int and 0 <= value < 10 ** 9 else None
 
 
+def known_images(value, run) -> dict:
+    """The page's "RUN|REFERENCE" → predicted class of the images it has shown (only its keys are read)."""
+    if not isinstance(value, dict) or len(value) > 100_000:
+        return {}
+    return {key: label for key, label in value.items() if isinstance(key, str) and len(key) <= 200
+            and type(label) is int}
+
+
 def upload(value, run) -> dict | None:
     """{"contents": a data URL, "filename"} of an upload (its size was checked in the page and by the request's)."""
     if not isinstance(value, dict) or not isinstance(value.get("contents"), str):
@@ -308,6 +316,7 @@ CHECKS = {
     ("test-done", "data"): job_outcome,
     ("explained", "data"): image_reference,
     ("explain-pending", "data"): explain_pending,
+    ("explained-known", "data"): known_images,
     ("image-pick", "data"): image_pick,
     ("explain-go", "n_clicks"): clicks,
     ("explain-clear", "n_clicks"): clicks,

@@ -21,8 +21,8 @@ def catalog(small_fashion_run):
 def test_every_callback_is_wired_once():
     modules = (callbacks, ablation_panel, explain_panel, compare_view)
     names = [function.__name__ for module in modules for function, _, _ in callbacks_of(module)]
-    assert len(names) == len(set(names)) == 35 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
-                                                    "remember_explained", "open_comparison", "relabel_projection",
+    assert len(names) == len(set(names)) == 34 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
+                                                    "show_explanation", "open_comparison", "relabel_projection",
                                                     "turn_page"} <= set(names)
 
 

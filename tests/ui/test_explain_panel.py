@@ -62,7 +62,7 @@ def data_url(image: Image.Image, kind: str = "PNG") -> dict:
             "filename": f"mine.{kind.lower()}"}
 
 
-def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(catalog):
+def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(catalog, monkeypatch):
     run = catalog.get(catalog.keys[0])
     shown, pending, polling_off, status, _class = explain_panel.request_explain(
         catalog, {"reference": "run:5", "switch": True}, None, None, run.key, None)
@@ -99,9 +99,21 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
     assert not any("lit" in e["data"] for e in plain)
     figure = callbacks.draw_projection(catalog, run.key, 0, "all", NO_SELECTION, [], [], "auto", "run:5")
     assert figure["data"][0]["marker"]["showscale"] and "bdata" in figure["data"][0]["marker"]["color"]
+    for image, filter in (("run:5", "class"), (None, "all")):     # another image shown: the colours only, as a Patch
+        full = callbacks.draw_projection(catalog, run.key, 0, filter, NO_SELECTION, [], [], "auto", image)
+        with monkeypatch.context() as patch:
+            patch.setattr(callbacks, "triggered", lambda: {"explained.data"})
+            recoloured = callbacks.draw_projection(catalog, run.key, 0, filter, NO_SELECTION, [], [], "auto", image)
+        assigned = {tuple(o["location"]): o["params"]["value"] for o in recoloured.to_plotly_json()["operations"]}
+        assert assigned == {**{("data", i, "marker"): full["data"][i]["marker"] for i in range(len(run.layer_names))},
+                            ("layout", "legend", "title", "text"): full["layout"]["legend"]["title"]["text"]}
 
-    style, base, heat, caption, prediction = explain_panel.show_explanation(catalog, "run:5", run.key, 0, "auto",
-                                                                            NO_SELECTION | {"neuron": 3})
+    style, base, heat, caption, prediction, remember = explain_panel.show_explanation(
+        catalog, "run:5", run.key, 0, "auto", NO_SELECTION | {"neuron": 3}, {})
+    assert remember.to_plotly_json()["operations"] == [{"operation": "Assign", "location": [f"{run.key}|run:5"],
+                                                        "params": {"value": explained.predicted}}]
+    assert explain_panel.show_explanation(catalog, "run:5", run.key, 0, "auto", NO_SELECTION | {"neuron": 3},
+                                          {f"{run.key}|run:5": explained.predicted})[-1] is no_update
     assert style == {} and base == f"/explained/{run.key}/5.png" and heat == f"/heat/{run.key}/5/3.png"
     assert run.class_names[explained.true_class] in str(prediction) and "lit" in str(caption)
     client = create_app(catalog.store.directory, run.key).server.test_client()
