@@ -16,6 +16,7 @@ from neurocarto.compute.pipeline import precompute, summary
 from neurocarto.config import (
     DEFAULT_CACHE,
     ClusterParams,
+    DictionaryParams,
     EmbedParams,
     ExecutionConfig,
     GraphParams,
@@ -23,6 +24,7 @@ from neurocarto.config import (
     RunConfig,
 )
 from neurocarto.errors import NeuroCartoError
+from neurocarto.store.dictionaries import quality_line, stored_qualities
 from neurocarto.store.disk import Store
 from neurocarto.store.stored_run import StoredRun, complete_runs
 from neurocarto.ui.snapshot import CHROMIUM, VIEWS, SnapshotRequest, snapshot
@@ -150,7 +152,7 @@ def run_rows(store: Store) -> list[dict]:
             "neurons": manifest["counts"]["neurons"], "skipped": run.skipped[0],
             "bytes": store.run_size(key), "status": "complete" if run.complete else "incomplete",
             "layers": manifest["layers"], "stages": manifest.get("stages", {}), "created": manifest.get("created"),
-            "manifest": manifest,
+            "dictionaries": stored_qualities(run), "manifest": manifest,
         })
     return rows
 
@@ -164,7 +166,8 @@ def format_rows(rows: list[dict]) -> str:
             blocks.append(f"{row['key']}  UNREADABLE: {row['problem']}")
         else:
             blocks.append(f"{summary(row['manifest'])}\n  status: {row['status']}, {row['bytes'] / 1e6:.1f} MB, "
-                          f"created {row['created']}")
+                          f"created {row['created']}" + "".join(
+                              f"\n  dictionary {quality_line(quality)}" for quality in row["dictionaries"]))
     return "\n\n".join(blocks)
 
 
@@ -258,6 +261,25 @@ def main(argv: list[str] | None = None) -> int:
                             help="also write the explanation as JSON")
     explaining.add_argument("--figure", type=Path, default=None, metavar="OUT.png",
                             help="also draw the image and where its 3 most lit concepts fire on it")
+    dictionary = commands.add_parser("dictionary", help="sparse dictionaries (TopK autoencoders) of a run's layers, "
+                                                        "trained on its images and measured on held-out ones")
+    add_stored_run_arguments(dictionary)
+    defaults = DictionaryParams()
+    dictionary.add_argument("--layers", default=None, metavar="NAME,NAME",
+                            help="the run's layers to give a dictionary (default: every layer; see `runs`)")
+    dictionary.add_argument("--expansion", type=int, default=defaults.expansion,
+                            help=f"latents per channel of the layer (default {defaults.expansion})")
+    dictionary.add_argument("--k", type=int, default=None,
+                            help="latents firing per activation vector (default: latents / 16, at most 32)")
+    dictionary.add_argument("--vectors", type=int, default=defaults.vectors,
+                            help=f"activation vectors to train on (default {defaults.vectors:,})")
+    dictionary.add_argument("--epochs", type=int, default=defaults.epochs,
+                            help=f"passes over them (default {defaults.epochs})")
+    dictionary.add_argument("--images", type=int, default=defaults.images,
+                            help=f"held-out images the quality is measured on (default {defaults.images})")
+    dictionary.add_argument("--seed", type=int, default=defaults.seed)
+    dictionary.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    dictionary.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the quality as JSON")
     comparing = commands.add_parser("compare", help="two runs over the same images: which concepts they share, "
                                                     "split or have alone")
     add_cache_argument(comparing)
@@ -336,6 +358,17 @@ def run_command(args: argparse.Namespace) -> None:
         print(format_ablation(result, args.class_name))
         if args.json:
             args.json.write_text(json.dumps(result.as_dict(), indent=2))
+    elif args.command == "dictionary":
+        from neurocarto.analysis.dictionaries import fit_dictionaries, format_quality
+
+        params = DictionaryParams(expansion=args.expansion, k=args.k, vectors=args.vectors, epochs=args.epochs,
+                                  images=args.images, seed=args.seed)
+        layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
+        with Store(args.cache) as store:
+            records = fit_dictionaries(StoredRun(store, store.resolve(args.run)), layers, params, args.device)
+        print("\n".join(format_quality(quality) for quality in records))
+        if args.json:
+            args.json.write_text(json.dumps(records, indent=2))
     elif args.command == "compare":
         from neurocarto.store.comparisons import comparison_text
 

@@ -105,6 +105,37 @@ class PatchParams:
 
 
 @dataclass(frozen=True)
+class DictionaryParams:
+    """A layer's sparse dictionary (`compute/dictionary.py`): TopK latents, `expansion` × the layer's channels."""
+
+    expansion: int = 8
+    k: int | None = None                # latents firing per vector; None: latents / 16, at most 32
+    vectors: int = 100_000              # activation vectors trained on
+    per_image: int = 16                 # positions sampled per image
+    epochs: int = 10
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    images: int = 1000                  # held-out images the quality and accuracy are measured on
+    seed: int = 0
+
+    def latents(self, channels: int) -> int:
+        return self.expansion * channels
+
+    def k_for(self, channels: int) -> int:
+        return self.k if self.k is not None else max(1, min(32, self.latents(channels) // 16))
+
+    def check(self, channels: int) -> None:
+        for name in ("expansion", "vectors", "per_image", "epochs", "batch_size", "images"):
+            if getattr(self, name) < 1:
+                raise NeuroCartoError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if not 1 <= self.k_for(channels) <= self.latents(channels):
+            raise NeuroCartoError(f"--k {self.k}: a dictionary of {self.latents(channels)} latents "
+                                  f"({self.expansion} × {channels} channels) takes k from 1 to {self.latents(channels)}")
+        if not self.learning_rate > 0:
+            raise NeuroCartoError(f"--learning-rate must be positive (got {self.learning_rate})")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """What a run computes. Everything here but `name` changes its results."""
 

@@ -49,6 +49,17 @@ def as_maps(tensor: torch.Tensor, layer: Layer) -> torch.Tensor:
     return tensor
 
 
+def with_maps(tensor: torch.Tensor, layer: Layer, maps: torch.Tensor) -> torch.Tensor:
+    """A layer's raw output tensor with its maps replaced by `maps` (batch, channels, height, width): the inverse
+    of `as_maps` (a transformer's extra tokens kept as they are)."""
+    if layer.layout == "nhwc":
+        return maps.permute(0, 2, 3, 1)
+    if layer.layout == "tokens":
+        grid = maps.reshape(len(maps), layer.channels, -1).transpose(1, 2)
+        return torch.cat([tensor[:, :layer.extra_tokens], grid.to(tensor.dtype)], dim=1)
+    return maps
+
+
 def _replaced(output, item, tensor):
     """The module output with the captured tensor swapped for `tensor`."""
     if item is None:

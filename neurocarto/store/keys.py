@@ -73,6 +73,11 @@ def upload(digest: str) -> str:
     return f"upload/{digest}"
 
 
+def dictionary(layer: str) -> str:
+    """Arrays and JSON under this prefix: a layer's sparse dictionary and its quality (`store.dictionaries`)."""
+    return f"dictionary/{layer}"
+
+
 def stage_of_array(name: str) -> str:
     """The stage that writes the array `name`."""
     if name in EMBED_ARRAYS:

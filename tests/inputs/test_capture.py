@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from neurocarto.compute.attribution import channel_attributions
 from neurocarto.compute.pass1 import LayerMaxima
 from neurocarto.errors import NeuroCartoError
-from neurocarto.inputs.capture import LayerCapture, as_maps, map_geometry
+from neurocarto.inputs.capture import LayerCapture, as_maps, map_geometry, with_maps
 from neurocarto.inputs.feeding import Feed
 from neurocarto.inputs.models import LoadedModel, resolve_layers
 from neurocarto.neurons import Layer
@@ -214,3 +214,17 @@ def test_layer_descriptions_round_trip():
     layer = Layer("encoder.l_1", 8, 4, 4, module="encoder.l", call=1, item=0, layout="tokens", extra_tokens=1)
     assert Layer.from_description(layer.describe()) == layer
     assert Layer("a", 3, 2, 2).describe() == {"name": "a", "channels": 3, "height": 2, "width": 2}
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (Layer("a", 4, 3, 5), (2, 4, 3, 5)),
+    (Layer("b", 4, 3, 5, layout="nhwc"), (2, 3, 5, 4)),
+    (Layer("c", 4, 3, 5, layout="tokens", extra_tokens=1), (2, 16, 4)),
+])
+def test_maps_written_back_give_the_layers_own_layout(layer, shape):
+    tensor = torch.randn(shape)
+    torch.testing.assert_close(with_maps(tensor, layer, as_maps(tensor, layer)), tensor)
+    doubled = with_maps(tensor, layer, 2 * as_maps(tensor, layer))
+    torch.testing.assert_close(as_maps(doubled, layer), 2 * as_maps(tensor, layer))
+    if layer.layout == "tokens":
+        torch.testing.assert_close(doubled[:, :1], tensor[:, :1])          # the class token is kept
