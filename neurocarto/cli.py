@@ -15,6 +15,7 @@ from neurocarto.analysis.export import export_run
 from neurocarto.compute.pipeline import precompute, summary
 from neurocarto.config import (
     DEFAULT_CACHE,
+    UNITS,
     ClusterParams,
     DictionaryParams,
     EmbedParams,
@@ -96,6 +97,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph-images", type=int, default=None,
                         help="images per class for graph edges (default: all up to 10,000 images, else 10,000/classes, ≥ 50)")
     parser.add_argument("--patches", type=int, default=20, help="example patches per neuron (default 20)")
+    parser.add_argument("--units", default="neurons", choices=UNITS,
+                        help="the units of every stage and view: the layers' channels (neurons, the default), their "
+                             "sparse dictionaries' latents (dictionary), or both side by side")
+    dictionary = DictionaryParams()
+    parser.add_argument("--dictionary-expansion", type=int, default=dictionary.expansion,
+                        help="with --units dictionary or both: latents per channel (default %(default)s)")
+    parser.add_argument("--dictionary-k", type=int, default=None,
+                        help="latents firing per activation vector (default: latents / 16, at most 32)")
+    parser.add_argument("--dictionary-vectors", type=int, default=dictionary.vectors,
+                        help="activation vectors a dictionary is trained on (default %(default)s)")
+    parser.add_argument("--dictionary-epochs", type=int, default=dictionary.epochs,
+                        help="passes over them (default %(default)s)")
     parser.add_argument("--rebuild", action="store_true", help="discard this run's stored results and recompute")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -126,7 +139,10 @@ def configs_from(args: argparse.Namespace) -> tuple[RunConfig, ExecutionConfig]:
                     embed=EmbedParams(dimensions=args.embed_dimensions, epochs=args.embed_epochs,
                                       threads=args.embed_threads, projection_seed=args.projection_seed),
                     graph=GraphParams(images_per_class=args.graph_images, max_neurons=args.graph_max_neurons),
-                    patches=PatchParams(per_neuron=args.patches),
+                    patches=PatchParams(per_neuron=args.patches), units=args.units,
+                    dictionary=DictionaryParams(expansion=args.dictionary_expansion, k=args.dictionary_k,
+                                                vectors=args.dictionary_vectors, epochs=args.dictionary_epochs,
+                                                seed=args.seed),
                     name=args.name)
     execution = ExecutionConfig(cache=args.cache, device=args.device, batch_size=args.batch_size,
                                 workers=args.workers, checkpoint_every=args.checkpoint_every,

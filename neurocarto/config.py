@@ -135,6 +135,9 @@ class DictionaryParams:
             raise NeuroCartoError(f"--learning-rate must be positive (got {self.learning_rate})")
 
 
+UNITS = ("neurons", "dictionary", "both")     # a run's units: channels, dictionary latents, or the two side by side
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What a run computes. Everything here but `name` changes its results."""
@@ -154,8 +157,12 @@ class RunConfig:
     embed: EmbedParams = EmbedParams()
     graph: GraphParams = GraphParams()
     patches: PatchParams = PatchParams()
+    units: str = "neurons"             # neurons | dictionary (each layer's dictionary latents) | both
+    dictionary: DictionaryParams = DictionaryParams()
 
     def check(self) -> None:
+        if self.units not in UNITS:
+            raise NeuroCartoError(f"--units {self.units!r}: valid: {', '.join(UNITS)}")
         if self.top_k is not None and self.top_k < 1:
             raise NeuroCartoError(f"--top-k must be at least 1 (got {self.top_k})")
         if not 0 < self.threshold <= 1:
@@ -175,7 +182,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         """The config `as_dict` wrote (a manifest's `config`); unknown keys are ignored."""
-        nested = {"cluster": ClusterParams, "embed": EmbedParams, "graph": GraphParams, "patches": PatchParams}
+        nested = {"cluster": ClusterParams, "embed": EmbedParams, "graph": GraphParams, "patches": PatchParams,
+                  "dictionary": DictionaryParams}
         known = {name: value for name, value in values.items() if name in cls.__dataclass_fields__}
         for name, params in nested.items():
             if name in known:

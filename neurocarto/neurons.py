@@ -1,7 +1,8 @@
 """Neurons: a run's layers and the flat neuron order every array of a run uses (layer order, then channel).
 
 A neuron is one channel of one layer, named `layer:channel`; its flat index is its layer's offset
-plus its channel. Torch-free: the store's readers and the app use it too.
+plus its channel. A run with dictionary units has, for a layer L, the layer `L/sae` whose channels are L's
+dictionary latents (`L/sae:123`). Torch-free: the store's readers and the app use it too.
 """
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurocarto.errors import NeuroCartoError, suggest
+
+
+UNIT_SUFFIX = "/sae"         # a layer of dictionary latents is named after its layer with this suffix
+
+
+def base_layer_name(name: str) -> str:
+    """The layer a layer of dictionary latents reads (the name itself for any other layer)."""
+    return name.removesuffix(UNIT_SUFFIX)
+
+
+def is_latent_layer(name: str) -> bool:
+    return name.endswith(UNIT_SUFFIX)
 
 
 @dataclass(frozen=True)

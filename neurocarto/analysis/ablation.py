@@ -78,26 +78,6 @@ class Ablation:
                    column("logit_before"), column("logit_after"), random)
 
 
-def ablation_images(run: PreparedRun, count: int, seed: int = 0) -> tuple[np.ndarray, bool]:
-    """Data set indices of `count` images outside the run's sample (or the run's own when it holds them all)."""
-    outside = np.setdiff1d(np.arange(len(run.dataset)), run.indices)
-    pool, held_out = (outside, True) if len(outside) else (run.indices, False)
-    chosen = np.random.default_rng(seed).choice(pool, size=min(count, len(pool)), replace=False)
-    return np.sort(chosen), held_out
-
-
-def output_classes(run: PreparedRun) -> np.ndarray:
-    """For each class of the data, the model output that predicts it."""
-    names = run.dataset.class_names
-    model_names = run.model.class_names
-    if model_names and all(name in model_names for name in names):
-        return np.array([model_names.index(name) for name in names])
-    if model_names is None or len(model_names) == len(names):
-        return np.arange(len(names))
-    raise NeuroCartoError(f"the model's {len(model_names)} outputs do not name the data's classes "
-                          f"({', '.join(names[:5])}…): accuracy per class cannot be measured")
-
-
 class _Channels:
     """The chosen channels of each layer and the value each is set to."""
 
@@ -163,8 +143,8 @@ class AblationBench:
                  baseline: tuple[np.ndarray, np.ndarray | None] | None = None):
         _check(None, method)
         self.run, self.method, self.random_sets, self.seed, self.device = run, method, random_sets, seed, device
-        self.targets = output_classes(run)
-        indices, self.held_out = ablation_images(run, n_images, seed)
+        self.targets = run.output_classes()
+        indices, self.held_out = run.held_out_images(n_images, seed)
         self.labels = np.array([run.dataset.label(int(i)) for i in indices])
         tensors = [run.model.transform(run.dataset.load(int(i))) for i in indices]
         self.batches = [torch.stack(tensors[s:s + batch_size]) for s in range(0, len(tensors), batch_size)]

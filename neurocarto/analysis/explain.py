@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from neurocarto.analysis.ablation import output_classes
 from neurocarto.analysis.rerun import prepared_for
 from neurocarto.compute.patches import display_image, normalisation_of
 from neurocarto.concepts.lit_graph import neuron_percentiles
@@ -65,7 +64,7 @@ class Explainer:
         self.run, self.device = run, torch.device(device)
         self.prepared = prepared_for(run, model, "explanation")
         self.mode = self.prepared.dataset.load(int(self.prepared.indices[0])).mode
-        self.targets = output_classes(self.prepared)
+        self.targets = self.prepared.output_classes()
         self.normalisation = normalisation_of(self.prepared.model.transform)
         self.sample, self.top_values = run.array(keys.MAXIMA_SAMPLE), run.array(keys.TOP_VALUES)
         self.n_images = run.manifest["counts"]["images"] - run.skipped[0]

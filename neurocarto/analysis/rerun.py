@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from neurocarto.compute.dictionary_units import with_dictionary_units
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.errors import NeuroCartoError
 from neurocarto.inputs.models import from_module
@@ -27,4 +28,4 @@ def prepared_for(run, model=None, task: str = "ablation") -> PreparedRun:
     if prepared.key != run.key:
         raise NeuroCartoError(f"the model or data here differ from those run {run.name} was computed on (its key "
                               f"{run.key}, here {prepared.key}): run the {task} where its model, weights and data are")
-    return prepared
+    return with_dictionary_units(prepared, run.store)

@@ -24,6 +24,8 @@ class Stage:
     inputs: tuple[str, ...]                 # upstream stages
     sharded: bool = False                   # every process of a torchrun group takes part
     version: int = 1                        # raised when the stage computes differently: stored results rerun
+    applies: Callable[[RunConfig], bool] = lambda config: True     # runs of this config have the stage
+    after: tuple[str, ...] = ()             # stages that must have run first, whose parameters are in the run's key
 
 
 

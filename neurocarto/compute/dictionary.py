@@ -69,10 +69,13 @@ class TopKDictionary(nn.Module):
         bias = (self.encoder_bias - self.encoder @ self.centre).to(maps.dtype)
         return _top_k(F.conv2d(maps, weight, bias), self.k, dim=1)
 
+    def decoded_maps(self, latents: torch.Tensor) -> torch.Tensor:
+        """(batch, latents, h, w) → (batch, channels, h, w): the decoder at every position, a 1×1 convolution."""
+        return F.conv2d(latents, self.decoder[:, :, None, None].to(latents.dtype), self.centre.to(latents.dtype))
+
     def reconstructed_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """(batch, channels, h, w) maps → their reconstruction, position by position."""
-        latents = self.latent_maps(maps)
-        return torch.einsum("bkhw,ck->bchw", latents, self.decoder.to(maps.dtype)) + self.centre[:, None, None]
+        return self.decoded_maps(self.latent_maps(maps))
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from neurocarto.compute import distributed
 from neurocarto.compute.contract import StageContext
+from neurocarto.compute.dictionary_units import with_dictionary_units
 from neurocarto.compute.stages import STAGES
 from neurocarto.config import ExecutionConfig, RunConfig, stable_hash
 from neurocarto.errors import NeuroCartoError
@@ -59,7 +60,7 @@ def _name_owner(store: Store, manifest: dict) -> str | None:
 
 
 def wanted_stages(names: list[str] | None) -> set[str]:
-    """The named stages and everything upstream of them (all stages when None)."""
+    """The named stages and everything upstream of them or to run before them (all stages when None)."""
     if not names:
         return set(STAGE_BY_NAME)
     unknown = [name for name in names if name not in STAGE_BY_NAME]
@@ -70,7 +71,7 @@ def wanted_stages(names: list[str] | None) -> set[str]:
         name = pending.pop()
         if name not in wanted:
             wanted.add(name)
-            pending.extend(STAGE_BY_NAME[name].inputs)
+            pending.extend(STAGE_BY_NAME[name].inputs + STAGE_BY_NAME[name].after)
     return wanted
 
 
@@ -90,6 +91,8 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
     try:
         execution = replace(execution, device=distributed.device_for(group, execution.device))
         run = prepare(config, execution, model)
+        if config.units != "neurons" and group.world > 1:
+            raise NeuroCartoError(f"--units {config.units} runs in one process: run it without torchrun")
         if not group.leader:
             context = StageContext(run, None, execution, log, group)
             for name in group.broadcast(None):
@@ -98,20 +101,22 @@ def precompute(config: RunConfig, execution: ExecutionConfig, rebuild: bool = Fa
             group.barrier()     # leave together: a process that tears down while rank 0 works can abort
             return None
         with Store(execution.cache) as store, store.writer(run.key):
-            manifest = _lead(run, store, execution, rebuild, log, wanted, group, command)
+            if rebuild:
+                store.delete_run(run.key)
+            run = with_dictionary_units(run, store)
+            manifest = _lead(run, store, execution, log, wanted, group, command)
         group.barrier()
         return manifest
     finally:
         distributed.leave(group)
 
 
-def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: bool, log,
-          wanted: set[str], group: distributed.Group, command: str | None) -> dict:
+def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, log, wanted: set[str],
+          group: distributed.Group, command: str | None) -> dict:
     """Rank 0's (or the only process's) part: the store, the manifest and every unsharded stage."""
     config = run.config                 # with the defaults that depend on the data resolved (top-k)
     inputs = stage_inputs(config, run.key)
-    if rebuild:
-        store.delete_run(run.key)
+    stages = [stage for stage in STAGES if stage.applies(config)]
     manifest = store.manifest(run.key) or _new_manifest(run)
     if config.name and manifest["name"] != config.name:
         manifest["name"] = config.name
@@ -126,7 +131,7 @@ def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: b
     for note in run.notes:
         log(note)
     todo = []
-    for stage in STAGES:
+    for stage in stages:
         if stage.name not in wanted:
             continue
         recorded = manifest["stages"].get(stage.name, {})
@@ -154,7 +159,7 @@ def _lead(run: PreparedRun, store: Store, execution: ExecutionConfig, rebuild: b
                                           "seconds": round(time.perf_counter() - started, 3), **details}
         store.write_manifest(manifest)
     manifest["complete"] = all(manifest["stages"].get(stage.name, {}).get("inputs") == inputs[stage.name]
-                               and manifest["stages"][stage.name].get("status") == "done" for stage in STAGES)
+                               and manifest["stages"][stage.name].get("status") == "done" for stage in stages)
     store.write_manifest(manifest)
     return manifest
 
@@ -180,6 +185,8 @@ def summary(manifest: dict) -> str:
         lines.append(f"  clustering: {c['candidates']} LSH candidates, {c['verified_pairs']} verified pairs, "
                      f"{c['coactive_pairs']} co-active, {c.get('merges', '-')} merges in the hierarchy, "
                      f"{c['clusters']} clusters at {cut}")
+    if stages.get("dictionary", {}).get("status") == "done":
+        lines += ["  dictionaries:"] + [f"    {line}" for line in stages["dictionary"]["layers"]]
     if "embed" in stages and stages["embed"].get("status") == "done":
         e = stages["embed"]
         lines.append(f"  embedding: {e['sentences']} sentences, loss per epoch {e['loss']}")

@@ -1,4 +1,5 @@
-"""The stages of a run, in data-flow order: pass1 → cluster → graph;  pass1 → embed;  pass1 → patches.
+"""The stages of a run, in data-flow order: pass1 → cluster → graph;  pass1 → embed;  pass1 → patches; a run with
+dictionary units trains its dictionaries first.
 
 Each is a `compute(context) -> details` of the stage contract (`contract.py`).
 """
@@ -12,6 +13,8 @@ import torch
 from neurocarto.compute import attribution, coactivation, patches
 from neurocarto.compute.cone import TracedModel
 from neurocarto.compute.contract import Stage, StageContext
+from neurocarto.compute.dictionary_fit import dictionary_weights, fit_layers
+from neurocarto.compute.dictionary_units import splices_off
 from neurocarto.compute.pass1 import SUM_SCALE
 from neurocarto.compute.pass1_stream import CheckpointedPass1
 from neurocarto.concepts import cluster, concept_graph, embed, hierarchy
@@ -21,8 +24,31 @@ from neurocarto.inputs.feeding import feeding_map
 from neurocarto.inputs.prepared_run import PreparedRun, resolve_device
 from neurocarto.neurons import neuron_ids, neuron_layers, neuron_offsets
 from neurocarto.store import keys, patch_images
+from neurocarto.store.dictionaries import quality_line, store_dictionary, stored_quality
 
 SKIPPED_LISTED = 20         # unreadable files the manifest names
+
+
+def dictionary_stage(context: StageContext) -> dict:
+    """The sparse dictionary of each of the run's spliced layers (`dictionary_units`), trained, measured, stored and
+    installed layer by layer: a stopped stage resumes with the layers it had not stored."""
+    run, store = context.run, context.store
+    stored = frozenset(splice.base.name for splice in run.splices
+                       if stored_quality(store, run.key, splice.base.name) is not None)
+    splice_of = {splice.base.name: splice for splice in run.splices}
+    progress = context.progress(len(run.splices), "layers", initial=len(stored))
+    if len(stored) < len(run.splices):
+        with splices_off(run):
+            for layer, dictionary, quality in fit_layers(run, [splice.base for splice in run.splices],
+                                                         run.config.dictionary, resolve_device(context.execution.device),
+                                                         context.log, stored):
+                weights = dictionary_weights(dictionary)
+                store_dictionary(store, run.key, layer.name, weights, quality)
+                splice_of[layer.name].install(weights)
+                context.log(f"  {quality_line(quality)}")
+                progress.update()
+    progress.close()
+    return {"layers": [quality_line(stored_quality(store, run.key, splice.base.name)) for splice in run.splices]}
 
 
 def pass1(context: StageContext) -> dict:
@@ -155,7 +181,7 @@ def graph_stage(context: StageContext) -> dict:
                               for name in (keys.CLASS_MATRIX, keys.CLUSTER_LABELS, keys.IMAGE_LABELS, keys.SKIPPED)}
                              if group.leader else None)
     class_matrix = inputs[keys.CLASS_MATRIX]
-    feeds = feeding_map(model, run.layers)
+    feeds = feeding_map(model, run.layers, [splice.base for splice in run.splices])
     readable = np.setdiff1d(np.arange(len(run.indices)), inputs[keys.SKIPPED])[:1]
     example = run.load_images(readable).to(device)
     traced, untraced = graph_tracing(model, run.layers, example)
@@ -241,7 +267,9 @@ def patches_stage(context: StageContext) -> dict:
 
 
 STAGES = [
-    Stage(keys.PASS1, pass1, lambda config: None, (), sharded=True, version=2),  # 2: a sample of maxima
+    Stage(keys.DICTIONARY, dictionary_stage, lambda config: config.dictionary, (),
+          applies=lambda config: config.units != "neurons"),
+    Stage(keys.PASS1, pass1, lambda config: None, (), sharded=True, version=2, after=(keys.DICTIONARY,)),  # 2: maxima
     Stage(keys.CLUSTER, cluster_stage, lambda config: config.cluster, (keys.PASS1,), version=2),  # 2: one draw a chunk
     Stage(keys.EMBED, embed_stage, lambda config: config.embed, (keys.PASS1,), version=3),  # 3: UMAP, exact neighbours
     Stage(keys.GRAPH, graph_stage, lambda config: config.graph, (keys.CLUSTER,), sharded=True, version=4),

@@ -60,7 +60,7 @@ def with_maps(tensor: torch.Tensor, layer: Layer, maps: torch.Tensor) -> torch.T
     return maps
 
 
-def _replaced(output, item, tensor):
+def replaced_output(output, item, tensor):
     """The module output with the captured tensor swapped for `tensor`."""
     if item is None:
         return tensor
@@ -118,10 +118,10 @@ class LayerCapture:
             tensor = select(output, layer.item)
             if self.isolate:
                 self.raw[index] = tensor
-                output = _replaced(output, layer.item, tensor.clone())
+                output = replaced_output(output, layer.item, tensor.clone())
             if self.edit is not None:
                 tensor = self.edit(index, tensor)
-                output = _replaced(output, layer.item, tensor)
+                output = replaced_output(output, layer.item, tensor)
             self.receive(index, as_maps(tensor, layer))
             return output if self.isolate or self.edit is not None else None
         return hook

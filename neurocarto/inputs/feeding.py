@@ -4,7 +4,9 @@ For InceptionV1-style mixed blocks (torchvision's googlenet and our FashionIncep
 the original's map: a mixed layer's 3×3 and 5×5 branch channels are fed by their bottleneck
 layers when those are selected; its other channels, and the bottlenecks themselves, are fed by
 the previous mixed (or stem) layer. For any other model, each selected layer is fed by the one
-before it.
+before it. In a run with dictionary units, a layer's latents are fed, in full, by whatever feeds the layer (the
+latents, or the channels where the run has both, of those layers), and its channels, where the run has them, by its
+latents.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from neurocarto.neurons import Layer
+from neurocarto.neurons import UNIT_SUFFIX, Layer
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,22 @@ def mixed_branches(module: nn.Module) -> list[tuple[str, str | None, int]] | Non
     return None
 
 
-def feeding_map(model: nn.Module, layers: list[Layer]) -> list[Feed]:
-    """Every (upstream layer → channel range of downstream layer) the graphs may connect."""
+def feeding_map(model: nn.Module, layers: list[Layer], bases: list[Layer] | None = None) -> list[Feed]:
+    """Every (upstream layer → channel range of downstream layer) the graphs may connect; `bases`: the layers
+    spliced with dictionaries, in a run with dictionary units."""
+    if not bases:
+        return _channel_feeds(model, layers)
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    feeds = {Feed(index[base.name + UNIT_SUFFIX], index[base.name], 0, base.channels)
+             for base in bases if base.name in index}
+    for feed in _channel_feeds(model, bases):
+        upstream, downstream = bases[feed.upstream].name, index[bases[feed.downstream].name + UNIT_SUFFIX]
+        feeds.add(Feed(index.get(upstream, index[upstream + UNIT_SUFFIX]), downstream, 0, layers[downstream].channels))
+    return sorted(feeds, key=lambda feed: (feed.downstream, feed.upstream))
+
+
+def _channel_feeds(model: nn.Module, layers: list[Layer]) -> list[Feed]:
+    """The feeds among layers of channels."""
     modules = dict(model.named_modules())
     names = [layer.name for layer in layers]
     index = {name: i for i, name in enumerate(names)}

@@ -5,7 +5,7 @@ parameters) before any long work, so bad input fails in seconds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -75,6 +75,7 @@ class PreparedRun:
     identity: dict
     key: str
     notes: list[str]               # what choosing the layers left out or assumed, for the log and the manifest
+    splices: list = field(default_factory=list)    # the dictionary splices of a run with dictionary units
 
     @property
     def n_neurons(self) -> int:
@@ -89,6 +90,25 @@ class PreparedRun:
             raise NeuroCartoError(f"images {unreadable[:5]} of this run can no longer be read: the dataset "
                                   "changed since pass 1; rebuild the run with --rebuild")
         return torch.stack(tensors)
+
+    def held_out_images(self, count: int, seed: int = 0) -> tuple[np.ndarray, bool]:
+        """Data-set indices of `count` images outside the run's sample (or the run's own when it holds them all),
+        and whether they are held out."""
+        outside = np.setdiff1d(np.arange(len(self.dataset)), self.indices)
+        pool, held_out = (outside, True) if len(outside) else (self.indices, False)
+        chosen = np.random.default_rng(seed).choice(pool, size=min(count, len(pool)), replace=False)
+        return np.sort(chosen), held_out
+
+    def output_classes(self) -> np.ndarray:
+        """For each class of the data, the model output that predicts it."""
+        names = self.dataset.class_names
+        model_names = self.model.class_names
+        if model_names and all(name in model_names for name in names):
+            return np.array([model_names.index(name) for name in names])
+        if model_names is None or len(model_names) == len(names):
+            return np.arange(len(names))
+        raise NeuroCartoError(f"the model's {len(model_names)} outputs do not name the data's classes "
+                              f"({', '.join(names[:5])}…): accuracy per class cannot be measured")
 
 
 def _first_readable(dataset, indices: np.ndarray, transform) -> torch.Tensor:
@@ -126,6 +146,8 @@ def prepare(config: RunConfig, execution: ExecutionConfig, model: LoadedModel | 
         "top_k": config.top_k, "threshold": config.threshold, "max_images": config.max_images,
         "seed": config.seed, "amp": config.amp, "image_size": config.image_size,
     }
+    if config.units != "neurons":
+        identity.update(units=config.units, dictionary=asdict(config.dictionary))
     return PreparedRun(config, model, dataset, indices, layers, identity, stable_hash(identity), notes)
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import hashlib
 
-STAGE_NAMES = ("pass1", "cluster", "embed", "graph", "patches")     # in the order they run
-PASS1, CLUSTER, EMBED, GRAPH, PATCHES = STAGE_NAMES
+STAGE_NAMES = ("dictionary", "pass1", "cluster", "embed", "graph", "patches")     # in the order they run
+DICTIONARY, PASS1, CLUSTER, EMBED, GRAPH, PATCHES = STAGE_NAMES
+
+
+def stages_of(units: str | None) -> tuple[str, ...]:
+    """The stages of a run of these units (a run of neurons trains no dictionary)."""
+    return STAGE_NAMES if units not in (None, "neurons") else STAGE_NAMES[1:]
+
 
 # pass 1 (arrays; the neuron order is `neurons.neuron_ids`)
 TOP_VALUES = "top_values"                   # (neurons, k) float32, descending

@@ -12,6 +12,7 @@ Torch-free.
 from __future__ import annotations
 
 import io
+import json
 import math
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -70,9 +71,14 @@ class StoredRun:
         self.patch_pngs = lru_cache(maxsize=4096)(self._read_patch_pngs)
 
     def __repr__(self) -> str:
-        return f"<StoredRun {self.label}; stages done: {', '.join(s for s in keys.STAGE_NAMES if self.done(s)) or 'none'}>"
+        return f"<StoredRun {self.label}; stages done: {', '.join(s for s in self.stages if self.done(s)) or 'none'}>"
 
     # ---- stages ----
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages this run has, in the order they run."""
+        return keys.stages_of(self.config.get("units"))
 
     def done(self, stage: str) -> bool:
         return self.manifest["stages"].get(stage, {}).get("status") == "done"
@@ -80,7 +86,7 @@ class StoredRun:
     @property
     def complete(self) -> bool:
         """Every stage done with the run's present inputs."""
-        return bool(self.manifest.get("complete")) and all(self.done(stage) for stage in keys.STAGE_NAMES)
+        return bool(self.manifest.get("complete")) and all(self.done(stage) for stage in self.stages)
 
     def require(self, *stages: str) -> None:
         missing = [stage for stage in stages if not self.done(stage)]
@@ -356,11 +362,27 @@ class StoredRun:
         return f"{name if len(name) <= 10 else name[:9] + '…'} {counts[top] / max(counts.sum(), 1):.0%}"
 
 
+def unit_siblings(store: Store, key: str) -> dict[str, str]:
+    """The complete runs that differ from run `key` in their units only (model, weights, data, images and every other
+    parameter the same): units → key, this run's own included."""
+    manifest = store.manifest(key)
+
+    def recipe(other: dict) -> tuple:
+        config = {name: value for name, value in other["config"].items() if name not in ("name", "units", "dictionary")}
+        return other["model"], other["data"].get("fingerprint"), other["counts"]["images"], json.dumps(config, sort_keys=True)
+
+    mine = recipe(manifest)
+    siblings = {other["config"].get("units", "neurons"): other_key for other_key, other in complete_runs(store)
+                if other_key != key and recipe(other) == mine}
+    return {**siblings, manifest["config"].get("units", "neurons"): key}
+
+
 def complete_runs(store: Store) -> list[tuple[str, dict]]:
     """(key, manifest) of every run whose every stage is done with its present inputs, newest first."""
     runs = [(key, manifest) for key, manifest, _ in store.list_runs()
             if manifest and manifest.get("complete")
-            and all(manifest["stages"].get(s, {}).get("status") == "done" for s in keys.STAGE_NAMES)]
+            and all(manifest["stages"].get(s, {}).get("status") == "done"
+                    for s in keys.stages_of(manifest.get("config", {}).get("units")))]
     return sorted(runs, key=lambda item: item[1].get("created", ""), reverse=True)
 
 

@@ -135,7 +135,7 @@ def write_synthetic_run(cache: Path, neurons: int = 100_000, n_layers: int = 40,
             "counts": {"images": n_images, "neurons": neurons, "classes": n_classes, "skipped": 0},
             "layers": [{"name": layer.name, "channels": width, "height": 7, "width": 7} for layer in layers],
             "config": {"patches": {"per_neuron": patches}, "cluster": {"per_layer": True, "floor": 0.05}},
-            "stages": {name: {"status": "done"} for name in keys.STAGE_NAMES},
+            "stages": {name: {"status": "done"} for name in keys.stages_of("neurons")},
         })
     return key
 

@@ -13,10 +13,9 @@ import diskcache
 from dash import Dash, DiskcacheManager
 
 from neurocarto.errors import NeuroCartoError
-from neurocarto.store import keys
 from neurocarto.store.disk import JsonOnlyDisk, Store
 from neurocarto.store.stored_run import StoredRun, complete_runs, run_label
-from neurocarto.ui import ablation_panel, compare_view, explain_panel
+from neurocarto.ui import ablation_panel, compare_view, explain_panel, units_bar
 from neurocarto.ui.callbacks import register_callbacks
 from neurocarto.ui.inputs import MAX_UPLOAD_REQUEST, check_requests
 from neurocarto.ui.layout import page
@@ -30,7 +29,7 @@ VIEW_ARRAYS = ("neuron_ids", "class_names", "projection", "neighbor_table", "clu
 def load_run(store: Store, key: str) -> StoredRun:
     """A complete run with what every view reads already read."""
     run = StoredRun(store, key)
-    run.require(*keys.STAGE_NAMES)
+    run.require(*run.stages)
     for name in VIEW_ARRAYS:
         getattr(run, name)
     return run
@@ -122,7 +121,7 @@ def create_app(cache: str | Path, first_run: str | None = None, launched=None, c
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_REQUEST
     catalog.jobs.add("signing-secret", secrets.token_hex(32))      # one for every worker on this store
     app.server.secret_key = catalog.jobs.get("signing-secret")      # signs background jobs' handles
-    register_callbacks(app, catalog, ablation_panel, explain_panel, compare_view)
+    register_callbacks(app, catalog, ablation_panel, explain_panel, compare_view, units_bar)
     check_requests(app)
     register_routes(app.server, catalog.get)
     return app

@@ -8,6 +8,7 @@ from neurocarto.ui.ablation_panel import test_panel
 from neurocarto.ui.compare_view import compare_control, compare_views
 from neurocarto.ui.explain_panel import explain_panel
 from neurocarto.ui.graph_view import graph_stylesheet
+from neurocarto.ui.units_bar import units_bar
 
 PROGRESS_POLL_MS = 1000     # how often the page reads the store while it shows a run being computed
 IDLE_POLL_MS = 5000         # … and otherwise, to learn of a precompute started later
@@ -55,6 +56,7 @@ def page(run_options: list[dict]) -> html.Div:
                          placeholder="run"),
             dcc.Dropdown(id="class", options=[], clearable=False, searchable=True, className="class-search",
                          placeholder="search a class…"),
+            units_bar(),
             compare_control(run_options),
             html.Details(className="help", children=[html.Summary("How to read this"), *HELP]),
             html.Div(className="exports", children=[

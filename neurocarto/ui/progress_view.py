@@ -31,7 +31,7 @@ def run_progress(store: Store, key: str, now: float | None = None) -> dict:
     writer = store.writer_of(key)
     now = time.time() if now is None else now
     stages, problem = [], None
-    for name in keys.STAGE_NAMES:
+    for name in keys.stages_of(manifest.get("config", {}).get("units")):
         recorded = manifest["stages"].get(name, {})
         status = recorded.get("status")
         row = {"stage": name, "state": "waiting"}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import neurocarto as nc
-from neurocarto.analysis.ablation import _Channels, ablate, ablation_images
+from neurocarto.analysis.ablation import _Channels, ablate
 from neurocarto.cli import main as cli_main
 from neurocarto.config import ExecutionConfig, RunConfig
 from neurocarto.errors import NeuroCartoError
@@ -41,7 +41,7 @@ def test_scores_equal_a_direct_computation(image_folder, factory_file, tmp_path)
     offsets = {layer.name: sum(l.channels for l in prepared.layers[:i]) for i, layer in enumerate(prepared.layers)}
     neurons = np.array([offsets["block.1"] + 2, offsets["block.1"] + 7, offsets["stem.2"] + 1])
     result = ablate(prepared, neurons, n_images=30, random_sets=3, seed=4)
-    indices, held_out = ablation_images(prepared, 30, 4)
+    indices, held_out = prepared.held_out_images(30, 4)
     assert held_out and not np.isin(indices, prepared.indices).any() and result.images == len(indices)
     model = prepared.model.module.eval()
     images = torch.stack([prepared.model.transform(prepared.dataset.load(int(i))) for i in indices])

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from neurocarto.analysis.dictionaries import reconstruction_accuracy
 from neurocarto.analysis.rerun import prepared_for
 from neurocarto.cli import main
 from neurocarto.compute.dictionary import TopKDictionary
+from neurocarto.compute.dictionary_fit import reconstruction_accuracy
 from neurocarto.store.dictionaries import stored_quality, stored_weights
 from neurocarto.store.disk import Store
 from neurocarto.store.stored_run import StoredRun
@@ -28,11 +28,11 @@ def test_a_layers_dictionary_from_the_cli_is_measured_and_kept_with_the_run(smal
     assert quality["accuracy reconstructed"] >= 0.9 * quality["accuracy"] > 0.5
     with Store(execution.cache) as store:
         run = StoredRun(store, manifest["key"])
-        assert stored_quality(run, "mixed4a") == quality
-        weights = stored_weights(run, "mixed4a")
+        assert stored_quality(run.store, run.key, "mixed4a") == quality
+        weights = stored_weights(run.store, run.key, "mixed4a")
         assert weights["decoder"].shape == (160, 1280) and weights["encoder"].shape == (1280, 160)
         np.testing.assert_allclose(np.linalg.norm(weights["decoder"], axis=0), 1, rtol=1e-4)
-        assert stored_weights(run, "mixed4b") is None
+        assert stored_weights(run.store, run.key, "mixed4b") is None
 
     assert main(["runs", "--cache", str(execution.cache)]) == 0       # each dictionary's figures, with its run
     listed = capsys.readouterr().out
@@ -52,18 +52,18 @@ def test_a_reconstruction_that_is_the_identity_or_a_constant_matches_the_model_s
     _config, execution, manifest = small_fashion_run
     with Store(execution.cache) as store:
         run = prepared_for(StoredRun(store, manifest["key"]))
-    index = [layer.name for layer in run.layers].index("mixed3b")
-    channels = run.layers[index].channels
+    layer = next(layer for layer in run.layers if layer.name == "mixed3b")
+    channels = layer.channels
     images = run.indices[:200]
     identity = TopKDictionary(channels, channels, channels)
     with torch.no_grad():     # ReLU maps are their own top-`channels` codes: reconstructed exactly
         identity.encoder.copy_(torch.eye(channels)), identity.decoder.copy_(torch.eye(channels))
-    original, reconstructed = reconstruction_accuracy(run, index, identity, images)
+    original, reconstructed = reconstruction_accuracy(run, layer, identity, images)
     assert reconstructed == original
     constant = TopKDictionary(channels, channels, 1)
     with torch.no_grad():
         constant.decoder.zero_(), constant.centre.fill_(0.5)
-    _, with_constant = reconstruction_accuracy(run, index, constant, images)
+    _, with_constant = reconstruction_accuracy(run, layer, constant, images)
     model = run.model.module.eval()
     module = dict(model.named_modules())["mixed3b"]
     handle = module.register_forward_hook(lambda _m, _i, output: torch.full_like(output, 0.5))

@@ -3,7 +3,7 @@ import pytest
 from dash import no_update
 
 from neurocarto.store.disk import Store
-from neurocarto.ui import ablation_panel, callbacks, compare_view, explain_panel
+from neurocarto.ui import ablation_panel, callbacks, compare_view, explain_panel, units_bar
 from neurocarto.ui.app import Catalog
 from neurocarto.ui.url_state import ViewState, read_query
 from neurocarto.ui.wiring import callbacks_of
@@ -19,9 +19,9 @@ def catalog(small_fashion_run):
 
 
 def test_every_callback_is_wired_once():
-    modules = (callbacks, ablation_panel, explain_panel, compare_view)
+    modules = (callbacks, ablation_panel, explain_panel, compare_view, units_bar)
     names = [function.__name__ for module in modules for function, _, _ in callbacks_of(module)]
-    assert len(names) == len(set(names)) == 34 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
+    assert len(names) == len(set(names)) == 35 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
                                                     "show_explanation", "open_comparison", "relabel_projection",
                                                     "turn_page"} <= set(names)
 

@@ -123,7 +123,7 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
     assert Image.open(io.BytesIO(client.get(heat).data)).mode == "RGBA"
     for bad in (f"/explained/{run.key}/6.png", f"/explained/{run.key}/..%2F5.png", f"/heat/{run.key}/5/3.999999.png",
                 f"/heat/{run.key}/5/{len(run.neuron_ids)}.png", f"/heat/{run.key}/5/0.{len(run.neuron_ids) - 1}.png",
-                f"/heat/nope/5/3.png"):
+                "/heat/nope/5/3.png"):
         assert client.get(bad).status_code == 404, bad
 
     url = callbacks.to_url(catalog, run.key, 0, 0, [], [], "auto", "summary", NO_SELECTION, "zero", "run:5")
