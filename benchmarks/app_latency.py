@@ -1,6 +1,7 @@
 """Server time per app callback and time to first render in Chromium, on the default run and a 100K-neuron run.
 
     python benchmarks/app_latency.py [--cache cache] [--neurons 100000] [--repeats 30] [--compare-only]
+    python benchmarks/app_latency.py --cache DIR --run RUN --class NAME      # one stored run only
 
 For each run the real app (`python app.py --run KEY`) is started on 127.0.0.1 and driven by Playwright
 (Debian's Chromium): first render is the time from navigation until both views are drawn (the first
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from neurocarto.compute.pipeline import precompute
 from neurocarto.config import ExecutionConfig, RunConfig
+from neurocarto.store.disk import Store
 from neurocarto.testing.browser import CY
 from neurocarto.testing.serving import ROOT, start_app, stop_app
 from neurocarto.testing.synthetic_run import write_synthetic_run
@@ -254,13 +256,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--loads", type=int, default=4, help="page loads for first render (the first is cold)")
     parser.add_argument("--compare-only", action="store_true", help="only the compare view's two synthetic runs")
+    parser.add_argument("--run", default=None, help="only this run of --cache (name, key or key prefix)")
+    parser.add_argument("--class", dest="class_name", default=None, help="with --run: the class switched to")
     args = parser.parse_args()
+    if args.run and not args.class_name:
+        parser.error("--run needs --class: the class the interactions switch to")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as temporary:
         workdir = Path(temporary)
         runs = []
-        if not args.compare_only:
+        if args.run:
+            with Store(args.cache) as store:
+                key = store.resolve(args.run)
+                manifest = store.manifest(key)
+            runs = [(args.cache, key, f"{manifest['name']} ({manifest['counts']['neurons']:,} units)", args.class_name)]
+        elif not args.compare_only:
             default = precompute(RunConfig(), ExecutionConfig(cache=args.cache))
             started = time.perf_counter()
             synthetic = write_synthetic_run(workdir / "store", args.neurons)
@@ -276,7 +287,7 @@ def main() -> None:
             for cache, key, label, class_name in runs:
                 for row in bench_run(browser, cache, key, label, class_name, args.repeats, args.loads, workdir):
                     print(row, flush=True)
-            for row in bench_compare(browser, workdir, args.neurons, args.repeats):
+            for row in [] if args.run else bench_compare(browser, workdir, args.neurons, args.repeats):
                 print(row, flush=True)
             browser.close()
 

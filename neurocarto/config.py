@@ -112,9 +112,9 @@ class DictionaryParams:
     k: int | None = None                # latents firing per vector; None: latents / 16, at most 32
     vectors: int = 100_000              # activation vectors trained on
     per_image: int = 16                 # positions sampled per image
-    epochs: int = 10
+    epochs: int = 4
     batch_size: int = 1024
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     images: int = 1000                  # held-out images the quality and accuracy are measured on
     seed: int = 0
 

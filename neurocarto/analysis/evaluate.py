@@ -23,6 +23,7 @@ from neurocarto.config import EmbedParams
 from neurocarto.errors import NeuroCartoError
 from neurocarto.neurons import Layer
 from neurocarto.store import keys
+from neurocarto.store.dictionaries import store_dictionary, stored_qualities, stored_weights
 from neurocarto.store.disk import Store
 from neurocarto.store.stored_run import StoredRun
 from neurocarto.zoo.parts import part_counts
@@ -155,15 +156,22 @@ def held_out_spec(data: str) -> str:
 
 
 def held_out_concepts(run: StoredRun, spec: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each neuron's part read from images the clustering never saw: pass 1 of the same model and layers on
-    the Parts sample `spec` (computed once into the store), then the part under its argmax there."""
+    """Each neuron's part read from images the clustering never saw: pass 1 of the same model and layers (and the
+    same dictionaries, for a run of dictionary units) on the Parts sample `spec` (computed once into the store),
+    then the part under its argmax there."""
     from neurocarto.compute.pipeline import precompute
     from neurocarto.config import ExecutionConfig, RunConfig
+    from neurocarto.inputs.prepared_run import prepare
 
     config = RunConfig.from_dict(run.config)
     held_out = replace(config, data=spec, max_images=None, top_k=None, name=f"{run.name}-held-out")
-    manifest = precompute(held_out, ExecutionConfig(cache=run.store.directory, progress=False), log=lambda _: None,
-                          stages=["pass1"])
+    execution = ExecutionConfig(cache=run.store.directory, progress=False)
+    if config.units != "neurons":       # the run's own dictionaries, so that its latents are read there
+        key = prepare(held_out, execution).key
+        for quality in stored_qualities(run):
+            store_dictionary(run.store, key, quality["layer"], stored_weights(run.store, run.key, quality["layer"]),
+                             quality)
+    manifest = precompute(held_out, execution, log=lambda _: None, stages=["pass1"])
     key = manifest["key"]
     if manifest["counts"]["neurons"] != len(run.layer_of):
         raise NeuroCartoError(f"the held-out run {manifest['name']} has {manifest['counts']['neurons']} neurons, "

@@ -152,8 +152,8 @@ def training_loss(dictionary: TopKDictionary, batch: torch.Tensor, variance: flo
     return loss, residual.detach(), (codes > 0).any(0)
 
 
-def train_dictionary(vectors: torch.Tensor, latents: int, k: int, epochs: int = 10, batch_size: int = 1024,
-                     learning_rate: float = 1e-3, seed: int = 0,
+def train_dictionary(vectors: torch.Tensor, latents: int, k: int, epochs: int = 4, batch_size: int = 1024,
+                     learning_rate: float = 3e-3, seed: int = 0,
                      dead_after: int | None = None) -> tuple[TopKDictionary, Training]:
     """A TopK dictionary of `latents` units for `vectors` (n, channels); see the module doc."""
     vectors = vectors.float()

@@ -30,7 +30,8 @@ def _new_manifest(run: PreparedRun) -> dict:
     data = dataset_summary(run.dataset)
     return {
         "key": run.key,
-        "name": run.config.name or f"{run.model.spec.rsplit('/', 1)[-1]}-{data['kind']}-{len(run.indices)}",
+        "name": run.config.name or "-".join([run.model.spec.rsplit('/', 1)[-1], data["kind"], str(len(run.indices)),
+                                             *([run.config.units] if run.config.units != "neurons" else [])]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": run.config.as_dict(), "identity": run.identity,
         "model": {"spec": run.model.spec, "weights": run.model.weights, "checksum": run.model.weights_checksum},

@@ -269,7 +269,8 @@ def patches_stage(context: StageContext) -> dict:
 STAGES = [
     Stage(keys.DICTIONARY, dictionary_stage, lambda config: config.dictionary, (),
           applies=lambda config: config.units != "neurons"),
-    Stage(keys.PASS1, pass1, lambda config: None, (), sharded=True, version=2, after=(keys.DICTIONARY,)),  # 2: maxima
+    Stage(keys.PASS1, pass1, lambda config: None, (), sharded=True, version=2,   # 2: a sample of maxima
+          after=(keys.DICTIONARY,)),
     Stage(keys.CLUSTER, cluster_stage, lambda config: config.cluster, (keys.PASS1,), version=2),  # 2: one draw a chunk
     Stage(keys.EMBED, embed_stage, lambda config: config.embed, (keys.PASS1,), version=3),  # 3: UMAP, exact neighbours
     Stage(keys.GRAPH, graph_stage, lambda config: config.graph, (keys.CLUSTER,), sharded=True, version=4),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+import neurocarto as nc
 from neurocarto.analysis.ablation import ablate
+from neurocarto.analysis.export import export_run
 from neurocarto.analysis.rerun import prepared_for
 from neurocarto.cli import main as cli_main
 from neurocarto.store.dictionaries import stored_qualities, stored_quality
@@ -70,11 +72,17 @@ def test_a_run_with_dictionary_units_killed_while_training_resumes_to_an_uninter
                   for graph in graphs for edge in graph["edges"]}
         assert len(layers) >= 2 and layers <= {      # along the feeds: latents → their channels → next latents
             ("stem.2/sae", "stem.2"), ("stem.2", "block.1/sae"), ("block.1/sae", "block.1")}
-        # a latent ablated by its id, through the model spliced again from the stored dictionaries
+        # the model spliced again from the stored dictionaries: a latent ablated by its id, an image explained
         prepared = prepared_for(run)
         latent = run.neuron_ids.index("block.1/sae:0")
-        result = ablate(prepared, np.array([latent]), n_images=10, random_sets=1)
-        assert result.images == 10
+        assert ablate(prepared, np.array([latent]), n_images=10, random_sets=1).images == 10
+        explained = nc.explain(run, 5)
+        assert explained.maxima.shape == (len(run.neuron_ids),) and explained.maxima[:24].max() > 0
+        strongest = int(explained.maxima[:24].argmax())
+        assert 0 < explained.percentiles[strongest] <= 1 and np.isfinite(explained.percentiles).all()
+        written = export_run(resumed, key, tmp_path / "export")
+        rows = (tmp_path / "export" / "neurons.csv").read_text().splitlines()
+        assert rows[1].startswith("stem.2/sae:0,stem.2/sae,0,") and len(rows) == 1 + len(run.neuron_ids) and written
 
 
 def edge_layer(graph: dict, node_id: str) -> str:
