@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _command(cache: Path, factory_file: Path, image_folder: Path) -> list[str]:
     return [sys.executable, "-m", "neurocarto", "precompute", "--model", f"{factory_file}:make", "--data",
             str(image_folder), "--top-k", "4", "--units", "both", "--dictionary-expansion", "3",
-            "--dictionary-k", "4", "--dictionary-epochs", "1500", "--embed-epochs", "1", "--projection-seed", "0",
+            "--dictionary-k", "4", "--dictionary-epochs", "600", "--embed-epochs", "1", "--projection-seed", "0",
             "--cache", str(cache), "--quiet"]
 
 
