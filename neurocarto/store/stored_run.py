@@ -321,8 +321,9 @@ class StoredRun:
 
     @property
     def patch_count(self) -> int:
-        """Patches stored per neuron."""
-        return int(self.config["patches"]["per_neuron"])
+        """Patches stored per neuron: one per top image, up to the run's `--patches`."""
+        per_neuron = int(self.config["patches"]["per_neuron"])
+        return min(per_neuron, int(self.config["top_k"])) if self.config.get("top_k") else per_neuron
 
     def _read_patch_pngs(self, neuron: int) -> tuple[bytes, ...]:
         self.require(keys.PATCHES)

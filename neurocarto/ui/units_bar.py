@@ -1,34 +1,24 @@
 """The units bar: which units the run on screen reads (neurons, dictionary latents, or both), links to the runs of
-the same model and images in the other units (the view's URL with their key, so the class and settings carry over),
-and, for a run with dictionaries, each one's quality."""
+the same model and images in the other units (`assets/units.js` gives a link the view's URL with that run's key
+when it is clicked, so the class and settings carry over), and, for a run with dictionaries, each one's quality."""
 from __future__ import annotations
-
-from urllib.parse import urlencode
 
 from dash import Input, Output, html
 
 from neurocarto.store.dictionaries import quality_line, stored_qualities
 from neurocarto.store.stored_run import unit_siblings
-from neurocarto.ui.url_state import read_query
 from neurocarto.ui.wiring import wired
 
 UNIT_NAMES = {"neurons": "neurons", "dictionary": "latents", "both": "both"}
-CARRIED = ("class", "threshold", "cut", "mode", "detail", "style", "image", "projection")   # what means the same in both
 
 
 def units_bar() -> html.Div:
     return html.Div(id="units", className="units-bar", style={"display": "none"})
 
 
-def _href(query: dict[str, str], key: str) -> str:
-    return "?" + urlencode({"run": key, **{name: query[name] for name in CARRIED if name in query}})
-
-
-@wired(Output("units", "children"), Output("units", "style"), Input("url", "search"))
-def show_units(catalog, search):
-    """The bar for the run the URL shows; hidden for a run of neurons that has no sibling in other units."""
-    query, _ = read_query(search)
-    key = query.get("run") or (catalog.keys[0] if catalog.keys else None)
+@wired(Output("units", "children"), Output("units", "style"), Input("run", "value"))
+def show_units(catalog, key):
+    """The bar for the run on screen; hidden for a run of neurons that has no sibling in other units."""
     run = catalog.get(key)
     if run is None:
         return [], {"display": "none"}
@@ -42,8 +32,9 @@ def show_units(catalog, search):
             links.append(html.Span(label, className="units-current", title="the units of the run on screen: "
                                    "its layers' channels (neurons), their dictionaries' latents, or both"))
         elif name in siblings:
-            links.append(html.A(label, href=_href(query, siblings[name]), className="units-link",
-                                title=f"the run of the same model and images with {label} as units"))
+            links.append(html.A(label, href=f"?run={siblings[name]}", className="units-link",
+                                title=f"the run of the same model and images with {label} as units",
+                                **{"data-run": siblings[name]}))
         else:
             links.append(html.Span(label, className="units-missing",
                                    title=f"no run of these images with {label} as units: precompute one with "

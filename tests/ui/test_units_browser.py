@@ -24,7 +24,7 @@ def server(image_folder, factory_file, tmp_path_factory):
 
 def test_the_units_bar_switches_between_runs_of_neurons_and_latents(server, browser):
     base, neurons, both = server
-    page = open_page(browser, f"{base}/?run={both}&class=dog")
+    page = open_page(browser, f"{base}/?run={both}&class=dog&select=block.1%2Fsae%3A7")
     wait_graph(page)
     page.wait_for_selector("#units .units-current")
     assert page.inner_text("#units .units-current") == "both"
@@ -37,11 +37,14 @@ def test_the_units_bar_switches_between_runs_of_neurons_and_latents(server, brow
     assert "stem.2 24 latents (k 4): variance explained" in lines and "block.1 48 latents" in lines
     page.screenshot(path=SHOTS / "40-units-both.png")
 
-    page.click("#units a.units-link")                                      # to the run of neurons, class kept
+    assert "select=block.1%2Fsae%3A7" in page.url                          # a latent selected by its id
+    page.wait_for_function("() => { const images = [...document.querySelectorAll('#examples .patches img')]; "
+                           "return images.length === 4 && images.every(i => i.complete && i.naturalWidth > 0); }")
+    page.click("#units a.units-link")                   # to the run of neurons: the class kept, the latent's selection not
     page.wait_for_function(f"() => location.search.includes('run={neurons}')")
     wait_graph(page)
     page.wait_for_function("() => document.querySelector('#units .units-current')?.textContent === 'neurons'")
-    assert "class=dog" in page.url
+    assert "class=dog" in page.url and "select=" not in page.url and not page.inner_text("#message")
     layers = page.evaluate("() => document.getElementById('graph')._cyreg.cy.nodes('[score]').map(n => n.data('layer'))")
     assert layers and not any(layer.endswith("/sae") for layer in layers)
     assert page.get_attribute("#units a.units-link", "href").startswith(f"?run={both}")
