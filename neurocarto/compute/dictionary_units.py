@@ -47,6 +47,8 @@ class Splice(nn.Module):
         maps = as_maps(tensor, self.base)
         clean = self.dictionary.latent_maps(maps)
         codes = self.latents(clean)
+        if codes is clean and not torch.is_grad_enabled():
+            return tensor           # nothing edited the latents and nothing is differentiated: x' = x, no decoding
         decoded = self.dictionary.decoded_maps(codes)
         held = decoded if codes is clean else self.dictionary.decoded_maps(clean)
         return with_maps(tensor, self.base, maps.detach() + (decoded - held.detach()))
