@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurocarto.config import DictionaryParams
 from neurocarto.inputs.capture import LayerCapture
 from neurocarto.neurons import Layer
 
@@ -152,8 +153,9 @@ def training_loss(dictionary: TopKDictionary, batch: torch.Tensor, variance: flo
     return loss, residual.detach(), (codes > 0).any(0)
 
 
-def train_dictionary(vectors: torch.Tensor, latents: int, k: int, epochs: int = 4, batch_size: int = 1024,
-                     learning_rate: float = 3e-3, seed: int = 0,
+def train_dictionary(vectors: torch.Tensor, latents: int, k: int, epochs: int = DictionaryParams.epochs,
+                     batch_size: int = DictionaryParams.batch_size,
+                     learning_rate: float = DictionaryParams.learning_rate, seed: int = 0,
                      dead_after: int | None = None) -> tuple[TopKDictionary, Training]:
     """A TopK dictionary of `latents` units for `vectors` (n, channels); see the module doc."""
     vectors = vectors.float()

@@ -19,6 +19,7 @@ from neurocarto.config import DictionaryParams
 from neurocarto.inputs.capture import LayerCapture, as_maps, with_maps
 from neurocarto.inputs.prepared_run import PreparedRun, RunImages, collate_readable
 from neurocarto.neurons import Layer
+from neurocarto.store.dictionaries import WEIGHTS
 
 
 def image_batches(run: PreparedRun, indices: np.ndarray, batch_size: int = 64,
@@ -99,6 +100,4 @@ def fit_layers(run: PreparedRun, layers: list[Layer], params: DictionaryParams, 
 
 def dictionary_weights(dictionary: TopKDictionary) -> dict[str, np.ndarray]:
     """The arrays a dictionary is stored as (`store.dictionaries.WEIGHTS`)."""
-    return {"encoder": dictionary.encoder.detach().cpu().numpy(),
-            "encoder_bias": dictionary.encoder_bias.detach().cpu().numpy(),
-            "decoder": dictionary.decoder.detach().cpu().numpy(), "centre": dictionary.centre.detach().cpu().numpy()}
+    return {name: getattr(dictionary, name).detach().cpu().numpy() for name in WEIGHTS}
