@@ -91,7 +91,7 @@ def _top_k(pre: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
 def sample_vectors(model: nn.Module, layers: list[Layer], batches: Iterable[torch.Tensor], limit: int,
                    per_image: int = 16, seed: int = 0, device: str | torch.device = "cpu") -> list[torch.Tensor]:
     """For each of `layers`, (≤ limit, channels) activation vectors, all from one pass over `batches`: `per_image`
-    positions of each image drawn at random, then a uniform sample of `limit` of all those drawn (reservoir sampling:
+    positions of each image drawn at random (with replacement: as many from a small map as from a large one), then a uniform sample of `limit` of all those drawn (reservoir sampling:
     memory flat in the number of images)."""
     rng = np.random.default_rng(seed)
     kept = [torch.empty(0, layer.channels) for layer in layers]
@@ -110,7 +110,7 @@ def sample_vectors(model: nn.Module, layers: list[Layer], batches: Iterable[torc
                 maps = caught[index]
                 positions = maps.shape[2] * maps.shape[3]
                 vectors = maps.flatten(2).transpose(1, 2)           # (batch, positions, channels)
-                chosen = torch.from_numpy(rng.integers(0, positions, (len(vectors), min(per_image, positions))))
+                chosen = torch.from_numpy(rng.integers(0, positions, (len(vectors), per_image)))   # with replacement
                 drawn.append(vectors[torch.arange(len(vectors))[:, None], chosen].reshape(-1, layer.channels))
             kept, seen = _reservoir(kept, seen, drawn, limit, rng)
     return kept

@@ -112,3 +112,17 @@ def test_sampled_vectors_are_a_seeded_uniform_sample_within_the_limit_for_every_
     assert 0.4 < late < 0.6
     everything, _ = sample_vectors(model, layers, batches(), limit=10_000, per_image=4, seed=5)
     assert len(everything) == 1600 and torch.equal(everything[:, 0].unique(), torch.arange(400.0))
+
+
+def test_layers_of_maps_smaller_than_the_positions_drawn_per_image_are_sampled_alike():
+    """A 2×2 map beside a 6×6 one, 16 positions drawn per image: each layer keeps as many vectors, each a vector of
+    its own maps."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, stride=3))
+    layers = [Layer("0", 4, 6, 6), Layer("1", 5, 2, 2)]
+    images = [torch.randn(10, 3, 6, 6, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    small, large = sample_vectors(model, layers, images, limit=200, per_image=16)[::-1]
+    assert len(small) == len(large) == 200
+    with torch.no_grad():
+        maps = model(torch.cat(images))
+    every = maps.permute(0, 2, 3, 1).reshape(-1, 5)
+    assert all((every == vector).all(1).any() for vector in small)
