@@ -32,9 +32,11 @@ def stored_qualities(run) -> list[dict]:
 
 def quality_line(quality: dict) -> str:
     """One layer's dictionary in a few words: its size and the figures that say how faithful it is."""
+    accuracy = (f"{quality['accuracy reconstructed'] / quality['accuracy']:.3f} of the model's" if quality["accuracy"]
+                else f"{quality['accuracy reconstructed']:.3f} (the model's own is 0)")
     return (f"{quality['layer']} {quality['latents']:,} latents (k {quality['k']}): variance explained "
             f"{quality['variance explained']:.2f}, {quality['dead']:,} dead, {quality['dense']:,} dense, accuracy "
-            f"{quality['accuracy reconstructed'] / max(quality['accuracy'], 1e-12):.3f} of the model's")
+            f"{accuracy}")
 
 
 def stored_weights(store, key: str, layer: str) -> dict[str, np.ndarray] | None:
