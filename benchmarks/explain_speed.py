@@ -9,7 +9,8 @@ Neurons are a seeded choice whose top images no one has explained yet.
   that has run a while has one (the page starts it when none is alive); the click makes the spare the run's worker,
   which loads the model.
 - Next image: the neuron's second patch, through the worker now warm. Asked again: the first patch again (stored:
-  read, no job).
+  read, no job), at once; then also until the projection is coloured by it (the page colours it once the lit graph
+  and the heat map are on screen).
 - No spare: every explain worker ended just before the click, so the worker starts from nothing and imports torch.
   Meanwhile the projection filter is toggled every half second, as a person might, each answer timed, against the
   same toggles with nothing being explained, in the same run.
@@ -28,7 +29,8 @@ from neurocarto.testing.browser import percentiles, toggle_filter
 from neurocarto.testing.serving import start_app, stop_app
 
 # Clicks the patch of an image in the page and times, on the page's clock from the click, until the graph's title
-# names the image and its heat map has loaded (checked every animation frame); the result lands in window.timing.
+# names the image and its heat map has loaded (checked every animation frame); the result lands in window.timing, and
+# the time until the projection is coloured by the image in window.projectionTiming.
 CLICK_AND_TIME = """(image) => {
     window.timing = null;
     const title = document.getElementById('graph-title'), heat = document.getElementById('explain-heat');
@@ -41,8 +43,18 @@ CLICK_AND_TIME = """(image) => {
             requestAnimationFrame(check);
         }
     };
+    window.projectionTiming = null;     // until the projection is coloured by the image (it follows the rest)
+    const projection = document.querySelector('#projection .js-plotly-plot');
+    const coloured = () => {
+        if (projection.layout && projection.layout.meta === 'run:' + image) {
+            window.projectionTiming = (performance.now() - start) / 1000;
+        } else if (performance.now() - start < 10000) {
+            requestAnimationFrame(coloured);
+        }
+    };
     document.querySelector("#examples img.pickable[data-image='" + image + "']").click();
     requestAnimationFrame(check);
+    requestAnimationFrame(coloured);
 }"""
 
 
@@ -118,7 +130,7 @@ def main() -> None:
 
     key, trials = fresh_neurons(args.run, args.cache, 2 * args.images)
     process, base = start_app(["--run", key, "--cache", args.cache])
-    firsts, nexts, again, during, baseline, cold = [], [], [], [], [], []
+    firsts, nexts, again, coloured, during, baseline, cold = [], [], [], [], [], [], []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
@@ -154,6 +166,8 @@ def main() -> None:
                 firsts.append(explain(page, first))
                 nexts.append(explain(page, second))
                 again.append(explain(page, first))
+                page.wait_for_function("() => window.projectionTiming !== null", timeout=30000)
+                coloured.append(page.evaluate("() => window.projectionTiming"))
             browser.close()
     finally:
         stop_app(process)
@@ -165,6 +179,8 @@ def main() -> None:
           f"{statistics.median(cold):.2f} |")
     print(f"| next image, worker warm (s), median of {len(nexts)} | {statistics.median(nexts):.2f} |")
     print(f"| image asked again, stored (s), median of {len(again)} | {statistics.median(again):.2f} |")
+    print(f"| image asked again: the projection coloured by it too (s), median of {len(coloured)} | "
+          f"{statistics.median(coloured):.2f} |")
     print(f"| projection filter, nothing explained: p50 / p95 (ms), {len(baseline)} | {percentiles(baseline)} |")
     print(f"| projection filter while a worker starts from nothing: p50 / p95 (ms), {len(during)} | "
           f"{percentiles(during)} |")

@@ -17,7 +17,7 @@ from neurocarto.store.ablation_results import result_name, stored_result
 from neurocarto.ui import ablation_jobs
 from neurocarto.ui.figures import ablation_figure
 from neurocarto.ui.inputs import chosen_cut
-from neurocarto.ui.wiring import wired
+from neurocarto.ui.wiring import triggered, wired
 
 TEST_IMAGES = 1000          # held-out images per test
 RANDOM_SETS = 5             # random same-size sets of the same layers to compare with
@@ -114,14 +114,18 @@ def run_test(catalog, set_progress, name):
        Input("test-method", "value"), Input("test-done", "data"), Input("paper", "value"))
 def show_test(catalog, run_key, class_index, cut_choice, selection, method, done, paper):
     """The stored result for the selection and method, the message of a test that could not run, or what the
-    button will do."""
+    button will do; for another class, only a result's view changes (the neurons of a selection without nodes do
+    not)."""
+    class_only = triggered() == {"class.value"} and not selection["nodes"]
     test = _test_of(catalog, run_key, class_index, cut_choice, selection, method)
     if test is None:
-        return HIDDEN, []
+        return (no_update, no_update) if class_only else (HIDDEN, [])
     run, neurons, name = test
     result = stored_result(run, name)
     if result is not None:
         return {}, result_view(result, class_index, bool(paper))
+    if class_only:
+        return no_update, no_update
     if done and done["name"] == name and done["error"]:
         return {}, html.P(f"Not tested: {done['error']}", className="test-problem")
     which = "this neuron" if len(neurons) == 1 else f"these {len(neurons)} neurons"

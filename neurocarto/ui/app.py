@@ -115,8 +115,8 @@ def create_app(cache: str | Path, first_run: str | None = None, launched=None, c
     `compute_jobs` the app runs no model (stored concept tests still show)."""
     cyto.load_extra_layouts()      # also brings cytoscape-svg, which the graph's SVG export needs
     catalog = Catalog(Store(cache), first_run, launched, compute_jobs)
-    app = Dash(__name__, title="NeuroCarto", assets_folder=str(ASSETS), suppress_callback_exceptions=False,
-               background_callback_manager=DiskcacheManager(catalog.jobs))
+    app = Dash(__name__, title="NeuroCarto", update_title=None, assets_folder=str(ASSETS),
+               suppress_callback_exceptions=False, background_callback_manager=DiskcacheManager(catalog.jobs))
     app.layout = lambda: page(catalog.options())
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_REQUEST
     catalog.jobs.add("signing-secret", secrets.token_hex(32))      # one for every worker on this store

@@ -211,13 +211,14 @@ def draw_graph(catalog, run_key, class_index, threshold, mode, cut_choice, selec
 @wired(Output("projection", "figure"),
        Input("run", "value"), Input("class", "value"), Input("projection-filter", "value"),
        Input("selection", "data"), Input("hovered", "data"), Input("paper", "value"),
-       Input("cut-choice", "data"), Input("explained", "data"), Input("projection-show", "value"),
+       Input("cut-choice", "data"), Input("projection-image", "data"), Input("projection-show", "value"),
        State("projection", "relayoutData"))
 def draw_projection(catalog, run_key, class_index, shown_filter, selection, hovered, paper, cut_choice, image,
                     show=("labels",), relayout=None):
-    """The whole scatter when what is shown changes (coloured by an explained image's percentiles, if any, else by
-    layer or by class; concept labels where they fit, density shading, as `show` asks); otherwise only its two
-    overlay traces and the outlines, or for another explained image only the points' colours (Patches)."""
+    """The whole scatter when what is shown changes (coloured by the percentiles of the explained image once its
+    explanation is on screen, `projection-image`, else by layer or by class; concept labels where they fit, density
+    shading, as `show` asks); otherwise only its two overlay traces and the outlines, or for another explained image
+    only the points' colours (Patches); nothing for another class when nothing drawn depends on it."""
     run = catalog.get(run_key)
     if run is None:
         return {}
@@ -251,17 +252,24 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
         shown[members] = True
     explained = explained_of(run, image) if image else None
     values = None if explained is None else explained.percentiles
-    if fired == {"explained.data"} and "class" not in show:       # another image: only the colours change
+    class_free = shown_filter != "class" and not selection["nodes"]     # nothing drawn depends on the class shown
+    if fired and fired <= {"class.value", "projection-image.data"} and "class" not in show and (
+            class_free or "class.value" not in fired):      # another class or image: at most the colours change
+        if "projection-image.data" not in fired:
+            return no_update
         patch, visible = Patch(), np.ones(len(run.neuron_ids), dtype=bool) if shown is None else shown
         for index in range(len(run.layer_names)):
             points = np.flatnonzero((run.layer_of == index) & visible)
             patch["data"][index]["marker"] = layer_marker(index, points, bool(paper), values)
         patch["layout"]["legend"]["title"]["text"] = legend_title(bool(paper), values is not None, False)
+        patch["layout"]["meta"] = image if values is not None else None
         return patch
-    return projection_figure(run.projection, run.layer_of, run.layer_names, shown, highlighted,
-                             selection["neuron"], paper=bool(paper), concepts=concepts, values=values, labels=labels,
-                             density="density" in show, classes=dominant_classes(run) if "class" in show else None,
-                             class_names=run.class_names)
+    figure = projection_figure(run.projection, run.layer_of, run.layer_names, shown, highlighted,
+                               selection["neuron"], paper=bool(paper), concepts=concepts, values=values,
+                               labels=labels, density="density" in show,
+                               classes=dominant_classes(run) if "class" in show else None, class_names=run.class_names)
+    figure["layout"]["meta"] = image if values is not None else None    # the image its points are coloured by
+    return figure
 
 
 @wired(Output("projection", "figure", allow_duplicate=True), Input("projection", "relayoutData"),

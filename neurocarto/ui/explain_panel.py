@@ -1,6 +1,6 @@
 """Explain one image in the app: pick one of the run's images (click an example patch, or type its index) or upload
-one; its prediction, the class graph lit by it (`callbacks.draw_graph`), the projection coloured by it
-(`callbacks.draw_projection`) and a heat map of the selected concept over it.
+one; its prediction, the class graph lit by it (`callbacks.draw_graph`), a heat map of the selected concept over it
+and, once these are on screen (`projection-image`), the projection coloured by it (`callbacks.draw_projection`).
 
 An image explained before shows at once (`store.explanations`, read by any worker). Otherwise the request is queued
 (`store.explain_queue`) for the run's warm worker (`analysis.explain_worker`, a fresh interpreter: the store's spare,
@@ -68,6 +68,7 @@ def explain_panel() -> html.Section:
         dcc.Store(id="explain-spare"),      # (written by no one: the output of the callback that keeps a spare)
         dcc.Store(id="explained-known", data={}),   # "RUN|REFERENCE" → predicted class, of images shown here
         dcc.Store(id="explain-mirror"),     # (the output of the callback that hands the page's state to explain.js)
+        dcc.Store(id="projection-image"),   # the explained image the projection is coloured by, once it is shown
     ])
 
 
@@ -78,6 +79,8 @@ CLIENTSIDE = [      # (function in assets/explain.js, outputs and inputs)
     (ClientsideFunction("explain", "heatOpacity"), Output("explain-heat", "style"), Input("heat-opacity", "value")),
     (ClientsideFunction("explain", "mirror"), Output("explain-mirror", "data"), Input("run", "value"),
      Input("explained-known", "data"), Input("class", "value")),
+    (ClientsideFunction("explain", "projectionImage"), Output("projection-image", "data"),
+     Input("explained", "data")),
 ]
 
 

@@ -315,6 +315,7 @@ CHECKS = {
     ("test-job", "data"): job_name,
     ("test-done", "data"): job_outcome,
     ("explained", "data"): image_reference,
+    ("projection-image", "data"): image_reference,
     ("explain-pending", "data"): explain_pending,
     ("explained-known", "data"): known_images,
     ("image-pick", "data"): image_pick,

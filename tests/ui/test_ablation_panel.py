@@ -83,6 +83,24 @@ def test_a_test_runs_once_reports_progress_and_is_read_after(catalog):
     assert callbacks.restore(catalog, "/", None, url.replace("test=zero", "test=mean"))[-5] == "mean"
 
 
+def test_another_class_redraws_the_panel_only_where_it_depends_on_the_class(catalog, monkeypatch):
+    run = catalog.get(catalog.keys[0])
+    monkeypatch.setattr(ablation_panel, "triggered", lambda: {"class.value"})
+    untested = NO_SELECTION | {"neuron": 7}
+    assert ablation_panel.show_test(catalog, run.key, 2, "auto", untested, "zero", None, []) == (no_update, no_update)
+    assert ablation_panel.show_test(catalog, run.key, 2, "auto", NO_SELECTION, "zero", None, []) == (
+        no_update, no_update)
+    node = run.graph(2, "auto")["nodes"][0]      # a node's members are the class graph's: read again
+    assert ablation_panel.show_test(catalog, run.key, 2, "auto", NO_SELECTION | {"nodes": [node["id"]]}, "zero",
+                                    None, [])[0] == {}
+    result = {"neurons": [7], "method": "zero", "images": 300, "held_out": True, "classes": [
+        {"class": name, "accuracy_before": 0.5, "accuracy_after": 0.25, "logit_before": 1.0, "logit_after": 0.5,
+         "random_drop_mean": 0.1, "random_drop_std": 0.01} for name in run.class_names]}
+    monkeypatch.setattr(ablation_panel, "stored_result", lambda _run, _name: result)
+    style, view = ablation_panel.show_test(catalog, run.key, 2, "auto", untested, "zero", None, [])
+    assert style == {} and run.class_names[2] in str(view[1].children[0].children)     # a result: the class's row
+
+
 def test_nothing_selected_hides_the_action_and_unknown_jobs_do_nothing(catalog):
     run = catalog.get(catalog.keys[0])
     assert ablation_panel.show_test(catalog, run.key, 0, "auto", NO_SELECTION, "zero", None, [])[0] == {

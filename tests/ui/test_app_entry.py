@@ -110,7 +110,8 @@ def test_hover_updates_only_the_projection_overlays(small_fashion_run, monkeypat
     selection = {"nodes": [], "neuron": None, "neurons": []}
     inputs = [("run", "value", manifest["key"]), ("class", "value", 0), ("projection-filter", "value", "all"),
               ("selection", "data", selection), ("hovered", "data", [3, 5]), ("paper", "value", []),
-              ("cut-choice", "data", "auto"), ("explained", "data", None), ("projection-show", "value", ["labels"])]
+              ("cut-choice", "data", "auto"), ("projection-image", "data", None),
+              ("projection-show", "value", ["labels"])]
     state = [("projection", "relayoutData", None)]
     whole = post_callback(client, [("projection", "figure")], inputs, state, changed=["run.value"])
     figure = whole["response"]["projection"]["figure"]

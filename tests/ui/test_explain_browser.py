@@ -22,6 +22,12 @@ def explained(page, action, condition: str, arg=None) -> float:
     return time.perf_counter() - started
 
 
+def coloured_by(page, reference: str) -> None:
+    """Until the projection's points are coloured by the image `reference` (its layout's meta names it)."""
+    page.wait_for_function("(reference) => { const g = document.querySelector('#projection .js-plotly-plot'); "
+                           "return g && g.layout && g.layout.meta === reference; }", arg=reference, timeout=30000)
+
+
 def test_explaining_patches_and_uploads_in_the_browser(server, browser, tmp_path):
     base, manifest = server
     page = open_page(browser, f"{base}/?run={manifest['key']}&class=Coat")
@@ -37,6 +43,7 @@ def test_explaining_patches_and_uploads_in_the_browser(server, browser, tmp_path
     assert page.inner_text("#explain-prediction").startswith(f"image {images[0]} · true class ")
     assert f"image={images[0]}" in page.url and f"lit by image {images[0]}" in page.inner_text("#graph-title")
     assert page.evaluate(f"() => {CY}.edges('.chain').length") >= 1          # the image's path
+    coloured_by(page, f"run:{images[0]}")      # the projection follows, once the rest is on screen
     assert page.is_visible("#projection .colorbar")
     page.screenshot(path=SHOTS / "28-explain-patch.png")
 
@@ -55,6 +62,7 @@ def test_explaining_patches_and_uploads_in_the_browser(server, browser, tmp_path
     Image.fromarray((np.random.default_rng(7).random((28, 28)) * 255).astype(np.uint8)).save(grey)
     explained(page, lambda: page.set_input_files("#explain-upload input[type=file]", str(grey)), "() => /image=[0-9a-f]{64}/.test(location.search)")
     assert page.inner_text("#explain-prediction").startswith("upload · uploaded image (true class unknown)")
+    coloured_by(page, "upload:" + page.url.split("image=")[1][:64])
     page.screenshot(path=SHOTS / "29-explain-upload.png")
 
     other = open_page(browser, page.url)            # the URL reopens the explained upload

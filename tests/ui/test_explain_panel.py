@@ -11,7 +11,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from dash import no_update
+from dash import Patch, no_update
 from PIL import Image
 
 from neurocarto.store import explain_queue
@@ -102,11 +102,23 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
     for image, filter in (("run:5", "class"), (None, "all")):     # another image shown: the colours only, as a Patch
         full = callbacks.draw_projection(catalog, run.key, 0, filter, NO_SELECTION, [], [], "auto", image)
         with monkeypatch.context() as patch:
-            patch.setattr(callbacks, "triggered", lambda: {"explained.data"})
+            patch.setattr(callbacks, "triggered", lambda: {"projection-image.data"})
             recoloured = callbacks.draw_projection(catalog, run.key, 0, filter, NO_SELECTION, [], [], "auto", image)
         assigned = {tuple(o["location"]): o["params"]["value"] for o in recoloured.to_plotly_json()["operations"]}
         assert assigned == {**{("data", i, "marker"): full["data"][i]["marker"] for i in range(len(run.layer_names))},
-                            ("layout", "legend", "title", "text"): full["layout"]["legend"]["title"]["text"]}
+                            ("layout", "legend", "title", "text"): full["layout"]["legend"]["title"]["text"],
+                            ("layout", "meta"): image} and full["layout"]["meta"] == image
+    node = run.graph(1, "auto")["nodes"][0]
+    for fired, filter, selection, expected in (      # another class: nothing, or the colours, unless drawn by class
+            ({"class.value"}, "all", NO_SELECTION | {"neuron": 3}, "nothing"),
+            ({"class.value", "projection-image.data"}, "clusters", NO_SELECTION, "colours"),
+            ({"class.value"}, "class", NO_SELECTION, "figure"),
+            ({"class.value"}, "all", NO_SELECTION | {"nodes": [node["id"]]}, "figure")):
+        with monkeypatch.context() as patch:
+            patch.setattr(callbacks, "triggered", lambda: fired)
+            drawn = callbacks.draw_projection(catalog, run.key, 1, filter, selection, [], [], "auto", "run:5")
+        kind = "nothing" if drawn is no_update else "colours" if isinstance(drawn, Patch) else "figure"
+        assert kind == expected, (fired, filter, selection)
 
     style, base, heat, caption, prediction, remember = explain_panel.show_explanation(
         catalog, "run:5", run.key, 0, "auto", NO_SELECTION | {"neuron": 3}, {})
