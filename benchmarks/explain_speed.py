@@ -9,11 +9,13 @@ Neurons are a seeded choice whose top images no one has explained yet.
   that has run a while has one (the page starts it when none is alive); the click makes the spare the run's worker,
   which loads the model.
 - Next image: the neuron's second patch, through the worker now warm. Asked again: the first patch again (stored:
-  read, no job), at once; then also until the projection is coloured by it (the page colours it once the lit graph
-  and the heat map are on screen).
+  read, no job); then also until the projection is coloured by it (the page colours it once the lit graph and the
+  heat map are on screen). Each is clicked once the image before is on screen with the projection coloured by it, as
+  a person reads one result before picking the next.
 - No spare: every explain worker ended just before the click, so the worker starts from nothing and imports torch.
   Meanwhile the projection filter is toggled every half second, as a person might, each answer timed, against the
-  same toggles with nothing being explained, in the same run.
+  same toggles with nothing being explained, in the same run: on the page (until the drawn points change) and on the
+  server (its request's round trip on localhost, the measure of app_latency.py).
 """
 from __future__ import annotations
 
@@ -111,6 +113,32 @@ def wait_for_spare(cache: str, timeout: float = 60) -> None:
     jobs.close()
 
 
+class FilterRequests:
+    """Round trips (s) of the requests the projection filter sends, filed under the phase current when each was sent."""
+
+    def __init__(self, page):
+        self.phase: str | None = None
+        self.times: dict[str, list[float]] = {"idle": [], "during": []}
+        self.sent: dict = {}
+        page.on("request", self.record_sent)
+        page.on("requestfinished", self.record_finished)
+
+    def record_sent(self, request) -> None:
+        if self.phase and '"projection-filter.value"' in (request.post_data or ""):
+            self.sent[request] = self.phase
+
+    def record_finished(self, request) -> None:
+        phase = self.sent.pop(request, None)
+        if phase and request.timing["responseEnd"] >= 0:
+            self.times[phase].append(request.timing["responseEnd"] / 1000)
+
+
+COLOURED_BY = """(image) => {
+    const projection = document.querySelector('#projection .js-plotly-plot');
+    return Boolean(projection.layout && projection.layout.meta === 'run:' + image);
+}"""
+
+
 def explain(page, image: int, timeout: int = 120000) -> float:
     """Click the patch of `image`; seconds until the graph is lit by it and its heat map has loaded."""
     page.evaluate(CLICK_AND_TIME, str(image))
@@ -136,6 +164,7 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                  args=list(CHROMIUM_FLAGS))
             page = browser.new_page(viewport={"width": 1600, "height": 900})
+            requests = FilterRequests(page)
             state = {"class": False}
             for neuron, first, second in trials[args.images:]:
                 page.goto(f"{base}/?run={key}&class=Coat&select={neuron}")
@@ -143,8 +172,10 @@ def main() -> None:
                 page.wait_for_timeout(1000)
                 end_workers(args.cache, key, spare_too=True)
                 state["class"] = False
+                requests.phase = "idle"
                 for _ in range(3):
                     baseline.append(toggle_filter(page, state))
+                requests.phase = "during"
                 started = toggled = time.perf_counter()
                 page.evaluate(CLICK_AND_TIME, str(first))
                 while page.evaluate("() => window.timing") is None:
@@ -157,6 +188,7 @@ def main() -> None:
                         during.append(seconds)
                     if time.perf_counter() - started > 120:
                         raise RuntimeError(f"image {first} was not explained within 120 s")
+                requests.phase = None
                 cold.append(page.evaluate("() => window.timing"))
             for neuron, first, second in trials[:args.images]:
                 end_workers(args.cache, key, spare_too=False)
@@ -164,7 +196,9 @@ def main() -> None:
                 page.wait_for_selector(f"#examples img.pickable[data-image='{second}']", timeout=60000)
                 wait_for_spare(args.cache)
                 firsts.append(explain(page, first))
+                page.wait_for_function(COLOURED_BY, arg=str(first), timeout=30000)
                 nexts.append(explain(page, second))
+                page.wait_for_function(COLOURED_BY, arg=str(second), timeout=30000)
                 again.append(explain(page, first))
                 page.wait_for_function("() => window.projectionTiming !== null", timeout=30000)
                 coloured.append(page.evaluate("() => window.projectionTiming"))
@@ -184,6 +218,10 @@ def main() -> None:
     print(f"| projection filter, nothing explained: p50 / p95 (ms), {len(baseline)} | {percentiles(baseline)} |")
     print(f"| projection filter while a worker starts from nothing: p50 / p95 (ms), {len(during)} | "
           f"{percentiles(during)} |")
+    print(f"| its request on the server, nothing explained: p50 / p95 (ms), {len(requests.times['idle'])} | "
+          f"{percentiles(requests.times['idle'])} |")
+    print(f"| its request on the server while a worker starts from nothing: p50 / p95 (ms), "
+          f"{len(requests.times['during'])} | {percentiles(requests.times['during'])} |")
 
 
 if __name__ == "__main__":

@@ -305,13 +305,18 @@ class StoredRun:
     def max_in_edges(self) -> int:
         return int(self.config.get("graph", {}).get("max_in_edges", 10))
 
-    def resolve_nodes(self, graph: dict, node_ids: list[str], cut: str | float) -> list[dict]:
-        """The nodes of `graph` that hold the neurons these ids name (ids of any cut), without repeats."""
+    def resolve_nodes(self, graph: dict, node_ids: list[str], cut: str | float, outside: bool = False) -> list[dict]:
+        """The nodes of `graph` that hold the neurons these ids name (ids of any cut), without repeats. With `outside`,
+        an id that no node holds stands as a node of its own, marked `outside`: the neuron, or its cluster at the cut
+        (as after a switch to a class whose graph lacks what was selected)."""
         labels, found, seen = self.clustering(cut).labels, [], set()
         for node_id in node_ids:
             neuron, via_cluster = concept_graph.anchor_neuron(node_id, self.neuron_index)
             node = None if neuron is None else concept_graph.node_holding(graph, neuron, labels, self.layer_of,
                                                                           via_cluster)
+            if node is None and outside and neuron is not None and not (via_cluster and labels[neuron] < 0):
+                node = {"id": node_id, "members": [int(m) for m in self.members(node_id, cut)], "outside": True,
+                        "cluster": int(labels[neuron]) if via_cluster else -1, "layer_index": int(self.layer_of[neuron])}
             if node is not None and node["id"] not in seen:
                 seen.add(node["id"])
                 found.append(node)

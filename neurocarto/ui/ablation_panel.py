@@ -50,7 +50,8 @@ def selected_neurons(run, class_index, cut, selection: dict) -> np.ndarray:
     found = list(selection["neurons"]) + ([selection["neuron"]] if selection["neuron"] is not None else [])
     if selection["nodes"] and class_index is not None:
         graph = run.graph(int(class_index), cut)
-        found += [n for node in run.resolve_nodes(graph, selection["nodes"], cut) for n in node["members"]]
+        found += [n for node in run.resolve_nodes(graph, selection["nodes"], cut, outside=True)
+                  for n in node["members"]]
     return np.unique(np.array(found, dtype=np.int64))
 
 

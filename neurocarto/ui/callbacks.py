@@ -224,7 +224,7 @@ def draw_projection(catalog, run_key, class_index, shown_filter, selection, hove
         return {}
     cut = chosen_cut(run, cut_choice)
     graph = run.graph(int(class_index), cut) if class_index is not None else None
-    selected = [] if graph is None else run.resolve_nodes(graph, selection["nodes"], cut)
+    selected = [] if graph is None else run.resolve_nodes(graph, selection["nodes"], cut, outside=True)
     members = [n for node in selected for n in node["members"]]
     highlighted = list(hovered or []) + members + list(selection.get("neurons") or [])
     if selection["neuron"] is not None:
@@ -283,7 +283,7 @@ def relabel_projection(catalog, relayout, run_key, class_index, selection, paper
         return no_update
     cut = chosen_cut(run, cut_choice)
     graph = run.graph(int(class_index), cut) if class_index is not None else None
-    selected = [] if graph is None else run.resolve_nodes(graph, selection["nodes"], cut)
+    selected = [] if graph is None else run.resolve_nodes(graph, selection["nodes"], cut, outside=True)
     outlines = concept_outlines(run.projection, [(node["members"], concept_name(run, node)) for node in selected],
                                 bool(paper))
     patch = Patch()
@@ -394,7 +394,7 @@ def examples(catalog, run_key, class_index, cut_choice, selection):
                                                         for r in range(min(4, run.patch_count))])])
             for n in run.neighbor_table[neuron, :10]])
         blocks.append(related)
-    for node in run.resolve_nodes(graph, selection["nodes"], cut) if graph["nodes"] else []:
+    for node in run.resolve_nodes(graph, selection["nodes"], cut, outside=True):
         members = node["members"]
         size, similarity = run.cluster_similarity(cut, node["cluster"], node["layer_index"]) \
             if node["cluster"] >= 0 else (0, 0.0)

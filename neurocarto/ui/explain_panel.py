@@ -270,7 +270,7 @@ def heat_concept(run, graph: dict, explained, selection: dict, cut) -> tuple[lis
     node, else the graph node most lit by the image."""
     if selection["neuron"] is not None:
         return [selection["neuron"]], run.neuron_ids[selection["neuron"]]
-    chosen = run.resolve_nodes(graph, selection["nodes"], cut)
+    chosen = run.resolve_nodes(graph, selection["nodes"], cut, outside=True)
     if chosen:
         return chosen[-1]["members"], chosen[-1]["id"]
     if not graph["nodes"]:

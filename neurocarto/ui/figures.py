@@ -220,6 +220,8 @@ def node_title(node: dict, cluster_size: int, cluster_similarity: float) -> str:
         if cluster_size > count:
             title += f" of the cluster's {cluster_size} in this class's graph"
         title += f", mean within-cluster similarity {cluster_similarity:.2f}"
+    if node.get("outside"):
+        title += " · not in this class's graph"
     return title
 
 

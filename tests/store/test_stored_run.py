@@ -52,6 +52,16 @@ def test_a_runs_graph_at_any_cut(small_fashion_run):
         [found] = data.resolve_nodes(coarse, [fine["nodes"][0]["id"]], 0.05)
         assert fine["nodes"][0]["members"][0] in found["members"]
         assert data.resolve_nodes(coarse, ["nope:c1", "conv2:x", "conv2:99999"], 0.05) == []
+        # what another class's graph lacks stands as a node of its own only when asked (`outside`)
+        absent = [(node, other) for other in range(len(data.class_names)) for node in coarse["nodes"]
+                  if not data.resolve_nodes(data.graph(other, 0.05), [node["id"]], 0.05)]
+        assert absent, "every node of class 4's graph is in every other class's graph"
+        for node, other in absent[:20]:
+            [alone] = data.resolve_nodes(data.graph(other, 0.05), [node["id"]], 0.05, outside=True)
+            assert alone["outside"] and alone["id"] == node["id"] and alone["cluster"] == node["cluster"]
+            assert alone["members"] == sorted(data.members(node["id"], 0.05).tolist())
+            assert set(node["members"]) <= set(alone["members"])
+        assert data.resolve_nodes(coarse, ["nope:c1", "conv2:x", "conv2:99999"], 0.05, outside=True) == []
 
 
 def test_stage_names_are_the_pipelines():

@@ -71,3 +71,21 @@ def test_graph_projection_and_examples_follow_the_selection(catalog):
     assert callbacks.hover_point(catalog, {"points": [{}]}, run.key) == (False, no_update, no_update)
     picked = callbacks.pick_neurons(catalog, None, {"points": [{"customdata": 5}, {"customdata": 2}]}, NO_SELECTION)
     assert picked == {"nodes": [], "neuron": None, "neurons": [2, 5]}
+
+
+
+def test_a_selection_another_class_lacks_keeps_its_examples(catalog, monkeypatch):
+    """After a switch (an explained image's prediction), a selected node that class's graph lacks still shows its
+    examples, heat map neurons and outlines, said to be outside the graph."""
+    run = catalog.get(catalog.keys[0])
+    node, other = next((node, other) for node in run.graph(4)["nodes"] for other in range(len(run.class_names))
+                       if not run.resolve_nodes(run.graph(other), [node["id"]], "auto"))
+    selection = {"nodes": [node["id"]], "neuron": None, "neurons": []}
+    monkeypatch.setattr(callbacks, "triggered", lambda: {"class.value"})
+    blocks = str(callbacks.examples(catalog, run.key, other, "auto", selection))
+    assert "not in this class's graph" in blocks
+    assert all(f"/patch/{run.key}/{member}/0.png" in blocks for member in node["members"][:10])
+    monkeypatch.setattr(callbacks, "triggered", set)
+    figure = callbacks.draw_projection(catalog, run.key, other, "all", selection, [], [], "auto", None)
+    highlighted = figure["data"][len(run.layer_names)]["customdata"]
+    assert set(node["members"]) <= set(highlighted)

@@ -46,6 +46,7 @@ def test_node_title_says_how_much_of_its_cluster_the_class_graph_holds():
     assert node_title(part, 5, 0.456) == "mixed4b:c3: 2 neurons of the cluster's 5 in this class's graph, " \
                                           "mean within-cluster similarity 0.46"
     assert node_title(part, 2, 0.5) == "mixed4b:c3: 2 neurons, mean within-cluster similarity 0.50"
+    assert node_title({**single, "outside": True}, 0, 0.0) == "mixed4b:17: 1 neuron · not in this class's graph"
 
 
 
