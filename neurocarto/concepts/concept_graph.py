@@ -129,3 +129,26 @@ def node_holding(graph: dict, neuron: int, labels: np.ndarray, layer_of: np.ndar
                 via_cluster and label >= 0 and node["cluster"] == label)):
             return node
     return None
+
+
+def typical_images(top_images: np.ndarray, image_labels: np.ndarray, neurons, layer_of: np.ndarray,
+                   class_index: int, ranks: int, count: int) -> list[tuple[int, int, int]]:
+    """The class's own images that most of `neurons` (its graph's) hold among their first `ranks` top images, most
+    often held first (ties: the lower image id), at most `count`, each as (image, neuron, rank) naming the patch that
+    shows it: the holder of the highest layer (its patch covers most of the image), then the best rank."""
+    neurons = np.asarray(neurons, dtype=np.int64)
+    ranks = min(ranks, top_images.shape[1])
+    images = top_images[neurons, :ranks].ravel()
+    holders = np.repeat(neurons, ranks)
+    rank_of = np.tile(np.arange(ranks), len(neurons))
+    own = (images >= 0) & (image_labels[np.clip(images, 0, None)] == class_index)
+    images, holders, rank_of = images[own], holders[own], rank_of[own]
+    if not len(images):
+        return []
+    found, held = np.unique(images, return_counts=True)
+    chosen = found[np.lexsort((found, -held))][:count]
+    best = np.lexsort((holders, rank_of, -layer_of[holders], images))      # per image: its best holder first
+    first = {}
+    for i in best:
+        first.setdefault(int(images[i]), (int(holders[i]), int(rank_of[i])))
+    return [(int(image), *first[int(image)]) for image in chosen]

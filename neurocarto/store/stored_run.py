@@ -322,6 +322,14 @@ class StoredRun:
                 found.append(node)
         return found
 
+    def typical_images(self, which: int | str, count: int = 8) -> list[tuple[int, int, int]]:
+        """(image, neuron, rank) of the class's own images its graph's neurons hold most among their top images
+        that have patches (`concept_graph.typical_images`); the same at every cut, which only regroups them."""
+        class_index = self.class_of(which)
+        neurons = [n for node in self.graph(class_index)["nodes"] for n in node["members"]]
+        return concept_graph.typical_images(self.top_images, self.image_labels, neurons, self.layer_of, class_index,
+                                            self.patch_count, count)
+
     # ---- patches and labels ----
 
     @property

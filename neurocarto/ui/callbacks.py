@@ -18,17 +18,13 @@ from neurocarto.ui.figures import (class_bar_figure, concept_outlines, layer_mar
 from neurocarto.ui.graph_view import Frame, cascade, graph_elements, graph_stylesheet
 from neurocarto.ui.inputs import MAX_NODES, bounded_callback, chosen_cut, share
 from neurocarto.ui.layout import IDLE_POLL_MS, PROGRESS_POLL_MS
-from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks, patch_image
+from neurocarto.ui.panels import class_options_of, concept_name, neuron_block, node_looks, patch_image, patch_url
 from neurocarto.ui.progress_view import incomplete_runs, launch_panel, progress_line, progress_panel, run_progress
 from neurocarto.ui.url_state import ViewState, read_query
 from neurocarto.ui.projection_labels import SHOWN, concept_labels, dominant_classes, visible_range
 from neurocarto.ui.wiring import callbacks_of, triggered, wired, with_catalog
 
 EMPTY_SELECTION = {"nodes": [], "neuron": None, "neurons": []}
-
-
-def patch_url(run_key: str):
-    return lambda neuron, rank: f"/patch/{run_key}/{int(neuron)}/{int(rank)}.png"
 
 
 @wired(Output("run", "value"), Output("class", "options", allow_duplicate=True), Output("class", "value"),

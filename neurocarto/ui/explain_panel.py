@@ -1,6 +1,7 @@
-"""Explain one image in the app: pick one of the run's images (click an example patch, or type its index) or upload
-one; its prediction, the class graph lit by it (`callbacks.draw_graph`), a heat map of the selected concept over it
-and, once these are on screen (`projection-image`), the projection coloured by it (`callbacks.draw_projection`).
+"""Explain one image in the app: pick one of the run's images (click an example patch or one of the class's images in
+the panel's strip, or type its index) or upload one; its prediction, the class graph lit by it
+(`callbacks.draw_graph`), a heat map of the selected concept over it and, once these are on screen
+(`projection-image`), the projection coloured by it (`callbacks.draw_projection`).
 
 An image explained before shows at once (`store.explanations`, read by any worker). Otherwise the request is queued
 (`store.explain_queue`) for the run's warm worker (`analysis.explain_worker`, a fresh interpreter: the store's spare,
@@ -24,6 +25,7 @@ from neurocarto.store.explanations import explained_of, run_image, store_upload,
 from neurocarto.store.uploads import MAX_UPLOAD_BYTES, read_upload, too_large
 from neurocarto.ui.ablation_jobs import alive
 from neurocarto.ui.inputs import chosen_cut
+from neurocarto.ui.panels import patch_image, patch_url
 from neurocarto.ui.wiring import triggered, wired
 
 WORKER = "neurocarto.analysis.explain_worker"
@@ -31,6 +33,7 @@ POLL_MS = 100               # how often the page looks for a pending explanation
 GIVE_UP_SECONDS = 180       # a pending explanation not there by then is reported as lost
 WAIT_SECONDS = 0.8          # a request waits this long for its worker's answer before the page polls
 HEAT_MEMBERS = 16           # members whose maps a concept's heat map averages
+STRIP_IMAGES = 6            # the class's images offered in the panel's strip
 NO_JOBS = ("this server runs no compute jobs (it was started with --no-jobs); images explained before still show")
 SHOWN, HIDDEN = {}, {"display": "none"}
 
@@ -47,6 +50,7 @@ def explain_panel() -> html.Section:
                        children=html.Span(["or ", html.A("upload"), " a PNG, JPEG or WebP"])),
             html.Button("×", id="explain-clear", className="explain-clear", title="stop explaining this image"),
         ]),
+        html.Div(id="explain-strip", className="explain-strip"),
         html.P("…or click any example patch below.", id="explain-status", className="explain-status"),
         html.Div(id="explain-result", style=HIDDEN, children=[
             html.Div(className="explain-figure", children=[
@@ -131,6 +135,20 @@ def awaited(catalog, run, reference: str) -> bool | str:
             return error
         time.sleep(0.01)
     return False
+
+
+@wired(Output("explain-strip", "children"), Input("run", "value"), Input("class", "value"))
+def class_strip(catalog, run_key, class_index):
+    """A row of the class's own images that its graph's neurons fire on most, each shown by a patch; a click explains
+    it (`assets/explain.js`)."""
+    run = catalog.get(run_key)
+    if run is None or class_index is None:
+        return []
+    url, chosen = patch_url(run.key), run.typical_images(int(class_index), STRIP_IMAGES)
+    return [html.Span(f"or a {run.class_names[int(class_index)]}:", className="strip-label",
+                      title="this class's own images that its graph's neurons fire on most: click one to explain it"),
+            html.Div(className="patches", children=[patch_image(run, url, neuron, rank, 32)
+                                                    for _, neuron, rank in chosen])] if chosen else []
 
 
 @wired(Output("explain-spare", "data"), Input("run", "value"))

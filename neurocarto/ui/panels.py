@@ -51,6 +51,11 @@ def neuron_block(run, neuron: int, url, heading: str | None, count: int = 9) -> 
     return children
 
 
+def patch_url(run_key: str):
+    """The address of a neuron's patch of its rank-th top image."""
+    return lambda neuron, rank: f"/patch/{run_key}/{int(neuron)}/{int(rank)}.png"
+
+
 def patch_image(run, url, neuron: int, rank: int, side: int) -> html.Img:
     """A neuron's patch of its `rank`-th top image; a click explains that image (`assets/explain.js`)."""
     image = int(run.top_images[neuron, rank]) if rank < run.top_images.shape[1] else -1

@@ -10,6 +10,7 @@ from neurocarto.concepts.concept_graph import (
     class_nodes,
     cluster_anchors,
     node_holding,
+    typical_images,
 )
 
 LAYERS = ["a", "b"]
@@ -101,3 +102,25 @@ def test_a_node_id_of_any_cut_finds_the_node_that_holds_its_neuron():
     assert node_holding(graph, 15, coarse, LAYER_OF, False) is None              # 15 itself is not in the graph
     graph = {"nodes": class_nodes(chosen, LAYERS, OFFSETS, LAYER_OF, fine, cluster_anchors(fine, LAYER_OF))}
     assert node_holding(graph, 28, fine, LAYER_OF, True)["id"] == "b:18"         # the cluster split: its own node
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_typical_images_are_the_class_images_most_held_shown_by_the_highest_layer(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, 40)
+    top = rng.integers(0, 40, (30, 6))
+    top[rng.random(top.shape) < 0.1] = -1                   # unfilled top-k slots
+    neurons = rng.choice(30, 12, replace=False)
+    found = typical_images(top, labels, neurons, LAYER_OF, 1, 4, 5)
+    held: dict[int, list[tuple]] = {}                       # brute force: every (image, holder, rank) of the class
+    for neuron in neurons:
+        for rank in range(4):
+            image = int(top[neuron, rank])
+            if image >= 0 and labels[image] == 1:
+                held.setdefault(image, []).append((-LAYER_OF[neuron], rank, int(neuron)))
+    order = sorted(held, key=lambda image: (-len(held[image]), image))[:5]
+    assert [image for image, _, _ in found] == order
+    for image, neuron, rank in found:
+        _, best_rank, best_neuron = min(held[image])
+        assert (neuron, rank) == (best_neuron, best_rank) and top[neuron, rank] == image
+    assert typical_images(top, labels, neurons, LAYER_OF, 7, 4, 5) == []      # a class with no images held

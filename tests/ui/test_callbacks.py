@@ -21,9 +21,9 @@ def catalog(small_fashion_run):
 def test_every_callback_is_wired_once():
     modules = (callbacks, ablation_panel, explain_panel, compare_view, units_bar)
     names = [function.__name__ for module in modules for function, _, _ in callbacks_of(module)]
-    assert len(names) == len(set(names)) == 35 and {"restore", "examples", "run_test", "poll_explain", "prepare_spare",
-                                                    "show_explanation", "open_comparison", "relabel_projection",
-                                                    "turn_page"} <= set(names)
+    assert len(names) == len(set(names)) == 36 and {"restore", "examples", "class_strip", "run_test", "poll_explain",
+                                                    "prepare_spare", "show_explanation", "open_comparison",
+                                                    "relabel_projection", "turn_page"} <= set(names)
 
 
 def test_the_url_restores_the_view_it_wrote(catalog):

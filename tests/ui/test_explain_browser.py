@@ -58,6 +58,13 @@ def test_explaining_patches_and_uploads_in_the_browser(server, browser, tmp_path
                               "(image) => document.getElementById('explain-prediction').innerText.startsWith("
                               "'image ' + image + ' ')", images[0])
 
+    shown_class = page.inner_text("#explain-strip .strip-label")[5:-1]   # "or a NAME:", its own images
+    strip = page.locator("#explain-strip img.pickable").first
+    strip_image = strip.get_attribute("data-image")
+    explained(page, strip.click, "(image) => document.getElementById('explain-prediction').innerText.startsWith("
+                                 "'image ' + image + ' ')", strip_image)
+    assert f"true class {shown_class}" in page.inner_text("#explain-prediction")
+
     grey = tmp_path / "mine.png"
     Image.fromarray((np.random.default_rng(7).random((28, 28)) * 255).astype(np.uint8)).save(grey)
     explained(page, lambda: page.set_input_files("#explain-upload input[type=file]", str(grey)), "() => /image=[0-9a-f]{64}/.test(location.search)")

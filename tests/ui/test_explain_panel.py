@@ -147,6 +147,19 @@ def test_a_picked_image_is_explained_by_the_warm_worker_and_lights_the_views(cat
     assert explain_panel.clear_explanation(catalog, 1)[:2] == (None, None)
 
 
+def test_the_strip_offers_the_class_images_its_graph_holds_most(catalog):
+    run = catalog.get(catalog.keys[0])
+    for class_index in (0, 4):
+        label, row = explain_panel.class_strip(catalog, run.key, class_index)
+        assert label.children == f"or a {run.class_names[class_index]}:"
+        assert 0 < len(row.children) <= explain_panel.STRIP_IMAGES
+        for image, picked in zip(run.typical_images(class_index), row.children):
+            neuron, rank = map(int, picked.src.removesuffix(".png").split("/")[-2:])
+            assert int(picked.to_plotly_json()["props"]["data-image"]) == image[0] == run.top_images[neuron, rank]
+            assert run.image_labels[image[0]] == class_index
+    assert explain_panel.class_strip(catalog, "no-such-run", 0) == []
+
+
 def test_the_spare_worker_becomes_the_next_runs_worker_and_is_replaced(catalog):
     """A page keeps one spare (torch imported); a run without a live worker takes it, answered within the request,
     and a new spare starts."""
