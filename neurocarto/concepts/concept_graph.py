@@ -148,7 +148,6 @@ def typical_images(top_images: np.ndarray, image_labels: np.ndarray, neurons, la
     found, held = np.unique(images, return_counts=True)
     chosen = found[np.lexsort((found, -held))][:count]
     best = np.lexsort((holders, rank_of, -layer_of[holders], images))      # per image: its best holder first
-    first = {}
-    for i in best:
-        first.setdefault(int(images[i]), (int(holders[i]), int(rank_of[i])))
-    return [(int(image), *first[int(image)]) for image in chosen]
+    _, first = np.unique(images[best], return_index=True)                  # aligned with `found`
+    shown = best[first[np.searchsorted(found, chosen)]]
+    return [(int(image), int(holders[i]), int(rank_of[i])) for image, i in zip(chosen, shown)]
